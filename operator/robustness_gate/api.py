@@ -1,0 +1,583 @@
+"""The RobustnessGate resource: pydantic models that are the single source of truth for the CRD.
+
+crd.py turns these models into the CustomResourceDefinition; the operator and the CLI parse
+resources with them. Pure: no I/O library is imported here.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from robustness_gate.durations import DURATION_PATTERN, parse_duration
+
+GROUP = "robustness.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "RobustnessGate"
+PLURAL = "robustnessgates"
+SINGULAR = "robustnessgate"
+SHORT_NAMES = ["rgate"]
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, json_schema_extra={"example": "30s"}),
+]
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Label matchers a user may add to generated histogram queries, e.g. app="fraud",route!~"/health.*".
+LABEL_MATCHERS = r'^\s*([a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"([^"\\]|\\.)*"\s*(,\s*|$))*$'
+METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+MAX_LOOKS = 10_000
+
+
+class Model(BaseModel):
+    """camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False
+    )
+
+
+# ---------------------------------------------------------------- enums
+
+
+class Direction(StrEnum):
+    INCREASE = "Increase"
+    DECREASE = "Decrease"
+
+
+class CompareTest(StrEnum):
+    SEQUENTIAL = "Sequential"
+    MANN_WHITNEY = "MannWhitney"
+
+
+class DriftEffect(StrEnum):
+    PSI = "PSI"
+    JENSEN_SHANNON = "JensenShannon"
+    WASSERSTEIN = "Wasserstein"
+
+
+class OnPass(StrEnum):
+    PROMOTE = "Promote"
+    NONE = "None"
+
+
+class OnFail(StrEnum):
+    ROLLBACK = "Rollback"
+    PAUSE = "Pause"
+    NONE = "None"
+
+
+class OnInconclusive(StrEnum):
+    ROLLBACK = "Rollback"
+    PAUSE = "Pause"
+    PROMOTE = "Promote"
+    NONE = "None"
+
+
+class Verdict(StrEnum):
+    PASS = "Pass"
+    MARGINAL = "Marginal"
+    FAIL = "Fail"
+    NO_DATA = "NoData"
+
+
+class Action(StrEnum):
+    CONTINUE = "Continue"
+    PROMOTE = "Promote"
+    ROLLBACK = "Rollback"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    ANALYZING = "Analyzing"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    PAUSED = "Paused"
+    INCONCLUSIVE = "Inconclusive"
+    INVALID = "Invalid"
+    ERROR = "Error"
+
+
+# ---------------------------------------------------------------- spec
+
+
+class TargetRef(Model):
+    """The workload whose canary is judged."""
+
+    api_version: Literal["argoproj.io/v1alpha1", "apps/v1"] = Field(
+        description="argoproj.io/v1alpha1 for a Rollout, apps/v1 for a Deployment."
+    )
+    kind: Literal["Rollout", "Deployment"] = Field(description="Rollout or Deployment.")
+    name: str = Field(min_length=1, max_length=253, description="Name in the gate's namespace.")
+
+    @model_validator(mode="after")
+    def _kind_matches_api_version(self) -> TargetRef:
+        expected = {"Rollout": "argoproj.io/v1alpha1", "Deployment": "apps/v1"}[self.kind]
+        if self.api_version != expected:
+            raise ValueError(f"a {self.kind} has apiVersion {expected}, not {self.api_version!r}")
+        return self
+
+
+class StableRef(Model):
+    """The stable Deployment of a canary/stable Deployment pair."""
+
+    name: str = Field(min_length=1, max_length=253, description="Stable Deployment in the gate's namespace.")
+
+
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, description="Secret in the gate's namespace.")
+    key: str = Field(min_length=1, description="Key inside the Secret.")
+
+
+class BasicAuthSecretRef(Model):
+    name: str = Field(min_length=1, description="Secret in the gate's namespace.")
+    username_key: str = Field("username", description="Key holding the user name.")
+    password_key: str = Field("password", description="Key holding the password.")
+
+
+class PrometheusAuth(Model):
+    """Credentials are only ever read from Secrets; they never appear in status, events or logs."""
+
+    bearer_token_secret_ref: SecretKeyRef | None = Field(None, description="Bearer token from a Secret key.")
+    basic_auth_secret_ref: BasicAuthSecretRef | None = Field(None, description="Basic auth from a Secret.")
+
+    @model_validator(mode="after")
+    def _one_method(self) -> PrometheusAuth:
+        if self.bearer_token_secret_ref and self.basic_auth_secret_ref:
+            raise ValueError("set bearerTokenSecretRef or basicAuthSecretRef, not both")
+        return self
+
+
+class PrometheusSpec(Model):
+    address: str = Field(
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+    )
+    timeout: Duration = Field("10s", description="Timeout of one query.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers (not for secrets: use auth)."
+    )
+    auth: PrometheusAuth | None = Field(None, description="Credentials from Secret references.")
+    insecure_skip_verify: bool = Field(False, description="Skip TLS certificate verification.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("timeout must be positive, e.g. 10s")
+        return value
+
+
+class MinTraffic(Model):
+    canary: int = Field(200, ge=0, description="Requests (or observations) the canary must serve first.")
+    baseline: int = Field(200, ge=0, description="Requests (or observations) the baseline must serve first.")
+
+
+class AnalysisSpec(Model):
+    interval: Duration = Field("30s", description="Time between looks; also the PromQL {{window}}.")
+    min_duration: Duration = Field("2m", description="Never promote earlier than this.")
+    max_duration: Duration = Field("30m", description="After this, onInconclusive applies.")
+    false_positive_rate: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="Chance of rolling back a healthy canary, held over all looks and metrics.",
+    )
+    min_traffic: MinTraffic = Field(default_factory=MinTraffic, description="Minimum traffic per side.")
+
+    @model_validator(mode="after")
+    def _durations_consistent(self) -> AnalysisSpec:
+        interval = parse_duration(self.interval)
+        min_duration = parse_duration(self.min_duration)
+        max_duration = parse_duration(self.max_duration)
+        if interval < 1:
+            raise ValueError(f"interval {self.interval} is shorter than 1s; use at least 1s")
+        if interval > 3600:
+            raise ValueError(f"interval {self.interval} is longer than 1h; use at most 1h")
+        if max_duration > 7 * 24 * 3600:
+            raise ValueError(f"maxDuration {self.max_duration} is longer than 7 days (168h)")
+        if min_duration > max_duration:
+            raise ValueError(
+                f"minDuration {self.min_duration} is longer than maxDuration {self.max_duration}"
+            )
+        if max_duration < interval:
+            raise ValueError(f"maxDuration {self.max_duration} is shorter than interval {self.interval}")
+        if max_duration / interval > MAX_LOOKS:
+            raise ValueError(
+                f"maxDuration / interval is {max_duration / interval:.0f} looks; at most {MAX_LOOKS} are "
+                "allowed (a Prometheus range query returns at most 11000 points): lengthen the interval"
+            )
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def min_duration_seconds(self) -> float:
+        return parse_duration(self.min_duration)
+
+    @property
+    def max_duration_seconds(self) -> float:
+        return parse_duration(self.max_duration)
+
+
+class ErrorRateSource(Model):
+    """Bad events over all events, e.g. 5xx responses over requests."""
+
+    errors: str = Field(min_length=1, description="PromQL template counting bad events in {{window}}.")
+    total: str = Field(min_length=1, description="PromQL template counting all events in {{window}}.")
+
+
+class RatioSource(Model):
+    """Any count ratio, e.g. predictions with a null feature over all predictions."""
+
+    numerator: str = Field(min_length=1, description="PromQL template counting events in {{window}}.")
+    denominator: str = Field(min_length=1, description="PromQL template counting the population.")
+
+
+class HistogramSource(Model):
+    """A Prometheus classic histogram; queries are generated from its name."""
+
+    histogram: str = Field(pattern=METRIC_NAME, description="Base name, without _bucket.")
+    labels: str = Field(
+        "", pattern=LABEL_MATCHERS, description='Extra label matchers, e.g. app="fraud",route="/score".'
+    )
+
+
+class DriftSource(HistogramSource):
+    """Prediction-score (or feature) histogram compared between canary and baseline."""
+
+    effect: DriftEffect = Field(DriftEffect.PSI, description="Effect size that must exceed max to fail.")
+    max: float = Field(0.25, gt=0, description="Effect size above which a significant drift fails.")
+
+
+class CustomSource(Model):
+    """Any PromQL template returning one value per side; checked with plain thresholds."""
+
+    query: str = Field(min_length=1, description="PromQL template returning one value per side.")
+    consecutive: int = Field(
+        3, ge=1, le=100, description="Looks in a row outside the SLO bounds before the metric fails."
+    )
+
+
+class SLO(Model):
+    """Absolute objective for the canary, checked with a confidence bound, not a point estimate."""
+
+    max: float | None = Field(None, description="Upper bound: a rate, a latency in seconds, or a value.")
+    min: float | None = Field(None, description="Lower bound (custom metrics).")
+    quantile: float | None = Field(
+        None, gt=0, lt=1, description="Latency only: the quantile that must stay under max, e.g. 0.99."
+    )
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> SLO:
+        if self.max is None and self.min is None:
+            raise ValueError("slo needs max (or min for custom metrics)")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"slo.min {self.min} is above slo.max {self.max}")
+        return self
+
+
+class Compare(Model):
+    """Canary against the live baseline."""
+
+    direction: Direction = Field(Direction.INCREASE, description="Which change is harmful.")
+    tolerance: float = Field(
+        0.1,
+        ge=0,
+        le=100,
+        description="Relative change tolerated: Increase fails only if canary > baseline × (1 + tolerance).",
+    )
+    test: CompareTest = Field(
+        CompareTest.SEQUENTIAL,
+        description="Sequential (anytime-valid, default) or MannWhitney (Kayenta-compatible).",
+    )
+
+    @model_validator(mode="after")
+    def _decrease_tolerance(self) -> Compare:
+        if self.direction is Direction.DECREASE and self.tolerance >= 1:
+            raise ValueError("with direction Decrease the tolerance must be below 1 (a share of the baseline)")
+        return self
+
+
+METRIC_KINDS = ("errorRate", "ratio", "latency", "drift", "custom")
+
+
+class MetricSpec(Model):
+    x_validations: ClassVar[list[dict[str, str]]] = [
+        {
+            "rule": "[has(self.errorRate), has(self.ratio), has(self.latency), has(self.drift), "
+            "has(self.custom)].filter(x, x).size() == 1",
+            "message": "set exactly one of errorRate, ratio, latency, drift, custom",
+        },
+        {
+            "rule": "has(self.drift) || has(self.slo) || has(self.compare)",
+            "message": "a metric needs slo, compare, or both",
+        },
+    ]
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63, description="Unique name within the gate.")
+    error_rate: ErrorRateSource | None = None
+    ratio: RatioSource | None = None
+    latency: HistogramSource | None = None
+    drift: DriftSource | None = None
+    custom: CustomSource | None = None
+    slo: SLO | None = Field(None, description="Absolute objective for the canary.")
+    compare: Compare | None = Field(None, description="Comparison with the live baseline.")
+    weight: float = Field(1.0, gt=0, le=1000, description="Weight in the gate score.")
+    critical: bool = Field(False, description="A failure of this metric fails the gate whatever the score.")
+    dry_run: bool = Field(False, description="Reported, but never affects the verdict.")
+
+    @property
+    def kind(self) -> str:
+        for kind in METRIC_KINDS:
+            if getattr(self, _snake(kind)) is not None:
+                return kind
+        raise AssertionError("validated metric without a kind")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricSpec:
+        kinds = [kind for kind in METRIC_KINDS if getattr(self, _snake(kind)) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"set exactly one of {', '.join(METRIC_KINDS)} (found: {found})")
+        kind = kinds[0]
+        if kind != "drift" and self.slo is None and self.compare is None:
+            raise ValueError("a metric needs slo, compare, or both; e.g. slo: {max: 0.01}")
+        if kind == "drift" and (self.slo is not None or self.compare is not None):
+            raise ValueError(
+                "drift metrics take no slo or compare; they always compare canary with baseline, "
+                "set drift.max (the effect-size threshold) instead"
+            )
+        if self.slo is not None:
+            if kind == "latency":
+                if self.slo.quantile is None or self.slo.max is None:
+                    raise ValueError("a latency slo needs quantile and max, e.g. {quantile: 0.99, max: 0.1}")
+                if self.slo.min is not None:
+                    raise ValueError("a latency slo takes no min")
+                if self.slo.max <= 0:
+                    raise ValueError("latency slo.max is in seconds and must be positive")
+            elif self.slo.quantile is not None:
+                raise ValueError("slo.quantile is only for latency metrics")
+            if kind in ("errorRate", "ratio"):
+                if self.slo.min is not None:
+                    raise ValueError("rate slos take max only (the highest tolerated rate)")
+                if self.slo.max is not None and not 0 < self.slo.max < 1:
+                    raise ValueError(f"slo.max {self.slo.max} is a rate and must be between 0 and 1")
+        if self.compare is not None and kind == "custom" and self.compare.test is not CompareTest.MANN_WHITNEY:
+            raise ValueError("custom metrics compare with test: MannWhitney (no counts to test sequentially)")
+        return self
+
+
+def _snake(camel: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
+
+
+class Scoring(Model):
+    pass_: int = Field(95, alias="pass", ge=0, le=100, description="Score needed to pass.")
+    marginal: int = Field(75, ge=0, le=100, description="Below this score the gate fails.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scoring:
+        if self.marginal > self.pass_:
+            raise ValueError(f"scoring.marginal {self.marginal} is above scoring.pass {self.pass_}")
+        return self
+
+
+class RobustnessGateSpec(Model):
+    target_ref: TargetRef = Field(description="The Rollout or (canary) Deployment under analysis.")
+    stable_ref: StableRef | None = Field(None, description="Stable Deployment of a Deployment pair.")
+    prometheus: PrometheusSpec
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    metrics: list[MetricSpec] = Field(min_length=1, max_length=50, description="What is judged.")
+    scoring: Scoring = Field(default_factory=Scoring)
+    on_pass: OnPass = Field(OnPass.PROMOTE, description="Promote or None.")
+    on_fail: OnFail = Field(OnFail.ROLLBACK, description="Rollback, Pause or None.")
+    on_inconclusive: OnInconclusive = Field(
+        OnInconclusive.ROLLBACK, description="At maxDuration without a verdict: Rollback, Pause, Promote or None."
+    )
+    dry_run: bool = Field(False, description="Record decisions, change nothing.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RobustnessGateSpec:
+        seen: dict[str, int] = {}
+        for index, metric in enumerate(self.metrics):
+            if metric.name in seen:
+                raise ValueError(
+                    f"metrics[{index}].name {metric.name!r} repeats metrics[{seen[metric.name]}]; "
+                    "metric names must be unique"
+                )
+            seen[metric.name] = index
+        if self.stable_ref is not None and self.target_ref.kind != "Deployment":
+            raise ValueError("stableRef is only for a Deployment pair (targetRef.kind: Deployment)")
+        if all(metric.dry_run for metric in self.metrics):
+            raise ValueError("every metric is dryRun, so nothing can be judged; leave one metric live")
+        return self
+
+
+# ---------------------------------------------------------------- status
+
+
+class MetricStatus(Model):
+    name: str
+    verdict: Verdict
+    canary: float | None = Field(None, description="Canary value: rate, share of slow requests, or value.")
+    baseline: float | None = Field(None, description="Baseline value, same unit.")
+    lower: float | None = Field(None, description="Lower confidence bound of the tested quantity.")
+    upper: float | None = Field(None, description="Upper confidence bound of the tested quantity.")
+    p_value: float | None = Field(None, description="Anytime-valid p-value of the comparison.")
+    effect: float | None = Field(None, description="Effect size (rate ratio, PSI, ...).")
+    slo_met: bool | None = Field(None, description="True when the SLO is met with confidence.")
+    dry_run: bool = False
+    message: str = ""
+
+
+class DecisionStatus(Model):
+    action: Action
+    reason: str
+    at: str | None = None
+
+
+class Condition(Model):
+    type: str
+    status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]})
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class RobustnessGateStatus(Model):
+    phase: Phase = Phase.PENDING
+    revision: str | None = Field(None, description="Canary revision under analysis.")
+    stable_revision: str | None = None
+    started_at: str | None = None
+    last_look: str | None = None
+    looks: int = 0
+    score: float | None = None
+    verdict: Verdict | None = None
+    metrics: list[MetricStatus] = Field(default_factory=list)
+    decision: DecisionStatus | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    message: str = ""
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = "gate"
+    namespace: str = "default"
+
+
+class RobustnessGate(Model):
+    api_version: str = API_VERSION
+    kind: str = KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RobustnessGateSpec
+    status: RobustnessGateStatus | None = None
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if value != API_VERSION:
+            raise ValueError(f"apiVersion must be {API_VERSION}")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value != KIND:
+            raise ValueError(f"kind must be {KIND}")
+        return value
+
+
+# ---------------------------------------------------------------- parsing with readable errors
+
+
+class FieldProblem(Model):
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class GateValidationError(ValueError):
+    """One entry per problem, each naming the field path and what is allowed."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(problem) for problem in problems))
+
+
+def parse_gate(document: Any) -> RobustnessGate:
+    """Validate a decoded YAML/JSON document into a RobustnessGate or raise GateValidationError."""
+    if not isinstance(document, dict):
+        raise GateValidationError(
+            [FieldProblem(path="(document)", message="expected a RobustnessGate mapping at the top level")]
+        )
+    try:
+        return RobustnessGate.model_validate(document)
+    except ValidationError as error:
+        raise GateValidationError(_problems(error)) from None
+
+
+def _problems(error: ValidationError) -> list[FieldProblem]:
+    problems = []
+    for item in error.errors(include_url=False):
+        location = tuple(item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_fields(location[:-1])
+            message = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+        elif item["type"] == "string_pattern_mismatch" and str(location[-1]) in _DURATION_FIELDS:
+            message = "not a duration; write it like 30s, 5m, 1h30m or 250ms"
+        problems.append(FieldProblem(path=_path(location), message=message))
+    return problems
+
+
+_DURATION_FIELDS = {"interval", "minDuration", "maxDuration", "timeout"}
+
+
+def _path(location: tuple[Any, ...]) -> str:
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(document)"
+
+
+def _allowed_fields(location: tuple[Any, ...]) -> list[str]:
+    """Walk the models along a location to list the field names accepted there."""
+    model: Any = RobustnessGate
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for name, f in model.model_fields.items() if (f.alias or name) == part or name == part), None
+        )
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+        if model is None:
+            return []
+    return sorted((f.alias or name) for name, f in model.model_fields.items())
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

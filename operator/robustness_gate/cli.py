@@ -1,0 +1,350 @@
+"""`robustness-gate`: analyze a canary from the command line, and generate the CRD.
+
+Exit codes of `analyze`: 0 pass (promote), 1 fail (roll back), 2 inconclusive or not enough
+data yet, 3 invalid input or a Prometheus error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from robustness_gate import __version__
+from robustness_gate.analysis import AnalysisReport, analyze
+from robustness_gate.api import Action, FieldProblem, GateValidationError, RobustnessGate, Verdict, parse_gate
+from robustness_gate.durations import format_duration, parse_duration
+from robustness_gate.judge import MetricResult
+from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
+from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.source import MetricsError
+from robustness_gate.metrics.templates import Sides, TemplateError
+
+EXIT_PASS, EXIT_FAIL, EXIT_PENDING, EXIT_ERROR = 0, 1, 2, 3
+EXIT_BY_ACTION = {
+    Action.PROMOTE: EXIT_PASS,
+    Action.ROLLBACK: EXIT_FAIL,
+    Action.CONTINUE: EXIT_PENDING,
+    Action.INCONCLUSIVE: EXIT_PENDING,
+}
+RESULT_KIND = "AnalysisResult"
+
+
+class InputError(Exception):
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    handler: Any = args.handler
+    return int(handler(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustness-gate", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--version", action="version", version=f"robustness-gate {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    analyze_cmd = commands.add_parser("analyze", help="judge a canary against its baseline from Prometheus data")
+    analyze_cmd.add_argument("-f", "--file", required=True, help="RobustnessGate YAML (or - for stdin)")
+    analyze_cmd.add_argument("--prometheus", help="Prometheus base URL (default: spec.prometheus.address)")
+    analyze_cmd.add_argument("--canary", required=True, help='label matchers of the canary, e.g. version="v2"')
+    analyze_cmd.add_argument("--baseline", required=True, help='label matchers of the baseline, e.g. version="v1"')
+    analyze_cmd.add_argument("--since", help="analyse the last DURATION (e.g. 30m); default: spec maxDuration")
+    analyze_cmd.add_argument("--start", help="analysis start (RFC 3339 or unix seconds)")
+    analyze_cmd.add_argument("--end", help="analysis end (RFC 3339 or unix seconds; default now)")
+    analyze_cmd.add_argument("--bearer-token-file", help="file holding a bearer token for Prometheus")
+    analyze_cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    analyze_cmd.set_defaults(handler=_analyze_command)
+
+    crds_cmd = commands.add_parser("crds", help="write (or --check) the generated CustomResourceDefinition")
+    crds_cmd.add_argument("--check", action="store_true", help="exit 1 if the files on disk are stale")
+    crds_cmd.add_argument("--root", default=".", help="repository root holding crds/ (default: .)")
+    crds_cmd.set_defaults(handler=_crds_command)
+    return parser
+
+
+# ---------------------------------------------------------------- analyze
+
+
+def _analyze_command(args: argparse.Namespace) -> int:
+    console = Console(stderr=False, soft_wrap=False)
+    try:
+        gate, sides, source, start, end = _prepare(args)
+    except InputError as error:
+        return _report_error(args.output, "invalid", error.problems, console)
+    try:
+        report = analyze(gate, sides, source, start, end)
+    except MetricsError as error:
+        return _report_error(args.output, "prometheus", [FieldProblem(path="prometheus", message=str(error))],
+                             console)
+    finally:
+        source.close()
+    code = EXIT_BY_ACTION[report.decision.action]
+    if args.output == "json":
+        print(json.dumps(result_document(gate, report, code), indent=2))
+    else:
+        _print_table(console, gate, report, code)
+    return code
+
+
+def _prepare(args: argparse.Namespace) -> tuple[RobustnessGate, Sides, PrometheusSource, float, float]:
+    """Validate everything before the first query: bad input never reaches Prometheus."""
+    problems: list[FieldProblem] = []
+    gate: RobustnessGate | None = None
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        gate = parse_gate(yaml.safe_load(text))
+    except OSError as error:
+        problems.append(FieldProblem(path="--file", message=f"cannot read {args.file}: {error.strerror}"))
+    except yaml.YAMLError as error:
+        problems.append(FieldProblem(path="--file", message=f"invalid YAML: {error}".replace("\n", " ")))
+    except GateValidationError as error:
+        problems.extend(error.problems)
+    sides: Sides | None = None
+    try:
+        sides = Sides.parse(args.canary, args.baseline)
+    except TemplateError as error:
+        problems.append(FieldProblem(path="--canary/--baseline", message=str(error)))
+    start = end = 0.0
+    try:
+        start, end = _time_range(args, gate)
+    except ValueError as error:
+        problems.append(FieldProblem(path="--since/--start/--end", message=str(error)))
+    if gate is not None and sides is not None:
+        for metric in gate.spec.metrics:
+            try:
+                metric_queries(metric, sides, gate.spec.analysis.interval_seconds)
+            except TemplateError as error:
+                problems.append(FieldProblem(path=f"spec.metrics[{metric.name}]", message=str(error)))
+    token = None
+    if args.bearer_token_file:
+        try:
+            token = Path(args.bearer_token_file).read_text().strip()
+        except OSError as error:
+            problems.append(FieldProblem(path="--bearer-token-file", message=f"cannot read it: {error.strerror}"))
+    if args.prometheus and not args.prometheus.startswith(("http://", "https://")):
+        problems.append(FieldProblem(path="--prometheus", message="must be an http:// or https:// URL"))
+    if problems or gate is None or sides is None:
+        raise InputError(problems)
+    prometheus = gate.spec.prometheus
+    source = PrometheusSource(
+        address=args.prometheus or prometheus.address,
+        timeout_seconds=parse_duration(prometheus.timeout),
+        headers=dict(prometheus.headers),
+        credentials=Credentials(bearer_token=token),
+        verify_tls=not prometheus.insecure_skip_verify,
+    )
+    return gate, sides, source, start, end
+
+
+def _time_range(args: argparse.Namespace, gate: RobustnessGate | None) -> tuple[float, float]:
+    if args.since and args.start:
+        raise ValueError("give --since or --start, not both")
+    end = _parse_time(args.end, "--end") if args.end else time.time()
+    if args.start:
+        start = _parse_time(args.start, "--start")
+    else:
+        since = args.since or (gate.spec.analysis.max_duration if gate else "30m")
+        start = end - parse_duration(since)
+    if start >= end:
+        raise ValueError("the analysis start must be before its end")
+    return start, end
+
+
+def _parse_time(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{flag} {text!r} is neither RFC 3339 (2026-01-02T15:04:05Z) nor unix seconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _report_error(output: str, kind: str, problems: list[FieldProblem], console: Console) -> int:
+    if output == "json":
+        document = {
+            "apiVersion": "robustness.dev/v1alpha1",
+            "kind": "AnalysisError",
+            "error": {"type": kind, "problems": [p.model_dump() for p in problems]},
+            "exitCode": EXIT_ERROR,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        title = "invalid input" if kind == "invalid" else "Prometheus error"
+        err = Console(stderr=True)
+        err.print(f"[bold red]error[/]: {title}")
+        for problem in problems:
+            err.print(f"  {problem.path}: {problem.message}", markup=False, highlight=False)
+    return EXIT_ERROR
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_number(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
+
+
+def metric_document(result: MetricResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "kind": result.kind,
+        "verdict": result.verdict.value,
+        "test": result.test,
+        "canary": _json_number(result.canary),
+        "baseline": _json_number(result.baseline),
+        "lower": _json_number(result.lower),
+        "upper": _json_number(result.upper),
+        "pValue": _json_number(result.p_value),
+        "effect": _json_number(result.effect),
+        "sloMet": result.slo_met,
+        "canaryTraffic": _json_number(result.canary_traffic),
+        "baselineTraffic": _json_number(result.baseline_traffic),
+        "weight": result.weight,
+        "critical": result.critical,
+        "dryRun": result.dry_run,
+        "message": result.message,
+    }
+
+
+def result_document(gate: RobustnessGate, report: AnalysisReport, code: int) -> dict[str, Any]:
+    """The stable JSON output of `analyze -o json` (documented in docs/cli.md)."""
+    return {
+        "apiVersion": "robustness.dev/v1alpha1",
+        "kind": RESULT_KIND,
+        "gate": {"name": gate.metadata.name, "namespace": gate.metadata.namespace},
+        "window": {
+            "start": _iso(report.start),
+            "end": _iso(report.end),
+            "interval": gate.spec.analysis.interval,
+            "looks": report.looks,
+            "elapsed": format_duration(report.elapsed),
+        },
+        "verdict": report.verdict.verdict.value,
+        "score": report.verdict.score,
+        "decision": {"action": report.decision.action.value, "reason": report.decision.reason},
+        "falsePositiveRate": gate.spec.analysis.false_positive_rate,
+        "metrics": [metric_document(result) for result in report.verdict.metrics],
+        "exitCode": code,
+    }
+
+
+_VERDICT_STYLE = {
+    Verdict.PASS: "green",
+    Verdict.FAIL: "bold red",
+    Verdict.MARGINAL: "yellow",
+    Verdict.NO_DATA: "dim",
+}
+_ACTION_STYLE = {
+    Action.PROMOTE: "bold green",
+    Action.ROLLBACK: "bold red",
+    Action.CONTINUE: "yellow",
+    Action.INCONCLUSIVE: "yellow",
+}
+
+
+def _print_table(console: Console, gate: RobustnessGate, report: AnalysisReport, code: int) -> None:
+    table = Table(
+        title=f"{gate.metadata.namespace}/{gate.metadata.name}: {report.looks} looks over "
+        f"{format_duration(report.elapsed)} ({_iso(report.start)} → {_iso(report.end)})",
+        show_lines=True,
+        expand=False,
+    )
+    for column in ("metric", "verdict", "canary", "baseline", "test", "bound / p", "effect", "reason"):
+        table.add_column(column, overflow="fold")
+    for result in report.verdict.metrics:
+        style = _VERDICT_STYLE[result.verdict]
+        verdict = result.verdict.value + (" (dry run)" if result.dry_run else "")
+        table.add_row(
+            result.name + (" *" if result.critical else ""),
+            f"[{style}]{verdict}[/]",
+            _value(result.canary, result.kind),
+            _value(result.baseline, result.kind),
+            result.test,
+            _bound(result),
+            _plain(result.effect),
+            result.message,
+        )
+    console.print(table)
+    action = report.decision.action
+    console.print(
+        f"score [bold]{report.verdict.score:g}[/]  verdict [bold]{report.verdict.verdict.value}[/]  decision "
+        f"[{_ACTION_STYLE[action]}]{action.value}[/] (exit {code})"
+    )
+    console.print(f"reason: {report.decision.reason}", markup=False, highlight=False)
+
+
+def _value(value: float | None, kind: str) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if kind in ("errorRate", "ratio"):
+        return f"{100 * value:.3g}%"
+    if kind == "latency":
+        return f"{1000 * value:.4g} ms"
+    return f"{value:.4g}"
+
+
+def _plain(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.3g}"
+
+
+def _bound(result: MetricResult) -> str:
+    parts = []
+    if result.lower is not None or result.upper is not None:
+        parts.append(f"[{_plain(result.lower)}, {_plain(result.upper)}]")
+    if result.p_value is not None:
+        parts.append(f"p={result.p_value:.2g}")
+    return " ".join(parts) or "-"
+
+
+# ---------------------------------------------------------------- crds
+
+
+def _crds_command(args: argparse.Namespace) -> int:
+    from robustness_gate.crd import check_files, write_files
+
+    root = Path(args.root)
+    if args.check:
+        stale = check_files(root)
+        for path in stale:
+            print(f"stale: {path} (run `robustness-gate crds` to regenerate)", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_files(root):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,570 @@
+"""PURE: per-look metric data + a metric's spec → a verdict with its numbers and a one-line reason.
+
+Every metric ends Pass, Marginal (enough data, not yet confirmed), Fail (harm shown with the
+gate's false-rollback budget) or NoData (too little traffic: "not yet", never a failure).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robustness_gate.api import (
+    CompareTest,
+    Direction,
+    DriftEffect,
+    MetricSpec,
+    MetricStatus,
+    RobustnessGateSpec,
+    Verdict,
+)
+from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.stats import counts, histograms, kayenta
+
+DEFAULT_LATENCY_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    kind: str
+    verdict: Verdict
+    test: str
+    message: str
+    canary: float | None = None
+    baseline: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    p_value: float | None = None
+    effect: float | None = None
+    slo_met: bool | None = None
+    canary_traffic: float | None = None
+    baseline_traffic: float | None = None
+    weight: float = 1.0
+    critical: bool = False
+    dry_run: bool = False
+
+    def to_status(self) -> MetricStatus:
+        return MetricStatus(
+            name=self.name,
+            verdict=self.verdict,
+            canary=_finite(self.canary),
+            baseline=_finite(self.baseline),
+            lower=_finite(self.lower),
+            upper=_finite(self.upper),
+            p_value=_finite(self.p_value),
+            effect=_finite(self.effect),
+            slo_met=self.slo_met,
+            dry_run=self.dry_run,
+            message=self.message,
+        )
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    verdict: Verdict
+    score: float
+    reason: str
+    metrics: list[MetricResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    alpha: float  # false-rollback budget of ONE test (the gate's budget split across its tests)
+    min_canary: float
+    min_baseline: float
+
+
+def tests_of(metric: MetricSpec) -> int:
+    """How many tests of this metric can roll back, each getting a share of the gate's budget."""
+    if metric.dry_run:
+        return 0
+    if metric.kind == "drift":
+        return 1
+    if metric.kind == "custom":
+        return 0  # plain thresholds and Kayenta's fixed 98% interval do not spend our budget
+    sequential = metric.compare is not None and metric.compare.test is CompareTest.SEQUENTIAL
+    return int(metric.slo is not None) + int(sequential)
+
+
+def settings_for(spec: RobustnessGateSpec) -> JudgeSettings:
+    budget = max(1, sum(tests_of(metric) for metric in spec.metrics))
+    return JudgeSettings(
+        alpha=spec.analysis.false_positive_rate / budget,
+        min_canary=spec.analysis.min_traffic.canary,
+        min_baseline=spec.analysis.min_traffic.baseline,
+    )
+
+
+# ---------------------------------------------------------------- one metric
+
+
+def judge_metric(metric: MetricSpec, data: MetricData, settings: JudgeSettings) -> MetricResult:
+    if metric.kind in ("errorRate", "ratio"):
+        if not isinstance(data, CountSeries):
+            raise TypeError(f"metric {metric.name}: expected counts, got {type(data).__name__}")
+        result = _judge_counts(metric, data, settings)
+    elif metric.kind == "latency":
+        if not isinstance(data, HistogramSeries):
+            raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
+        result = _judge_latency(metric, data, settings)
+    elif metric.kind == "drift":
+        if not isinstance(data, HistogramSeries):
+            raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
+        result = _judge_drift(metric, data, settings)
+    else:
+        if not isinstance(data, ValueSeries):
+            raise TypeError(f"metric {metric.name}: expected values, got {type(data).__name__}")
+        result = _judge_custom(metric, data)
+    return MetricResult(
+        **{**result.__dict__, "weight": metric.weight, "critical": metric.critical, "dry_run": metric.dry_run}
+    )
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The outcome of one check inside a metric."""
+
+    fail: bool
+    confirmed: bool  # enough evidence that this check is fine
+    text: str
+
+
+def _combine(
+    metric: MetricSpec,
+    parts: list[_Part],
+    traffic_ok: bool,
+    traffic_text: str,
+    test: str,
+    **numbers: float | bool | None,
+) -> MetricResult:
+    failed = [part for part in parts if part.fail]
+    if failed:
+        verdict, message = Verdict.FAIL, "; ".join(part.text for part in failed)
+    elif not traffic_ok:
+        verdict, message = Verdict.NO_DATA, traffic_text
+    elif all(part.confirmed for part in parts):
+        verdict, message = Verdict.PASS, "; ".join(part.text for part in parts)
+    else:
+        verdict = Verdict.MARGINAL
+        message = "; ".join(part.text for part in parts if not part.confirmed)
+    return MetricResult(name=metric.name, kind=metric.kind, verdict=verdict, test=test, message=message,
+                        **numbers)  # type: ignore[arg-type]
+
+
+def _traffic(canary: float, baseline: float, settings: JudgeSettings, needs_baseline: bool) -> tuple[bool, str]:
+    short = []
+    if canary < settings.min_canary:
+        short.append(f"canary {canary:.0f} of {settings.min_canary:.0f}")
+    if needs_baseline and baseline < settings.min_baseline:
+        short.append(f"baseline {baseline:.0f} of {settings.min_baseline:.0f}")
+    return not short, "not enough traffic yet: " + ", ".join(short) if short else ""
+
+
+def _rate_slo(events: FloatArray, trials: FloatArray, bound: float, alpha: float, what: str
+              ) -> tuple[_Part, counts.RateBounds]:
+    cumulative_events, cumulative_trials = np.cumsum(events), np.cumsum(trials)
+    above, below = counts.bound_crossings(cumulative_events, cumulative_trials, bound, alpha)
+    rates = counts.binomial_confidence_sequence(
+        float(cumulative_events[-1]) if len(events) else 0.0,
+        float(cumulative_trials[-1]) if len(trials) else 0.0,
+        alpha,
+        center=bound,
+    )
+    interval = f"{_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
+    if bool(np.any(above)):
+        look = int(np.flatnonzero(above)[0]) + 1
+        return _Part(True, False, f"{what} {interval} is above the SLO {_pct(bound)} (shown at look {look})"), rates
+    if len(below) and bool(below[-1]):
+        return _Part(False, True, f"{what} {interval} is within the SLO {_pct(bound)}"), rates
+    return _Part(False, False, f"{what} {interval} not yet confirmed within the SLO {_pct(bound)}"), rates
+
+
+def _ratio_compare(
+    canary_events: FloatArray,
+    canary_total: FloatArray,
+    baseline_events: FloatArray,
+    baseline_total: FloatArray,
+    metric: MetricSpec,
+    alpha: float,
+    what: str,
+) -> tuple[_Part, counts.RatioEvidence, float, tuple[float, float]]:
+    assert metric.compare is not None
+    increase = metric.compare.direction is Direction.INCREASE
+    r0 = 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
+    evidence = counts.ratio_log_evalues(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
+    estimate = counts.rate_ratio_estimate(
+        float(canary_events.sum()), float(canary_total.sum()), float(baseline_events.sum()),
+        float(baseline_total.sum())
+    )
+    bounds = counts.ratio_confidence_bounds(canary_events, canary_total, baseline_events, baseline_total, alpha)
+    relation = ">" if increase else "<"
+    text = (
+        f"{what} ratio canary/baseline {_num(estimate)} [{_num(bounds[0])}, {_num(bounds[1])}], "
+        f"p={evidence.p_value:.2g} for ratio {relation} {r0:g}"
+    )
+    if evidence.rejected(alpha):
+        look = evidence.first_rejection(alpha)
+        assert look is not None
+        return _Part(True, False, f"{text}: harm shown at look {look + 1}"), evidence, estimate, bounds
+    return _Part(False, True, text + ": no evidence of harm"), evidence, estimate, bounds
+
+
+def _kayenta_compare(canary: FloatArray, baseline: FloatArray, metric: MetricSpec, what: str) -> tuple[_Part, kayenta.KayentaResult]:
+    assert metric.compare is not None
+    increase = metric.compare.direction is Direction.INCREASE
+    result = kayenta.classify(
+        [float(x) for x in baseline],
+        [float(x) for x in canary],
+        direction=kayenta.KayentaDirection.INCREASE if increase else kayenta.KayentaDirection.DECREASE,
+        allowed_increase=1 + metric.compare.tolerance,
+        allowed_decrease=1 - metric.compare.tolerance if not increase else 1.0,
+    )
+    label = result.label
+    text = f"{what} Mann-Whitney (Kayenta) {label.value}: {result.reason}"
+    if label in (kayenta.KayentaLabel.HIGH, kayenta.KayentaLabel.LOW):
+        return _Part(True, False, text), result
+    if label in (kayenta.KayentaLabel.NODATA, kayenta.KayentaLabel.NODATA_FAIL):
+        return _Part(False, False, text), result
+    return _Part(False, True, text), result
+
+
+def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings) -> MetricResult:
+    what = "error rate" if metric.kind == "errorRate" else "ratio"
+    canary_events, canary_total = float(data.canary_events.sum()), float(data.canary_total.sum())
+    baseline_events, baseline_total = float(data.baseline_events.sum()), float(data.baseline_total.sum())
+    canary_rate = canary_events / canary_total if canary_total > 0 else None
+    baseline_rate = baseline_events / baseline_total if baseline_total > 0 else None
+    parts: list[_Part] = []
+    numbers: dict[str, float | bool | None] = {
+        "canary": canary_rate,
+        "baseline": baseline_rate,
+        "canary_traffic": canary_total,
+        "baseline_traffic": baseline_total,
+    }
+    tests = []
+    if metric.slo is not None and metric.slo.max is not None:
+        part, rates = _rate_slo(data.canary_events, data.canary_total, metric.slo.max, settings.alpha,
+                                f"canary {what}")
+        parts.append(part)
+        numbers.update(lower=rates.lower, upper=rates.upper, slo_met=part.confirmed if not part.fail else False)
+        tests.append("rate vs SLO (confidence sequence)")
+    if metric.compare is not None:
+        if metric.compare.test is CompareTest.MANN_WHITNEY:
+            canary_series = _per_look_rate(data.canary_events, data.canary_total)
+            baseline_series = _per_look_rate(data.baseline_events, data.baseline_total)
+            part, result = _kayenta_compare(canary_series, baseline_series, metric, what)
+            numbers.update(effect=result.effect_size)
+            tests.append("Mann-Whitney per look (Kayenta)")
+        else:
+            part, evidence, estimate, bounds = _ratio_compare(
+                data.canary_events, data.canary_total, data.baseline_events, data.baseline_total,
+                metric, settings.alpha, what,
+            )
+            numbers.update(p_value=evidence.p_value, effect=estimate)
+            if metric.slo is None:
+                numbers.update(lower=bounds[0], upper=bounds[1])
+            tests.append("rate ratio (sequential)")
+        parts.append(part)
+    traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, metric.compare is not None)
+    return _combine(metric, parts, traffic_ok, traffic_text, " + ".join(tests), **numbers)
+
+
+def _per_look_rate(events: FloatArray, total: FloatArray) -> FloatArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, events / np.where(total > 0, total, 1.0), math.nan)
+
+
+def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSettings) -> MetricResult:
+    quantile = metric.slo.quantile if metric.slo is not None and metric.slo.quantile else DEFAULT_LATENCY_QUANTILE
+    canary_counts, baseline_counts = data.canary.sum(axis=0), data.baseline.sum(axis=0)
+    canary_total, baseline_total = float(canary_counts.sum()), float(baseline_counts.sum())
+    numbers: dict[str, float | bool | None] = {
+        "canary": _nan_none(histograms.interpolated_quantile(data.bounds, canary_counts, quantile)),
+        "baseline": _nan_none(histograms.interpolated_quantile(data.bounds, baseline_counts, quantile)),
+        "canary_traffic": canary_total,
+        "baseline_traffic": baseline_total,
+    }
+    parts: list[_Part] = []
+    tests = []
+    q_text = f"p{_quantile_name(quantile)}"
+    if metric.slo is not None and metric.slo.max is not None:
+        part, rates = _latency_slo(data, metric.slo.max, quantile, settings.alpha, q_text)
+        parts.append(part)
+        numbers.update(slo_met=part.confirmed if not part.fail else False)
+        if rates is not None:
+            numbers.update(lower=rates.lower, upper=rates.upper)
+        tests.append("share above SLO bucket (confidence sequence)")
+    if metric.compare is not None:
+        if metric.compare.test is CompareTest.MANN_WHITNEY:
+            canary_series = np.array([histograms.interpolated_quantile(data.bounds, row, quantile)
+                                      for row in data.canary])
+            baseline_series = np.array([histograms.interpolated_quantile(data.bounds, row, quantile)
+                                        for row in data.baseline])
+            part, result = _kayenta_compare(canary_series, baseline_series, metric, f"{q_text} per look")
+            numbers.update(effect=result.effect_size)
+            tests.append("Mann-Whitney per look (Kayenta)")
+        else:
+            part, p_value, effect = _latency_compare(data, metric, settings.alpha)
+            numbers.update(p_value=p_value, effect=effect)
+            tests.append("slow-request ratio per bucket (sequential)")
+        parts.append(part)
+    traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, metric.compare is not None)
+    return _combine(metric, parts, traffic_ok, traffic_text, " + ".join(tests), **numbers)
+
+
+def _latency_slo(
+    data: HistogramSeries, threshold: float, quantile: float, alpha: float, q_text: str
+) -> tuple[_Part, counts.RateBounds | None]:
+    """p_q <= T  ⇔  the share of requests slower than T is at most 1 - q: a binomial question."""
+    budget = 1 - quantile
+    match = histograms.locate_threshold(data.bounds, threshold)
+    hint = ""
+    if match.exact is None:
+        hint = (f" (no bucket boundary at {threshold:g}s: add one for an exact check; using "
+                f"{_bound_text(data.bounds, match.below)} to confirm and {_bound_text(data.bounds, match.above)}"
+                " to reject)")
+    total_per_look = data.canary.sum(axis=1)
+
+    def slow_per_look(index: int) -> FloatArray:
+        return np.asarray(data.canary[:, index + 1 :].sum(axis=1), dtype=float)
+
+    violated_at: int | None = None
+    if match.above is not None:
+        above, _ = counts.bound_crossings(np.cumsum(slow_per_look(match.above)), np.cumsum(total_per_look),
+                                          budget, alpha)
+        if bool(np.any(above)):
+            violated_at = int(np.flatnonzero(above)[0]) + 1
+    rates: counts.RateBounds | None = None
+    confirmed = False
+    index = match.above if violated_at is not None else match.below
+    if index is not None:
+        slow, total = histograms.share_above(data.canary.sum(axis=0), index)
+        rates = counts.binomial_confidence_sequence(slow, total, alpha, center=budget)
+        if violated_at is None and match.below is not None:
+            _, below = counts.bound_crossings(np.cumsum(slow_per_look(match.below)), np.cumsum(total_per_look),
+                                              budget, alpha)
+            confirmed = bool(below[-1]) if len(below) else False
+    share = (f"share slower than {threshold:g}s {_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
+             if rates is not None else f"share slower than {threshold:g}s unknown")
+    objective = f"{q_text} < {threshold:g}s needs at most {_pct(budget)}"
+    if violated_at is not None:
+        return _Part(True, False, f"canary {share}: {objective}, violated at look {violated_at}{hint}"), rates
+    if confirmed:
+        return _Part(False, True, f"canary {share}: {objective}, met{hint}"), rates
+    return _Part(False, False, f"canary {share}: {objective}, not yet confirmed{hint}"), rates
+
+
+def _latency_compare(data: HistogramSeries, metric: MetricSpec, alpha: float) -> tuple[_Part, float, float]:
+    """Slow-request ratio at every finite bucket boundary, Bonferroni over boundaries."""
+    assert metric.compare is not None
+    increase = metric.compare.direction is Direction.INCREASE
+    r0 = 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
+    boundaries = len(data.bounds)
+    alpha_each = alpha / max(1, boundaries)
+    canary_total, baseline_total = data.canary.sum(axis=1), data.baseline.sum(axis=1)
+    best: tuple[float, int, counts.RatioEvidence] | None = None
+    for index in range(boundaries):
+        canary_slow = data.canary[:, index + 1 :].sum(axis=1)
+        baseline_slow = data.baseline[:, index + 1 :].sum(axis=1)
+        evidence = counts.ratio_log_evalues(canary_slow, canary_total, baseline_slow, baseline_total, r0, increase)
+        if best is None or evidence.max_log_evalue > best[0]:
+            best = (evidence.max_log_evalue, index, evidence)
+    if best is None:
+        return _Part(False, False, "no finite buckets to compare"), 1.0, math.nan
+    _, index, evidence = best
+    bound = data.bounds[index]
+    canary_slow_share = _share(data.canary, index)
+    baseline_slow_share = _share(data.baseline, index)
+    ratio = counts.rate_ratio_estimate(canary_slow_share[0], canary_slow_share[1], baseline_slow_share[0],
+                                       baseline_slow_share[1])
+    p_value = min(1.0, evidence.p_value * boundaries)
+    relation = ">" if increase else "<"
+    text = (f"requests slower than {bound:g}s: canary {_pct(_ratio(canary_slow_share))} vs baseline "
+            f"{_pct(_ratio(baseline_slow_share))} (ratio {_num(ratio)}, p={p_value:.2g} for ratio {relation} {r0:g})")
+    if evidence.rejected(alpha_each):
+        look = evidence.first_rejection(alpha_each)
+        assert look is not None
+        return _Part(True, False, f"{text}: canary slower, shown at look {look + 1}"), p_value, ratio
+    return _Part(False, True, f"{text}: no evidence of a slowdown"), p_value, ratio
+
+
+def _share(counts_per_look: FloatArray, index: int) -> tuple[float, float]:
+    return histograms.share_above(counts_per_look.sum(axis=0), index)
+
+
+def _ratio(pair: tuple[float, float]) -> float:
+    return pair[0] / pair[1] if pair[1] > 0 else math.nan
+
+
+def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSettings) -> MetricResult:
+    assert metric.drift is not None
+    canary_counts, baseline_counts = data.canary.sum(axis=0), data.baseline.sum(axis=0)
+    canary_total, baseline_total = float(canary_counts.sum()), float(baseline_counts.sum())
+    effect_name = metric.drift.effect
+    if canary_total > 0 and baseline_total > 0:
+        if effect_name is DriftEffect.PSI:
+            effect = histograms.psi(canary_counts, baseline_counts)
+        elif effect_name is DriftEffect.JENSEN_SHANNON:
+            effect = histograms.jensen_shannon(canary_counts, baseline_counts)
+        else:
+            effect = histograms.wasserstein(data.bounds, canary_counts, baseline_counts)
+    else:
+        effect = math.nan
+    log_e = histograms.drift_log_evalues(data.canary, data.baseline)
+    max_log_e = float(np.max(log_e)) if len(log_e) else 0.0
+    p_value = min(1.0, math.exp(-max_log_e))
+    significant = max_log_e >= math.log(1 / settings.alpha)
+    large = not math.isnan(effect) and effect >= metric.drift.max
+    text = (f"{effect_name.value} {_num(effect)} (fails at {metric.drift.max:g}), "
+            f"distributions differ p={p_value:.2g}")
+    if significant and large:
+        part = _Part(True, False, f"prediction drift: {text}")
+    elif large:
+        part = _Part(False, False, f"{text}: large but not yet significant")
+    elif significant:
+        part = _Part(False, True, f"{text}: a real but small shift")
+    else:
+        part = _Part(False, True, f"{text}: no drift")
+    traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, True)
+    return _combine(
+        metric, [part], traffic_ok, traffic_text, f"bucket label test (sequential) + {effect_name.value}",
+        canary=_nan_none(float(np.dot(histograms.shares(canary_counts), _midpoints(data.bounds))))
+        if canary_total > 0 else None,
+        baseline=_nan_none(float(np.dot(histograms.shares(baseline_counts), _midpoints(data.bounds))))
+        if baseline_total > 0 else None,
+        p_value=p_value, effect=_nan_none(effect), canary_traffic=canary_total, baseline_traffic=baseline_total,
+    )
+
+
+def _midpoints(bounds: tuple[float, ...]) -> FloatArray:
+    """Bucket midpoints for an approximate mean (the +Inf bucket counts at the top bound)."""
+    edges = [min(0.0, bounds[0]), *bounds]
+    mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return np.array([*mids, bounds[-1]])
+
+
+def _judge_custom(metric: MetricSpec, data: ValueSeries) -> MetricResult:
+    assert metric.custom is not None
+    canary_values = np.asarray(data.canary, dtype=float)
+    valid = canary_values[~np.isnan(canary_values)]
+    latest = float(valid[-1]) if len(valid) else None
+    baseline_valid = data.baseline[~np.isnan(data.baseline)]
+    numbers: dict[str, float | bool | None] = {
+        "canary": latest,
+        "baseline": float(baseline_valid[-1]) if len(baseline_valid) else None,
+        "canary_traffic": float(len(valid)),
+        "baseline_traffic": float(len(baseline_valid)),
+    }
+    parts: list[_Part] = []
+    tests = []
+    if metric.slo is not None:
+        low = -math.inf if metric.slo.min is None else metric.slo.min
+        high = math.inf if metric.slo.max is None else metric.slo.max
+        outside = (valid < low) | (valid > high)
+        needed = metric.custom.consecutive
+        run = _longest_run(outside)
+        bounds_text = f"[{_num(low)}, {_num(high)}]"
+        if run >= needed:
+            parts.append(_Part(True, False, f"value outside {bounds_text} for {run} looks in a row (limit {needed})"))
+        elif latest is not None and not outside[-1]:
+            parts.append(_Part(False, True, f"value {_num(latest)} within {bounds_text}"))
+        else:
+            parts.append(_Part(False, False, f"value {_num(latest)} outside {bounds_text} for {run} look(s)"))
+        numbers.update(slo_met=bool(parts[-1].confirmed))
+        tests.append("threshold")
+    if metric.compare is not None:
+        part, result = _kayenta_compare(canary_values, np.asarray(data.baseline, dtype=float), metric, "value")
+        parts.append(part)
+        numbers.update(effect=result.effect_size)
+        tests.append("Mann-Whitney per look (Kayenta)")
+    traffic_ok = len(valid) > 0
+    return _combine(metric, parts, traffic_ok, "no values yet", " + ".join(tests), **numbers)
+
+
+def _longest_run(flags: FloatArray) -> int:
+    best = current = 0
+    for flag in flags:
+        current = current + 1 if flag else 0
+        best = max(best, current)
+    return best
+
+
+# ---------------------------------------------------------------- the gate
+
+
+def judge_gate(spec: RobustnessGateSpec, data: dict[str, MetricData]) -> GateVerdict:
+    settings = settings_for(spec)
+    results = [judge_metric(metric, data[metric.name], settings) for metric in spec.metrics]
+    return score_gate(spec, results)
+
+
+def score_gate(spec: RobustnessGateSpec, results: list[MetricResult]) -> GateVerdict:
+    """Weighted score 0-100 over live metrics; a critical failure fails the gate whatever the score."""
+    live = [r for r in results if not r.dry_run]
+    total_weight = sum(r.weight for r in live)
+    passed = sum(r.weight for r in live if r.verdict is Verdict.PASS)
+    score = round(100.0 * passed / total_weight, 2) if total_weight else 0.0
+    with_data = [r for r in live if r.verdict is not Verdict.NO_DATA]
+    failed = [r for r in live if r.verdict is Verdict.FAIL]
+    critical_failed = [r for r in failed if r.critical]
+    if critical_failed:
+        first = critical_failed[0]
+        return GateVerdict(Verdict.FAIL, score, f"critical metric {first.name} failed: {first.message}", results)
+    if failed:
+        data_weight = sum(r.weight for r in with_data)
+        surviving = 100.0 * (data_weight - sum(r.weight for r in failed)) / data_weight
+        if surviving < spec.scoring.marginal:
+            names = ", ".join(r.name for r in failed)
+            return GateVerdict(
+                Verdict.FAIL, score,
+                f"{names} failed, leaving {surviving:.0f} < marginal {spec.scoring.marginal}: {failed[0].message}",
+                results,
+            )
+    if not with_data:
+        return GateVerdict(Verdict.NO_DATA, score, f"no metric has enough data yet: {live[0].message}", results)
+    blocking = [r for r in live if r.critical and r.verdict is not Verdict.PASS]
+    if score >= spec.scoring.pass_ and not blocking:
+        return GateVerdict(Verdict.PASS, score, f"score {score:g} ≥ pass {spec.scoring.pass_}", results)
+    pending = [r for r in live if r.verdict is not Verdict.PASS]
+    detail = f"{pending[0].name}: {pending[0].message}" if pending else ""
+    return GateVerdict(Verdict.MARGINAL, score, f"score {score:g} < pass {spec.scoring.pass_}; {detail}", results)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _pct(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if value == 0:
+        return "0%"
+    if abs(value) >= 0.01:
+        return f"{100 * value:.2f}%"
+    return f"{100 * value:.3g}%"
+
+
+def _num(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.3g}"
+
+
+def _nan_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _quantile_name(quantile: float) -> str:
+    return f"{100 * quantile:g}".replace(".", "")
+
+
+def _bound_text(bounds: tuple[float, ...], index: int | None) -> str:
+    return "none" if index is None else f"le={bounds[index]:g}"

@@ -1,0 +1,1 @@
+"""Metric sources: query templates, the MetricSource protocol and the Prometheus implementation."""

@@ -1,0 +1,157 @@
+"""Prometheus as a MetricSource, through prometheus-api-client.
+
+Each look is one step of a range query over the analysis so far, so a restarted operator (or the
+CLI) recomputes every look from Prometheus, which holds the data. Faults become MetricsError with
+Prometheus' own message; they never turn into data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from robustness_gate.api import MetricSpec
+from robustness_gate.durations import format_duration
+from robustness_gate.metrics.queries import Query, metric_queries
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
+from robustness_gate.metrics.templates import Sides
+from robustness_gate.series import MetricData
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Resolved from Secret references by the caller; never logged or reported."""
+
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return "Credentials(<redacted>)"
+
+
+@dataclass
+class PrometheusSource:
+    address: str
+    timeout_seconds: float = 10.0
+    headers: dict[str, str] = field(default_factory=dict)
+    credentials: Credentials = field(default_factory=Credentials)
+    verify_tls: bool = True
+    queries_run: int = 0
+    _client: PrometheusConnect | None = field(default=None, init=False, repr=False)
+    _last_response: requests.Response | None = field(default=None, init=False, repr=False)
+
+    def _connect(self) -> PrometheusConnect:
+        if self._client is None:
+            session = requests.Session()
+            session.hooks["response"].append(self._remember)
+            headers = dict(self.headers)
+            if self.credentials.bearer_token:
+                headers["Authorization"] = f"Bearer {self.credentials.bearer_token}"
+            auth = None
+            if self.credentials.username is not None:
+                auth = (self.credentials.username, self.credentials.password or "")
+            # One quick retry on a gateway hiccup; the next look retries anyway.
+            retry = Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False)
+            self._client = PrometheusConnect(
+                url=self.address.rstrip("/"),
+                headers=headers or None,
+                disable_ssl=not self.verify_tls,
+                retry=retry,
+                auth=auth,
+                session=session,
+                timeout=self.timeout_seconds,
+            )
+        return self._client
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        self._last_response = response
+        return response
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
+        queries = metric_queries(metric, sides, window.step)
+        raw: dict[Query, RawSeries] = {}
+        for query in queries:
+            raw[query] = self.range_query(query.promql, window, f"metric {metric.name} ({query.role})")
+        return assemble(metric, sides, window, raw)
+
+    def range_query(self, promql: str, window: Window, where: str) -> RawSeries:
+        if window.looks <= 0:
+            return []
+        client = self._connect()
+        self.queries_run += 1
+        self._last_response = None
+        try:
+            result = client.custom_query_range(
+                promql,
+                start_time=datetime.fromtimestamp(window.first, UTC),
+                end_time=datetime.fromtimestamp(window.last, UTC),
+                step=format_duration(window.step),
+                params={"timeout": format_duration(self.timeout_seconds)},
+            )
+        except requests.exceptions.Timeout:
+            raise MetricsError(
+                f"Prometheus at {self.address} did not answer {where} within {format_duration(self.timeout_seconds)}",
+                "timeout",
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            raise MetricsError(f"cannot reach Prometheus at {self.address}: {_short(error)}", "unreachable") from None
+        except PrometheusApiClientException:
+            raise self._http_error(where, promql) from None
+        except (ValueError, KeyError, TypeError) as error:  # JSON that is not a Prometheus answer
+            raise MetricsError(
+                f"Prometheus at {self.address} answered {where} with malformed JSON: {_short(error)}", "malformed"
+            ) from None
+        return _parse_matrix(result, where)
+
+    def _http_error(self, where: str, promql: str) -> MetricsError:
+        response = self._last_response
+        status = response.status_code if response is not None else 0
+        detail = ""
+        if response is not None:
+            try:
+                body = response.json()
+                detail = str(body.get("error") or body)
+            except ValueError:
+                detail = response.text[:200]
+        if status == 400 or (response is not None and '"bad_data"' in response.text):
+            return MetricsError(f"PromQL error in {where}: {detail} (query: {promql})", "promql")
+        if status in (401, 403):
+            return MetricsError(f"Prometheus refused {where} with HTTP {status}: check the credentials", "http")
+        return MetricsError(f"Prometheus answered {where} with HTTP {status}: {detail}", "http")
+
+
+def _parse_matrix(result: Any, where: str) -> RawSeries:
+    if not isinstance(result, list):
+        raise MetricsError(f"{where}: expected a matrix from Prometheus, got {type(result).__name__}", "malformed")
+    series: RawSeries = []
+    for item in result:
+        if not isinstance(item, dict) or "values" not in item:
+            raise MetricsError(f"{where}: unexpected series in the answer: {json.dumps(item)[:120]}", "malformed")
+        labels = {str(k): str(v) for k, v in dict(item.get("metric") or {}).items()}
+        samples = []
+        for point in item["values"]:
+            try:
+                timestamp, text = float(point[0]), str(point[1])
+                samples.append((timestamp, float(text)))
+            except (TypeError, ValueError, IndexError):
+                raise MetricsError(f"{where}: unreadable sample {point!r}", "malformed") from None
+        series.append((labels, [(t, v) for t, v in samples if not math.isnan(v)]))
+    return series
+
+
+def _short(error: BaseException) -> str:
+    text = str(error)
+    return text if len(text) <= 200 else text[:200] + "..."

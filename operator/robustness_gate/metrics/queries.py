@@ -1,0 +1,79 @@
+"""The PromQL run for each metric: one query for both sides when the sides differ by one label.
+
+A template that uses {{by}} is run once with {{selector}} matching both sides and {{by}} set to
+the telling label; otherwise it is run once per side with {{by}} empty (`sum by () (x)` is `sum(x)`).
+Histogram queries are generated, so they always fetch both sides at once when possible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robustness_gate.api import MetricSpec
+from robustness_gate.durations import format_duration
+from robustness_gate.metrics.templates import Sides, render, render_matchers, uses
+
+CANARY = "canary"
+BASELINE = "baseline"
+BOTH = "both"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL expression; `side` says whose series it returns (BOTH: split by `split_label`)."""
+
+    role: str  # which part of the metric: errors, total, numerator, denominator, buckets, value
+    side: str
+    promql: str
+    split_label: str | None = None
+
+
+def template_queries(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:
+    window = format_duration(window_seconds)
+    split = sides.split()
+    if split is not None and uses(template, "by"):
+        variables = {"selector": split.selector(), "window": window, "by": split.label}
+        return [Query(role, BOTH, render(template, variables, where), split.label)]
+    queries = []
+    for side, matchers in ((CANARY, sides.canary), (BASELINE, sides.baseline)):
+        variables = {"selector": render_matchers(matchers), "window": window, "by": ""}
+        queries.append(Query(role, side, render(template, variables, where)))
+    return queries
+
+
+def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds: float) -> list[Query]:
+    window = format_duration(window_seconds)
+    extra = labels.strip().rstrip(",")
+    split = sides.split()
+    if split is not None:
+        selector = ",".join(part for part in (extra, split.selector()) if part)
+        promql = f"sum by (le, {split.label}) (increase({histogram}_bucket{{{selector}}}[{window}]))"
+        return [Query("buckets", BOTH, promql, split.label)]
+    queries = []
+    for side, matchers in ((CANARY, sides.canary), (BASELINE, sides.baseline)):
+        selector = ",".join(part for part in (extra, render_matchers(matchers)) if part)
+        promql = f"sum by (le) (increase({histogram}_bucket{{{selector}}}[{window}]))"
+        queries.append(Query("buckets", side, promql))
+    return queries
+
+
+def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float) -> list[Query]:
+    """All queries one look of this metric needs."""
+    where = f"metrics[{metric.name}]"
+    if metric.error_rate is not None:
+        return [
+            *template_queries("errors", metric.error_rate.errors, sides, window_seconds, f"{where}.errorRate.errors"),
+            *template_queries("total", metric.error_rate.total, sides, window_seconds, f"{where}.errorRate.total"),
+        ]
+    if metric.ratio is not None:
+        return [
+            *template_queries("errors", metric.ratio.numerator, sides, window_seconds, f"{where}.ratio.numerator"),
+            *template_queries("total", metric.ratio.denominator, sides, window_seconds,
+                              f"{where}.ratio.denominator"),
+        ]
+    if metric.latency is not None:
+        return histogram_queries(metric.latency.histogram, metric.latency.labels, sides, window_seconds)
+    if metric.drift is not None:
+        return histogram_queries(metric.drift.histogram, metric.drift.labels, sides, window_seconds)
+    assert metric.custom is not None
+    return template_queries("value", metric.custom.query, sides, window_seconds, f"{where}.custom.query")

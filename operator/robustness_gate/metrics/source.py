@@ -1,0 +1,165 @@
+"""What the judge needs from a metric store, and how raw query results become per-look series."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from robustness_gate.api import MetricSpec
+from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, Query
+from robustness_gate.metrics.templates import Sides
+from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.stats.histograms import per_bucket
+
+# One series: its labels and its (unix time, value) samples.
+RawSeries = list[tuple[dict[str, str], list[tuple[float, float]]]]
+
+
+class MetricsError(Exception):
+    """The metric store could not answer usefully; never grounds for a promotion."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind  # unreachable | timeout | http | promql | malformed | data
+
+
+@dataclass(frozen=True)
+class Window:
+    """Looks at start + step, start + 2·step, ...; each look covers the step before it."""
+
+    start: float
+    step: float
+    looks: int
+
+    @classmethod
+    def between(cls, start: float, end: float, step: float) -> Window:
+        return cls(start=start, step=step, looks=max(0, math.floor((end - start) / step + 1e-9)))
+
+    @property
+    def first(self) -> float:
+        return self.start + self.step
+
+    @property
+    def last(self) -> float:
+        return self.start + self.looks * self.step
+
+    def index(self, timestamp: float) -> int | None:
+        position = round((timestamp - self.first) / self.step)
+        return position if 0 <= position < self.looks else None
+
+
+class MetricSource(Protocol):
+    def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData: ...
+
+
+def _series_side(query: Query, labels: dict[str, str], sides: Sides) -> str | None:
+    if query.side != BOTH:
+        return query.side
+    split = sides.split()
+    assert split is not None and query.split_label is not None
+    value = labels.get(query.split_label)
+    if value == split.canary:
+        return CANARY
+    if value == split.baseline:
+        return BASELINE
+    return None
+
+
+def _per_look(samples: list[tuple[float, float]], window: Window, where: str) -> FloatArray:
+    values = np.full(window.looks, math.nan)
+    for timestamp, value in samples:
+        index = window.index(timestamp)
+        if index is None:
+            continue
+        if math.isinf(value):
+            raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
+        values[index] = value
+    return values
+
+
+def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> MetricData:
+    """Turn the answers to metric_queries() into the series the judge reads."""
+    if metric.kind in ("latency", "drift"):
+        return _assemble_histogram(metric, sides, window, raw)
+    per_role: dict[tuple[str, str], FloatArray] = {}
+    for query, series_list in raw.items():
+        found: dict[str, list[FloatArray]] = {CANARY: [], BASELINE: []}
+        for labels, samples in series_list:
+            side = _series_side(query, labels, sides)
+            if side is None:
+                continue
+            found[side].append(_per_look(samples, window, f"metric {metric.name} ({query.role}, {side})"))
+        for side, arrays in found.items():
+            if query.side not in (side, BOTH):
+                continue
+            if metric.kind == "custom" and len(arrays) > 1:
+                raise MetricsError(
+                    f"metric {metric.name}: the query returned {len(arrays)} series for the {side}; "
+                    "aggregate it to one value per side (e.g. with sum or avg)",
+                    "data",
+                )
+            if metric.kind == "custom":
+                per_role[(query.role, side)] = arrays[0] if arrays else np.full(window.looks, math.nan)
+            else:
+                # A missing sample in a counter increase means nothing was counted then.
+                stacked = np.nan_to_num(np.array(arrays), nan=0.0) if arrays else np.zeros((1, window.looks))
+                per_role[(query.role, side)] = np.clip(stacked.sum(axis=0), 0.0, None)
+    if metric.kind == "custom":
+        return ValueSeries(canary=per_role[("value", CANARY)], baseline=per_role[("value", BASELINE)])
+    canary_events, canary_total = per_role[("errors", CANARY)], per_role[("total", CANARY)]
+    baseline_events, baseline_total = per_role[("errors", BASELINE)], per_role[("total", BASELINE)]
+    # Bad events cannot outnumber all events; scrape skew between two queries can make them.
+    return CountSeries(
+        canary_events=np.minimum(canary_events, canary_total),
+        canary_total=canary_total,
+        baseline_events=np.minimum(baseline_events, baseline_total),
+        baseline_total=baseline_total,
+    )
+
+
+def _assemble_histogram(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]
+                        ) -> HistogramSeries:
+    by_side: dict[str, dict[float, FloatArray]] = {CANARY: {}, BASELINE: {}}
+    for query, series_list in raw.items():
+        for labels, samples in series_list:
+            side = _series_side(query, labels, sides)
+            if side is None:
+                continue
+            if "le" not in labels:
+                raise MetricsError(f"metric {metric.name}: a bucket series has no le label", "data")
+            try:
+                bound = float(labels["le"])
+            except ValueError:
+                raise MetricsError(f"metric {metric.name}: bucket le={labels['le']!r} is not a number", "data") from None
+            values = _per_look(samples, window, f"metric {metric.name} ({side}, le={labels['le']})")
+            previous = by_side[side].get(bound)
+            by_side[side][bound] = values if previous is None else np.nansum([previous, values], axis=0)
+    canary_bounds, baseline_bounds = set(by_side[CANARY]), set(by_side[BASELINE])
+    if not canary_bounds and not baseline_bounds:
+        return HistogramSeries(bounds=(1.0,), canary=np.zeros((window.looks, 2)), baseline=np.zeros((window.looks, 2)))
+    present = [bounds for bounds in (canary_bounds, baseline_bounds) if bounds]
+    if len(present) == 2 and canary_bounds != baseline_bounds:
+        raise MetricsError(
+            f"metric {metric.name}: canary and baseline histograms have different buckets "
+            f"({sorted(canary_bounds - baseline_bounds)} vs {sorted(baseline_bounds - canary_bounds)}); "
+            "both versions must use the same bucket boundaries",
+            "data",
+        )
+    all_bounds = sorted(present[0])
+    if all_bounds[-1] != math.inf:
+        raise MetricsError(f"metric {metric.name}: no le=\"+Inf\" bucket; is it a classic histogram?", "data")
+    finite = tuple(all_bounds[:-1])
+    if not finite:
+        raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", "data")
+
+    def matrix(side: str) -> FloatArray:
+        columns = by_side[side]
+        if not columns:
+            return np.zeros((window.looks, len(all_bounds)))
+        cumulative = np.column_stack([np.nan_to_num(columns[b], nan=0.0) for b in all_bounds])
+        return per_bucket(cumulative)
+
+    return HistogramSeries(bounds=finite, canary=matrix(CANARY), baseline=matrix(BASELINE))

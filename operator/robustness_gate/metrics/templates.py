@@ -1,0 +1,133 @@
+"""Strict PromQL templates and label selectors. A value can never change the query's structure.
+
+Templates use {{name}} variables. Unknown variables are an error naming them, and every label
+value is escaped as a PromQL string (and as an RE2 literal inside regex matchers).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
+KNOWN_VARIABLES = ("selector", "window", "by")
+
+
+class TemplateError(ValueError):
+    """A template or selector that cannot be rendered safely."""
+
+
+def render(template: str, variables: dict[str, str], where: str = "query") -> str:
+    """Substitute {{name}} variables; refuse unknown names and unbalanced braces."""
+    unknown = sorted({name for name in VARIABLE.findall(template) if name not in variables})
+    if unknown:
+        raise TemplateError(
+            f"{where}: unknown template variable {', '.join('{{' + n + '}}' for n in unknown)}; "
+            f"known: {', '.join('{{' + n + '}}' for n in sorted(variables))}"
+        )
+    rendered = VARIABLE.sub(lambda match: variables[match.group(1)], template)
+    if "{{" in VARIABLE.sub("", template) or "}}" in VARIABLE.sub("", template):
+        raise TemplateError(f"{where}: malformed template variable; write variables like {{{{selector}}}}")
+    return rendered
+
+
+def uses(template: str, name: str) -> bool:
+    return name in VARIABLE.findall(template)
+
+
+def escape_string(value: str) -> str:
+    """A PromQL double-quoted string literal body."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def escape_regex(value: str) -> str:
+    """An RE2 pattern matching exactly `value`."""
+    return re.sub(r"([^A-Za-z0-9_])", r"\\\1", value)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+
+    def render(self) -> str:
+        return f'{self.name}{self.op}"{escape_string(self.value)}"'
+
+
+def parse_selector(text: str, where: str = "selector") -> tuple[Matcher, ...]:
+    """Parse `a="x",b!~"y.*"` into matchers; anything else is rejected with the expected form."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    matchers: list[Matcher] = []
+    position = 0
+    while position < len(body):
+        match = _MATCHER.match(body, position)
+        if match is None:
+            raise TemplateError(
+                f'{where}: cannot parse {text!r} near {body[position:position + 20]!r}; '
+                'write label matchers like version="v2" or app="fraud",version="v2"'
+            )
+        raw = match.group(3)
+        value = re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), raw)
+        matchers.append(Matcher(match.group(1), match.group(2), value))
+        position = match.end()
+        if position < len(body):
+            if body[position] != ",":
+                raise TemplateError(f"{where}: expected a comma after {match.group(0).strip()!r} in {text!r}")
+            position += 1
+    if not matchers:
+        raise TemplateError(f'{where}: empty selector; write label matchers like version="v2"')
+    return tuple(matchers)
+
+
+def render_matchers(matchers: tuple[Matcher, ...]) -> str:
+    return ",".join(matcher.render() for matcher in matchers)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Canary and baseline differ only in one label's value: one query can fetch both."""
+
+    label: str
+    canary: str
+    baseline: str
+    common: tuple[Matcher, ...]
+
+    def selector(self) -> str:
+        both = Matcher(self.label, "=~", f"{escape_regex(self.canary)}|{escape_regex(self.baseline)}")
+        return render_matchers((*self.common, both))
+
+
+@dataclass(frozen=True)
+class Sides:
+    """How canary and baseline series are told apart."""
+
+    canary: tuple[Matcher, ...]
+    baseline: tuple[Matcher, ...]
+
+    @classmethod
+    def parse(cls, canary: str, baseline: str) -> Sides:
+        sides = cls(parse_selector(canary, "canary selector"), parse_selector(baseline, "baseline selector"))
+        if set(sides.canary) == set(sides.baseline):
+            raise TemplateError("canary and baseline selectors are identical; they must select different series")
+        return sides
+
+    @classmethod
+    def by_label(cls, label: str, canary: str, baseline: str) -> Sides:
+        return cls((Matcher(label, "=", canary),), (Matcher(label, "=", baseline),))
+
+    def split(self) -> Split | None:
+        canary_only = [m for m in self.canary if m not in self.baseline]
+        baseline_only = [m for m in self.baseline if m not in self.canary]
+        if len(canary_only) != 1 or len(baseline_only) != 1:
+            return None
+        c, b = canary_only[0], baseline_only[0]
+        if c.name != b.name or c.op != "=" or b.op != "=" or c.value == b.value:
+            return None
+        common = tuple(m for m in self.canary if m in self.baseline)
+        if any(m.name == c.name for m in common):
+            return None
+        return Split(label=c.name, canary=c.value, baseline=b.value, common=common)

@@ -1,0 +1,56 @@
+"""Per-look data handed from a metric source to the judge. Pure containers, no I/O.
+
+Every array has one entry per look (analysis interval), in time order. Counts are the
+increments observed during that look's interval, not running totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class CountSeries:
+    """Bad events and all events per look, for canary and baseline."""
+
+    canary_events: FloatArray
+    canary_total: FloatArray
+    baseline_events: FloatArray
+    baseline_total: FloatArray
+
+    @property
+    def looks(self) -> int:
+        return len(self.canary_total)
+
+
+@dataclass(frozen=True)
+class HistogramSeries:
+    """Per-bucket observation counts per look (not cumulative); the last column is the +Inf bucket."""
+
+    bounds: tuple[float, ...]
+    canary: FloatArray
+    baseline: FloatArray
+
+    @property
+    def looks(self) -> int:
+        return int(self.canary.shape[0])
+
+
+@dataclass(frozen=True)
+class ValueSeries:
+    """One value per look and side; NaN where the query returned nothing."""
+
+    canary: FloatArray
+    baseline: FloatArray
+
+    @property
+    def looks(self) -> int:
+        return len(self.canary)
+
+
+MetricData = CountSeries | HistogramSeries | ValueSeries

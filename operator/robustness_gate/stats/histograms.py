@@ -1,0 +1,138 @@
+"""Prometheus-style histograms: bucket arithmetic, quantiles, drift effect sizes and a drift test."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+
+from robustness_gate.series import FloatArray
+from robustness_gate.stats.counts import ratio_log_evalues
+
+# Smoothing for empty buckets before PSI (a share of 0 makes the log-ratio infinite).
+PSI_EPSILON = 1e-4
+
+
+def per_bucket(cumulative: FloatArray) -> FloatArray:
+    """Cumulative `le` counts (last column +Inf) to counts per bucket along the last axis.
+
+    Scrapes of different buckets are not atomic across a window, so tiny negative differences
+    are clipped to zero rather than propagated.
+    """
+    cumulative = np.asarray(cumulative, dtype=float)
+    diffs = np.diff(cumulative, axis=-1, prepend=0.0)
+    return np.clip(diffs, 0.0, None)
+
+
+@dataclass(frozen=True)
+class BoundaryMatch:
+    """Where a threshold falls among finite bucket bounds."""
+
+    exact: int | None  # index of a bound equal to the threshold
+    below: int | None  # largest bound below the threshold
+    above: int | None  # smallest bound above the threshold
+
+
+def locate_threshold(bounds: tuple[float, ...], threshold: float) -> BoundaryMatch:
+    for index, bound in enumerate(bounds):
+        if math.isclose(bound, threshold, rel_tol=1e-9, abs_tol=1e-12):
+            return BoundaryMatch(exact=index, below=index, above=index)
+    below = max((i for i, b in enumerate(bounds) if b < threshold), default=None)
+    above = min((i for i, b in enumerate(bounds) if b > threshold), default=None)
+    return BoundaryMatch(exact=None, below=below, above=above)
+
+
+def share_above(counts: FloatArray, index: int) -> tuple[float, float]:
+    """(observations above bound `index`, all observations) from per-bucket counts of one side."""
+    counts = np.asarray(counts, dtype=float)
+    return float(counts[index + 1 :].sum()), float(counts.sum())
+
+
+def interpolated_quantile(bounds: tuple[float, ...], counts: FloatArray, q: float) -> float:
+    """Quantile by linear interpolation within the bucket, as PromQL's histogram_quantile does.
+
+    Returns the highest finite bound when the quantile falls in the +Inf bucket, and nan with no data.
+    """
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum()
+    if total <= 0 or not bounds:
+        return math.nan
+    rank = q * total
+    cumulative = np.cumsum(counts)
+    index = int(np.searchsorted(cumulative, rank, side="left"))
+    if index >= len(bounds):
+        return float(bounds[-1])
+    lower = 0.0 if index == 0 else float(bounds[index - 1])
+    if index == 0 and bounds[0] <= 0:
+        return float(bounds[0])
+    below = 0.0 if index == 0 else float(cumulative[index - 1])
+    in_bucket = float(counts[index])
+    if in_bucket <= 0:
+        return float(bounds[index])
+    return lower + (float(bounds[index]) - lower) * (rank - below) / in_bucket
+
+
+def shares(counts: FloatArray) -> FloatArray:
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum()
+    return counts / total if total > 0 else np.full(len(counts), math.nan)
+
+
+def psi(actual: FloatArray, expected: FloatArray, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index of `actual` against `expected` bucket counts (Jeffreys divergence)."""
+    a = np.maximum(shares(actual), epsilon)
+    e = np.maximum(shares(expected), epsilon)
+    a, e = a / a.sum(), e / e.sum()
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def jensen_shannon(actual: FloatArray, expected: FloatArray) -> float:
+    """Jensen-Shannon distance (base 2, so between 0 and 1) between two bucket distributions."""
+    return float(jensenshannon(shares(actual), shares(expected), base=2))
+
+
+def wasserstein(bounds: tuple[float, ...], actual: FloatArray, expected: FloatArray) -> float:
+    """Earth mover's distance between two histograms over the finite buckets.
+
+    Mass is taken as uniform within each bucket (the assumption histogram_quantile makes), so the
+    difference of the two CDFs is linear inside a bucket and integrates exactly. The lowest bucket
+    starts at 0 when its bound is positive; the +Inf bucket has no width and adds nothing.
+    """
+    a, e = shares(actual), shares(expected)
+    edges = [min(0.0, bounds[0])] + list(bounds)
+    cdf_gap = np.concatenate([[0.0], np.cumsum(a[: len(bounds)] - e[: len(bounds)])])
+    distance = 0.0
+    for left, right, g0, g1 in zip(edges[:-1], edges[1:], cdf_gap[:-1], cdf_gap[1:], strict=True):
+        width = right - left
+        if g0 * g1 >= 0:
+            distance += width * (abs(g0) + abs(g1)) / 2
+        else:  # the gap changes sign inside the bucket: two triangles
+            crossing = abs(g0) / (abs(g0) + abs(g1))
+            distance += width * (crossing * abs(g0) + (1 - crossing) * abs(g1)) / 2
+    return distance
+
+
+def drift_log_evalues(canary: FloatArray, baseline: FloatArray) -> FloatArray:
+    """Sequential test that canary and baseline share one bucket distribution; log E per look.
+
+    Given which bucket an observation fell in, under H0 its side is a coin with the canary's
+    traffic share of that look, whatever the distribution. Each bucket gets a two-sided rate-ratio
+    mixture (half the weight on more, half on fewer canary observations); buckets are independent
+    given the counts, so the product over buckets is an e-process for "same distribution".
+    """
+    canary = np.asarray(canary, dtype=float)
+    baseline = np.asarray(baseline, dtype=float)
+    canary_total = canary.sum(axis=1)
+    baseline_total = baseline.sum(axis=1)
+    log_e = np.zeros(canary.shape[0])
+    for bucket in range(canary.shape[1]):
+        if canary[:, bucket].sum() + baseline[:, bucket].sum() <= 0:
+            continue
+        up = ratio_log_evalues(canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, True)
+        down = ratio_log_evalues(
+            canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, False
+        )
+        log_e += np.logaddexp(up.log_evalues, down.log_evalues) - math.log(2.0)
+    return log_e
