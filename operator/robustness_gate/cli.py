@@ -87,12 +87,11 @@ def _analyze_command(args: argparse.Namespace) -> int:
     try:
         gate, sides, source, start, end = _prepare(args)
     except InputError as error:
-        return _report_error(args.output, "invalid", error.problems, console)
+        return _report_error(args.output, "invalid", error.problems)
     try:
         report = analyze(gate, sides, source, start, end)
     except MetricsError as error:
-        return _report_error(args.output, "prometheus", [FieldProblem(path="prometheus", message=str(error))],
-                             console)
+        return _report_error(args.output, "prometheus", [FieldProblem(path="prometheus", message=str(error))])
     finally:
         source.close()
     code = EXIT_BY_ACTION[report.decision.action]
@@ -120,18 +119,18 @@ def _prepare(args: argparse.Namespace) -> tuple[RobustnessGate, Sides, Prometheu
     try:
         sides = Sides.parse(args.canary, args.baseline)
     except TemplateError as error:
-        problems.append(FieldProblem(path="--canary/--baseline", message=str(error)))
+        problems.append(FieldProblem(path="--canary/--baseline", message=f"{error.where}: {error.detail}"))
     start = end = 0.0
     try:
         start, end = _time_range(args, gate)
     except ValueError as error:
         problems.append(FieldProblem(path="--since/--start/--end", message=str(error)))
     if gate is not None and sides is not None:
-        for metric in gate.spec.metrics:
+        for index, metric in enumerate(gate.spec.metrics):
             try:
-                metric_queries(metric, sides, gate.spec.analysis.interval_seconds)
+                metric_queries(metric, sides, gate.spec.analysis.interval_seconds, f"spec.metrics[{index}]")
             except TemplateError as error:
-                problems.append(FieldProblem(path=f"spec.metrics[{metric.name}]", message=str(error)))
+                problems.append(FieldProblem(path=error.where, message=error.detail))
     token = None
     if args.bearer_token_file:
         try:
@@ -181,7 +180,7 @@ def _parse_time(text: str, flag: str) -> float:
     return moment.timestamp()
 
 
-def _report_error(output: str, kind: str, problems: list[FieldProblem], console: Console) -> int:
+def _report_error(output: str, kind: str, problems: list[FieldProblem]) -> int:
     if output == "json":
         document = {
             "apiVersion": "robustness.dev/v1alpha1",
@@ -192,10 +191,10 @@ def _report_error(output: str, kind: str, problems: list[FieldProblem], console:
         print(json.dumps(document, indent=2))
     else:
         title = "invalid input" if kind == "invalid" else "Prometheus error"
-        err = Console(stderr=True)
-        err.print(f"[bold red]error[/]: {title}")
+        # Plain text: one unwrapped line per problem, easy to grep in CI logs.
+        print(f"error: {title}", file=sys.stderr)
         for problem in problems:
-            err.print(f"  {problem.path}: {problem.message}", markup=False, highlight=False)
+            print(f"  {problem.path}: {problem.message}", file=sys.stderr)
     return EXIT_ERROR
 
 

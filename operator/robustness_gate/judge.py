@@ -77,7 +77,7 @@ class JudgeSettings:
     min_baseline: float
 
 
-def tests_of(metric: MetricSpec) -> int:
+def budgeted_tests(metric: MetricSpec) -> int:
     """How many tests of this metric can roll back, each getting a share of the gate's budget."""
     if metric.dry_run:
         return 0
@@ -90,7 +90,7 @@ def tests_of(metric: MetricSpec) -> int:
 
 
 def settings_for(spec: RobustnessGateSpec) -> JudgeSettings:
-    budget = max(1, sum(tests_of(metric) for metric in spec.metrics))
+    budget = max(1, sum(budgeted_tests(metric) for metric in spec.metrics))
     return JudgeSettings(
         alpha=spec.analysis.false_positive_rate / budget,
         min_canary=spec.analysis.min_traffic.canary,

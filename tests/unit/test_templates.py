@@ -56,7 +56,7 @@ def test_split_detection() -> None:
     assert split.selector() == 'app="x",version=~"v2|v1"'
     assert Sides.parse('version="v2"', 'track="stable"').split() is None
     assert Sides.parse('version=~"v2.*"', 'version="v1"').split() is None
-    with pytest.raises(TemplateError, match="identical"):
+    with pytest.raises(TemplateError, match="identical selectors"):
         Sides.parse('version="v1"', 'version="v1"')
 
 

@@ -57,9 +57,9 @@ def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds:
     return queries
 
 
-def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float) -> list[Query]:
-    """All queries one look of this metric needs."""
-    where = f"metrics[{metric.name}]"
+def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, where: str = "") -> list[Query]:
+    """All queries one look of this metric needs; `where` is the metric's field path for errors."""
+    where = where or f"metrics[{metric.name}]"
     if metric.error_rate is not None:
         return [
             *template_queries("errors", metric.error_rate.errors, sides, window_seconds, f"{where}.errorRate.errors"),

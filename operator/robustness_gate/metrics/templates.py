@@ -15,7 +15,12 @@ KNOWN_VARIABLES = ("selector", "window", "by")
 
 
 class TemplateError(ValueError):
-    """A template or selector that cannot be rendered safely."""
+    """A template or selector that cannot be rendered safely; `where` names the field."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(f"{where}: {detail}")
+        self.where = where
+        self.detail = detail
 
 
 def render(template: str, variables: dict[str, str], where: str = "query") -> str:
@@ -23,12 +28,13 @@ def render(template: str, variables: dict[str, str], where: str = "query") -> st
     unknown = sorted({name for name in VARIABLE.findall(template) if name not in variables})
     if unknown:
         raise TemplateError(
-            f"{where}: unknown template variable {', '.join('{{' + n + '}}' for n in unknown)}; "
-            f"known: {', '.join('{{' + n + '}}' for n in sorted(variables))}"
+            where,
+            f"unknown template variable {', '.join('{{' + n + '}}' for n in unknown)}; "
+            f"known: {', '.join('{{' + n + '}}' for n in sorted(variables))}",
         )
     rendered = VARIABLE.sub(lambda match: variables[match.group(1)], template)
     if "{{" in VARIABLE.sub("", template) or "}}" in VARIABLE.sub("", template):
-        raise TemplateError(f"{where}: malformed template variable; write variables like {{{{selector}}}}")
+        raise TemplateError(where, "malformed template variable; write variables like {{selector}}")
     return rendered
 
 
@@ -67,8 +73,9 @@ def parse_selector(text: str, where: str = "selector") -> tuple[Matcher, ...]:
         match = _MATCHER.match(body, position)
         if match is None:
             raise TemplateError(
-                f'{where}: cannot parse {text!r} near {body[position:position + 20]!r}; '
-                'write label matchers like version="v2" or app="fraud",version="v2"'
+                where,
+                f"cannot parse {text!r} near {body[position:position + 20]!r}; "
+                'write label matchers like version="v2" or app="fraud",version="v2"',
             )
         raw = match.group(3)
         value = re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), raw)
@@ -76,10 +83,10 @@ def parse_selector(text: str, where: str = "selector") -> tuple[Matcher, ...]:
         position = match.end()
         if position < len(body):
             if body[position] != ",":
-                raise TemplateError(f"{where}: expected a comma after {match.group(0).strip()!r} in {text!r}")
+                raise TemplateError(where, f"expected a comma after {match.group(0).strip()!r} in {text!r}")
             position += 1
     if not matchers:
-        raise TemplateError(f'{where}: empty selector; write label matchers like version="v2"')
+        raise TemplateError(where, 'empty selector; write label matchers like version="v2"')
     return tuple(matchers)
 
 
@@ -112,7 +119,7 @@ class Sides:
     def parse(cls, canary: str, baseline: str) -> Sides:
         sides = cls(parse_selector(canary, "canary selector"), parse_selector(baseline, "baseline selector"))
         if set(sides.canary) == set(sides.baseline):
-            raise TemplateError("canary and baseline selectors are identical; they must select different series")
+            raise TemplateError("--canary/--baseline", "identical selectors; they must select different series")
         return sides
 
     @classmethod
