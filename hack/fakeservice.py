@@ -267,9 +267,7 @@ class FleetCollector:
         base = ["app", self.version_label]
         return (
             CounterMetricFamily("http_requests", "Requests served, by status code.", labels=[*base, "code"]),
-            HistogramMetricFamily(
-                "http_request_duration_seconds", "Request latency in seconds.", labels=base
-            ),
+            HistogramMetricFamily("http_request_duration_seconds", "Request latency in seconds.", labels=base),
             HistogramMetricFamily("model_prediction_score", "Model prediction score in [0, 1].", labels=base),
             CounterMetricFamily(
                 "model_feature_null", "Requests where the feature was null.", labels=[*base, "feature"]
@@ -590,17 +588,13 @@ def backfill_families(
         req.append(promlab.Series("http_requests_total", {**base, "code": "500"}, points(1)))
         col = 2
         for le, _ in sim.latency_buckets():
-            lat_series.append(
-                promlab.Series("http_request_duration_seconds_bucket", {**base, "le": le}, points(col))
-            )
+            lat_series.append(promlab.Series("http_request_duration_seconds_bucket", {**base, "le": le}, points(col)))
             col += 1
         lat_series.append(promlab.Series("http_request_duration_seconds_count", base, points(col - 1)))
         lat_series.append(promlab.Series("http_request_duration_seconds_sum", base, points(col)))
         col += 1
         for le, _ in sim.score_buckets():
-            score_series.append(
-                promlab.Series("model_prediction_score_bucket", {**base, "le": le}, points(col))
-            )
+            score_series.append(promlab.Series("model_prediction_score_bucket", {**base, "le": le}, points(col)))
             col += 1
         score_series.append(promlab.Series("model_prediction_score_count", base, points(col - 1)))
         score_series.append(promlab.Series("model_prediction_score_sum", base, points(col)))
@@ -622,15 +616,9 @@ def backfill_families(
 
     families = [
         promlab.MetricFamily("http_requests", "counter", "Requests served, by status code.", req),
-        promlab.MetricFamily(
-            "http_request_duration_seconds", "histogram", "Request latency in seconds.", lat_series
-        ),
-        promlab.MetricFamily(
-            "model_prediction_score", "histogram", "Model prediction score in [0, 1].", score_series
-        ),
-        promlab.MetricFamily(
-            "model_feature_null", "counter", "Requests where the feature was null.", null_series
-        ),
+        promlab.MetricFamily("http_request_duration_seconds", "histogram", "Request latency in seconds.", lat_series),
+        promlab.MetricFamily("model_prediction_score", "histogram", "Model prediction score in [0, 1].", score_series),
+        promlab.MetricFamily("model_feature_null", "counter", "Requests where the feature was null.", null_series),
         promlab.MetricFamily(
             "model_feature_observations", "counter", "Requests where the feature was read.", obs_series
         ),

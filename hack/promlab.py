@@ -77,8 +77,7 @@ def _require_executable(path: str, what: str, env_var: str) -> str:
     if os.path.isfile(path) and os.access(path, os.X_OK):
         return path
     raise RuntimeError(
-        f"{what} binary not found or not executable at {path!r} "
-        f"(set {env_var} to override, or {INSTALL_HINT})"
+        f"{what} binary not found or not executable at {path!r} (set {env_var} to override, or {INSTALL_HINT})"
     )
 
 
@@ -250,8 +249,7 @@ def _check_family(family: MetricFamily, now: float) -> None:
             # promtool would silently drop these samples (or misplace them), so fail loudly instead.
             if not (_MIN_PLAUSIBLE_TS <= ts <= now + _MAX_FUTURE_SECONDS):
                 raise ValueError(
-                    f"{series.name}{dict(series.labels)}: timestamp {ts!r} is not unix SECONDS "
-                    "in a sane range"
+                    f"{series.name}{dict(series.labels)}: timestamp {ts!r} is not unix SECONDS in a sane range"
                 )
             if ts <= previous:
                 raise ValueError(f"{series.name}{dict(series.labels)}: timestamps must strictly increase")
@@ -327,9 +325,7 @@ def backfill_blocks(
     with src.open("rb") as fh:
         fh.seek(max(0, src.stat().st_size - 64))
         if not fh.read().rstrip().endswith(b"# EOF"):
-            raise ValueError(
-                f"{src}: OpenMetrics input must end with '# EOF' (promtool rejects it otherwise)"
-            )
+            raise ValueError(f"{src}: OpenMetrics input must end with '# EOF' (promtool rejects it otherwise)")
     dest.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in dest.iterdir()}
     cmd = [
@@ -347,8 +343,7 @@ def backfill_blocks(
         raise RuntimeError(f"promtool did not finish within {timeout}s: {' '.join(cmd)}") from err
     if proc.returncode != 0:
         raise RuntimeError(
-            f"promtool failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"{(proc.stderr or proc.stdout)[-2000:]}"
+            f"promtool failed (exit {proc.returncode}): {' '.join(cmd)}\n{(proc.stderr or proc.stdout)[-2000:]}"
         )
     blocks = sorted(
         (_read_block(p) for p in dest.iterdir() if p.name not in before and (p / "meta.json").is_file()),
@@ -358,9 +353,7 @@ def backfill_blocks(
     problem = None
     for block in blocks:
         if block.max_time > now + _MAX_FUTURE_SECONDS:
-            problem = (
-                f"block {block.ulid} ends in the future ({block.max_time:.0f}); timestamps must be seconds"
-            )
+            problem = f"block {block.ulid} ends in the future ({block.max_time:.0f}); timestamps must be seconds"
         elif retention_seconds is not None and block.max_time < now - retention_seconds:
             problem = f"block {block.ulid} ends {now - block.max_time:.0f}s ago, outside retention"
     if problem:
@@ -597,9 +590,7 @@ class PrometheusServer:
         result: list[dict[str, Any]] = self.api("query_range", params)["result"]
         return result
 
-    def wait_for_samples(
-        self, query: str, min_value: float, timeout: float = 30.0, interval: float = 0.25
-    ) -> float:
+    def wait_for_samples(self, query: str, min_value: float, timeout: float = 30.0, interval: float = 0.25) -> float:
         """Poll the instant ``query`` until its first sample is >= ``min_value``; returns that value."""
         deadline = time.monotonic() + timeout
         last: float | None = None
@@ -660,9 +651,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 extra_labels={"job": "history"},
             )
         svc = stack.enter_context(fakeservice.FakeService(variants, duration=args.duration + 30))
-        prom = stack.enter_context(
-            PrometheusServer([svc.target], backfill=backfill, max_lifetime=args.duration + 60)
-        )
+        prom = stack.enter_context(PrometheusServer([svc.target], backfill=backfill, max_lifetime=args.duration + 60))
         print(f"fake service: {svc.url}\nprometheus:   {prom.url}", flush=True)
         print('try: sum by (version) (rate(http_requests_total{code="500"}[1m]))', flush=True)
         _wait_for_signal(args.duration)
@@ -688,9 +677,7 @@ def _bounded_duration(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="promlab", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
+    parser = argparse.ArgumentParser(prog="promlab", description=__doc__.split("\n\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run Prometheus on loopback scraping the given targets")

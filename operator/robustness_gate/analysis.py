@@ -37,5 +37,10 @@ def analyze(gate: RobustnessGate, sides: Sides, source: MetricSource, start: flo
     verdict = judge_gate(spec, data)
     elapsed = window.last - start if window.looks else 0.0
     decision = decide(verdict, elapsed, spec.analysis)
-    return AnalysisReport(start=start, end=window.last if window.looks else start, looks=window.looks,
-                          verdict=verdict, decision=decision)
+    return AnalysisReport(
+        start=start,
+        end=window.last if window.looks else start,
+        looks=window.looks,
+        verdict=verdict,
+        decision=decision,
+    )

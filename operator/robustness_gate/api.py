@@ -37,9 +37,7 @@ MAX_LOOKS = 10_000
 class Model(BaseModel):
     """camelCase on the wire, unknown fields rejected."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False)
 
 
 # ---------------------------------------------------------------- enums
@@ -160,9 +158,7 @@ class PrometheusSpec(Model):
         description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
     )
     timeout: Duration = Field("10s", description="Timeout of one query.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra HTTP headers (not for secrets: use auth)."
-    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (not for secrets: use auth).")
     auth: PrometheusAuth | None = Field(None, description="Credentials from Secret references.")
     insecure_skip_verify: bool = Field(False, description="Skip TLS certificate verification.")
 
@@ -203,9 +199,7 @@ class AnalysisSpec(Model):
         if max_duration > 7 * 24 * 3600:
             raise ValueError(f"maxDuration {self.max_duration} is longer than 7 days (168h)")
         if min_duration > max_duration:
-            raise ValueError(
-                f"minDuration {self.min_duration} is longer than maxDuration {self.max_duration}"
-            )
+            raise ValueError(f"minDuration {self.min_duration} is longer than maxDuration {self.max_duration}")
         if max_duration < interval:
             raise ValueError(f"maxDuration {self.max_duration} is shorter than interval {self.interval}")
         if max_duration / interval > MAX_LOOKS:
@@ -401,7 +395,8 @@ class RobustnessGateSpec(Model):
     on_pass: OnPass = Field(OnPass.PROMOTE, description="Promote or None.")
     on_fail: OnFail = Field(OnFail.ROLLBACK, description="Rollback, Pause or None.")
     on_inconclusive: OnInconclusive = Field(
-        OnInconclusive.ROLLBACK, description="At maxDuration without a verdict: Rollback, Pause, Promote or None."
+        OnInconclusive.ROLLBACK,
+        description="At maxDuration without a verdict: Rollback, Pause, Promote or None.",
     )
     dry_run: bool = Field(False, description="Record decisions, change nothing.")
 
@@ -562,9 +557,7 @@ def _allowed_fields(location: tuple[Any, ...]) -> list[str]:
     for part in location:
         if isinstance(part, int):
             continue
-        field = next(
-            (f for name, f in model.model_fields.items() if (f.alias or name) == part or name == part), None
-        )
+        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part or name == part), None)
         if field is None:
             return []
         model = _model_of(field.annotation)

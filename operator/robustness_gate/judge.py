@@ -6,6 +6,7 @@ gate's false-rollback budget) or NoData (too little traffic: "not yet", never a 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -150,8 +151,7 @@ def _combine(
     else:
         verdict = Verdict.MARGINAL
         message = "; ".join(part.text for part in parts if not part.confirmed)
-    return MetricResult(name=metric.name, kind=metric.kind, verdict=verdict, test=test, message=message,
-                        **numbers)  # type: ignore[arg-type]
+    return MetricResult(name=metric.name, kind=metric.kind, verdict=verdict, test=test, message=message, **numbers)  # type: ignore[arg-type]
 
 
 def _traffic(canary: float, baseline: float, settings: JudgeSettings, needs_baseline: bool) -> tuple[bool, str]:
@@ -163,8 +163,9 @@ def _traffic(canary: float, baseline: float, settings: JudgeSettings, needs_base
     return not short, "not enough traffic yet: " + ", ".join(short) if short else ""
 
 
-def _rate_slo(events: FloatArray, trials: FloatArray, bound: float, alpha: float, what: str
-              ) -> tuple[_Part, counts.RateBounds]:
+def _rate_slo(
+    events: FloatArray, trials: FloatArray, bound: float, alpha: float, what: str
+) -> tuple[_Part, counts.RateBounds]:
     cumulative_events, cumulative_trials = np.cumsum(events), np.cumsum(trials)
     above, below = counts.bound_crossings(cumulative_events, cumulative_trials, bound, alpha)
     rates = counts.binomial_confidence_sequence(
@@ -196,8 +197,10 @@ def _ratio_compare(
     r0 = 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
     evidence = counts.ratio_log_evalues(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
     estimate = counts.rate_ratio_estimate(
-        float(canary_events.sum()), float(canary_total.sum()), float(baseline_events.sum()),
-        float(baseline_total.sum())
+        float(canary_events.sum()),
+        float(canary_total.sum()),
+        float(baseline_events.sum()),
+        float(baseline_total.sum()),
     )
     bounds = counts.ratio_confidence_bounds(canary_events, canary_total, baseline_events, baseline_total, alpha)
     relation = ">" if increase else "<"
@@ -212,7 +215,9 @@ def _ratio_compare(
     return _Part(False, True, text + ": no evidence of harm"), evidence, estimate, bounds
 
 
-def _kayenta_compare(canary: FloatArray, baseline: FloatArray, metric: MetricSpec, what: str) -> tuple[_Part, kayenta.KayentaResult]:
+def _kayenta_compare(
+    canary: FloatArray, baseline: FloatArray, metric: MetricSpec, what: str
+) -> tuple[_Part, kayenta.KayentaResult]:
     assert metric.compare is not None
     increase = metric.compare.direction is Direction.INCREASE
     result = kayenta.classify(
@@ -246,8 +251,7 @@ def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings
     }
     tests = []
     if metric.slo is not None and metric.slo.max is not None:
-        part, rates = _rate_slo(data.canary_events, data.canary_total, metric.slo.max, settings.alpha,
-                                f"canary {what}")
+        part, rates = _rate_slo(data.canary_events, data.canary_total, metric.slo.max, settings.alpha, f"canary {what}")
         parts.append(part)
         numbers.update(lower=rates.lower, upper=rates.upper, slo_met=part.confirmed if not part.fail else False)
         tests.append("rate vs SLO (confidence sequence)")
@@ -260,8 +264,13 @@ def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings
             tests.append("Mann-Whitney per look (Kayenta)")
         else:
             part, evidence, estimate, bounds = _ratio_compare(
-                data.canary_events, data.canary_total, data.baseline_events, data.baseline_total,
-                metric, settings.alpha, what,
+                data.canary_events,
+                data.canary_total,
+                data.baseline_events,
+                data.baseline_total,
+                metric,
+                settings.alpha,
+                what,
             )
             numbers.update(p_value=evidence.p_value, effect=estimate)
             if metric.slo is None:
@@ -299,10 +308,12 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
         tests.append("share above SLO bucket (confidence sequence)")
     if metric.compare is not None:
         if metric.compare.test is CompareTest.MANN_WHITNEY:
-            canary_series = np.array([histograms.interpolated_quantile(data.bounds, row, quantile)
-                                      for row in data.canary])
-            baseline_series = np.array([histograms.interpolated_quantile(data.bounds, row, quantile)
-                                        for row in data.baseline])
+            canary_series = np.array(
+                [histograms.interpolated_quantile(data.bounds, row, quantile) for row in data.canary]
+            )
+            baseline_series = np.array(
+                [histograms.interpolated_quantile(data.bounds, row, quantile) for row in data.baseline]
+            )
             part, result = _kayenta_compare(canary_series, baseline_series, metric, f"{q_text} per look")
             numbers.update(effect=result.effect_size)
             tests.append("Mann-Whitney per look (Kayenta)")
@@ -323,9 +334,11 @@ def _latency_slo(
     match = histograms.locate_threshold(data.bounds, threshold)
     hint = ""
     if match.exact is None:
-        hint = (f" (no bucket boundary at {threshold:g}s: add one for an exact check; using "
-                f"{_bound_text(data.bounds, match.below)} to confirm and {_bound_text(data.bounds, match.above)}"
-                " to reject)")
+        hint = (
+            f" (no bucket boundary at {threshold:g}s: add one for an exact check; using "
+            f"{_bound_text(data.bounds, match.below)} to confirm and {_bound_text(data.bounds, match.above)}"
+            " to reject)"
+        )
     total_per_look = data.canary.sum(axis=1)
 
     def slow_per_look(index: int) -> FloatArray:
@@ -333,8 +346,9 @@ def _latency_slo(
 
     violated_at: int | None = None
     if match.above is not None:
-        above, _ = counts.bound_crossings(np.cumsum(slow_per_look(match.above)), np.cumsum(total_per_look),
-                                          budget, alpha)
+        above, _ = counts.bound_crossings(
+            np.cumsum(slow_per_look(match.above)), np.cumsum(total_per_look), budget, alpha
+        )
         if bool(np.any(above)):
             violated_at = int(np.flatnonzero(above)[0]) + 1
     rates: counts.RateBounds | None = None
@@ -344,11 +358,15 @@ def _latency_slo(
         slow, total = histograms.share_above(data.canary.sum(axis=0), index)
         rates = counts.binomial_confidence_sequence(slow, total, alpha, center=budget)
         if violated_at is None and match.below is not None:
-            _, below = counts.bound_crossings(np.cumsum(slow_per_look(match.below)), np.cumsum(total_per_look),
-                                              budget, alpha)
+            _, below = counts.bound_crossings(
+                np.cumsum(slow_per_look(match.below)), np.cumsum(total_per_look), budget, alpha
+            )
             confirmed = bool(below[-1]) if len(below) else False
-    share = (f"share slower than {threshold:g}s {_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
-             if rates is not None else f"share slower than {threshold:g}s unknown")
+    share = (
+        f"share slower than {threshold:g}s {_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
+        if rates is not None
+        else f"share slower than {threshold:g}s unknown"
+    )
     objective = f"{q_text} < {threshold:g}s needs at most {_pct(budget)}"
     if violated_at is not None:
         return _Part(True, False, f"canary {share}: {objective}, violated at look {violated_at}{hint}"), rates
@@ -378,12 +396,15 @@ def _latency_compare(data: HistogramSeries, metric: MetricSpec, alpha: float) ->
     bound = data.bounds[index]
     canary_slow_share = _share(data.canary, index)
     baseline_slow_share = _share(data.baseline, index)
-    ratio = counts.rate_ratio_estimate(canary_slow_share[0], canary_slow_share[1], baseline_slow_share[0],
-                                       baseline_slow_share[1])
+    ratio = counts.rate_ratio_estimate(
+        canary_slow_share[0], canary_slow_share[1], baseline_slow_share[0], baseline_slow_share[1]
+    )
     p_value = min(1.0, evidence.p_value * boundaries)
     relation = ">" if increase else "<"
-    text = (f"requests slower than {bound:g}s: canary {_pct(_ratio(canary_slow_share))} vs baseline "
-            f"{_pct(_ratio(baseline_slow_share))} (ratio {_num(ratio)}, p={p_value:.2g} for ratio {relation} {r0:g})")
+    text = (
+        f"requests slower than {bound:g}s: canary {_pct(_ratio(canary_slow_share))} vs baseline "
+        f"{_pct(_ratio(baseline_slow_share))} (ratio {_num(ratio)}, p={p_value:.2g} for ratio {relation} {r0:g})"
+    )
     if evidence.rejected(alpha_each):
         look = evidence.first_rejection(alpha_each)
         assert look is not None
@@ -418,8 +439,7 @@ def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSetti
     p_value = min(1.0, math.exp(-max_log_e))
     significant = max_log_e >= math.log(1 / settings.alpha)
     large = not math.isnan(effect) and effect >= metric.drift.max
-    text = (f"{effect_name.value} {_num(effect)} (fails at {metric.drift.max:g}), "
-            f"distributions differ p={p_value:.2g}")
+    text = f"{effect_name.value} {_num(effect)} (fails at {metric.drift.max:g}), distributions differ p={p_value:.2g}"
     if significant and large:
         part = _Part(True, False, f"prediction drift: {text}")
     elif large:
@@ -430,19 +450,28 @@ def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSetti
         part = _Part(False, True, f"{text}: no drift")
     traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, True)
     return _combine(
-        metric, [part], traffic_ok, traffic_text, f"bucket label test (sequential) + {effect_name.value}",
+        metric,
+        [part],
+        traffic_ok,
+        traffic_text,
+        f"bucket label test (sequential) + {effect_name.value}",
         canary=_nan_none(float(np.dot(histograms.shares(canary_counts), _midpoints(data.bounds))))
-        if canary_total > 0 else None,
+        if canary_total > 0
+        else None,
         baseline=_nan_none(float(np.dot(histograms.shares(baseline_counts), _midpoints(data.bounds))))
-        if baseline_total > 0 else None,
-        p_value=p_value, effect=_nan_none(effect), canary_traffic=canary_total, baseline_traffic=baseline_total,
+        if baseline_total > 0
+        else None,
+        p_value=p_value,
+        effect=_nan_none(effect),
+        canary_traffic=canary_total,
+        baseline_traffic=baseline_total,
     )
 
 
 def _midpoints(bounds: tuple[float, ...]) -> FloatArray:
     """Bucket midpoints for an approximate mean (the +Inf bucket counts at the top bound)."""
     edges = [min(0.0, bounds[0]), *bounds]
-    mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(edges)]
     return np.array([*mids, bounds[-1]])
 
 
@@ -519,7 +548,8 @@ def score_gate(spec: RobustnessGateSpec, results: list[MetricResult]) -> GateVer
         if surviving < spec.scoring.marginal:
             names = ", ".join(r.name for r in failed)
             return GateVerdict(
-                Verdict.FAIL, score,
+                Verdict.FAIL,
+                score,
                 f"{names} failed, leaving {surviving:.0f} < marginal {spec.scoring.marginal}: {failed[0].message}",
                 results,
             )

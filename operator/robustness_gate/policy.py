@@ -29,7 +29,8 @@ def decide(verdict: GateVerdict, elapsed_seconds: float, analysis: AnalysisSpec)
         return Decision(Action.PROMOTE, f"{verdict.reason} after {elapsed}")
     if elapsed_seconds >= analysis.max_duration_seconds:
         return Decision(
-            Action.INCONCLUSIVE, f"maxDuration {analysis.max_duration} reached without a verdict: {verdict.reason}"
+            Action.INCONCLUSIVE,
+            f"maxDuration {analysis.max_duration} reached without a verdict: {verdict.reason}",
         )
     return Decision(Action.CONTINUE, f"{elapsed} elapsed, {_state(verdict)}")
 

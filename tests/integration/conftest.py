@@ -117,9 +117,7 @@ def lab(prometheus_bin: str) -> Iterator[Lab]:
         ) as prom,
     ):
         # Every (app, version, code) series has been scraped at least once.
-        prom.wait_for_samples(
-            f'count(http_requests_total{{job="{LAB_JOB}"}})', 2 * len(LAB_VARIANTS), timeout=30
-        )
+        prom.wait_for_samples(f'count(http_requests_total{{job="{LAB_JOB}"}})', 2 * len(LAB_VARIANTS), timeout=30)
         yield Lab(prometheus=prom, service=service, variants=LAB_VARIANTS)
 
 

@@ -21,14 +21,22 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from conftest import Lab
+
     from promlab import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY_SECONDS = 40
 
 
-def gate(app: str, *, by: bool = True, interval: str = "5s", min_duration: str = "20s",
-         max_duration: str = "10m", false_positive_rate: float = 0.001) -> dict[str, Any]:
+def gate(
+    app: str,
+    *,
+    by: bool = True,
+    interval: str = "5s",
+    min_duration: str = "20s",
+    max_duration: str = "10m",
+    false_positive_rate: float = 0.001,
+) -> dict[str, Any]:
     """A gate over one simulated app: errors, latency, drift and a null-feature ratio."""
     group = "sum by ({{by}}) " if by else "sum "
 
@@ -42,31 +50,72 @@ def gate(app: str, *, by: bool = True, interval: str = "5s", min_duration: str =
         "spec": {
             "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": app},
             "prometheus": {"address": "http://127.0.0.1:1", "timeout": "5s"},
-            "analysis": {"interval": interval, "minDuration": min_duration, "maxDuration": max_duration,
-                         "falsePositiveRate": false_positive_rate, "minTraffic": {"canary": 200, "baseline": 200}},
+            "analysis": {
+                "interval": interval,
+                "minDuration": min_duration,
+                "maxDuration": max_duration,
+                "falsePositiveRate": false_positive_rate,
+                "minTraffic": {"canary": 200, "baseline": 200},
+            },
             "metrics": [
-                {"name": "error-rate", "critical": True, "slo": {"max": 0.05}, "compare": {"tolerance": 0.2},
-                 "errorRate": {"errors": counter("http_requests_total", 'code=~"5..",'),
-                               "total": counter("http_requests_total")}},
-                {"name": "latency-p99", "critical": True, "slo": {"quantile": 0.99, "max": 0.25},
-                 "compare": {"tolerance": 0.1},
-                 "latency": {"histogram": "http_request_duration_seconds", "labels": f'app="{app}"'}},
-                {"name": "prediction-drift", "critical": True,
-                 "drift": {"histogram": "model_prediction_score", "labels": f'app="{app}"', "max": 0.2}},
-                {"name": "feature-nulls", "slo": {"max": 0.05},
-                 "ratio": {"numerator": counter("model_feature_null_total"),
-                           "denominator": counter("model_feature_observations_total")}},
+                {
+                    "name": "error-rate",
+                    "critical": True,
+                    "slo": {"max": 0.05},
+                    "compare": {"tolerance": 0.2},
+                    "errorRate": {
+                        "errors": counter("http_requests_total", 'code=~"5..",'),
+                        "total": counter("http_requests_total"),
+                    },
+                },
+                {
+                    "name": "latency-p99",
+                    "critical": True,
+                    "slo": {"quantile": 0.99, "max": 0.25},
+                    "compare": {"tolerance": 0.1},
+                    "latency": {"histogram": "http_request_duration_seconds", "labels": f'app="{app}"'},
+                },
+                {
+                    "name": "prediction-drift",
+                    "critical": True,
+                    "drift": {"histogram": "model_prediction_score", "labels": f'app="{app}"', "max": 0.2},
+                },
+                {
+                    "name": "feature-nulls",
+                    "slo": {"max": 0.05},
+                    "ratio": {
+                        "numerator": counter("model_feature_null_total"),
+                        "denominator": counter("model_feature_observations_total"),
+                    },
+                },
             ],
         },
     }
 
 
-def run_analyze(tmp_path: Path, document: dict[str, Any], url: str, *extra: str,
-                capsys: pytest.CaptureFixture[str] | None = None) -> tuple[int, dict[str, Any]]:
+def run_analyze(
+    tmp_path: Path,
+    document: dict[str, Any],
+    url: str,
+    *extra: str,
+    capsys: pytest.CaptureFixture[str] | None = None,
+) -> tuple[int, dict[str, Any]]:
     path = tmp_path / "gate.yaml"
     path.write_text(yaml.safe_dump(document))
-    args = ["analyze", "-f", str(path), "--prometheus", url, "--canary", 'version="canary"',
-            "--baseline", 'version="stable"', "-o", "json", *extra]
+    args = [
+        "analyze",
+        "-f",
+        str(path),
+        "--prometheus",
+        url,
+        "--canary",
+        'version="canary"',
+        "--baseline",
+        'version="stable"',
+        "-o",
+        "json",
+        *extra,
+    ]
     assert capsys is not None
     capsys.readouterr()
     code = cli.main(args)
@@ -84,8 +133,7 @@ def history(lab: Lab) -> Lab:
 
 
 def test_error_rate_regression_fails(history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, document = run_analyze(tmp_path, gate("errors"), history.url, "--since", f"{HISTORY_SECONDS}s",
-                                 capsys=capsys)
+    code, document = run_analyze(tmp_path, gate("errors"), history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys)
     assert code == 1, document
     assert document["decision"]["action"] == "Rollback"
     errors = document["metrics"][0]
@@ -96,8 +144,9 @@ def test_error_rate_regression_fails(history: Lab, tmp_path: Path, capsys: pytes
 
 
 def test_latency_regression_fails(history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, document = run_analyze(tmp_path, gate("latency"), history.url, "--since", f"{HISTORY_SECONDS}s",
-                                 capsys=capsys)
+    code, document = run_analyze(
+        tmp_path, gate("latency"), history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys
+    )
     assert code == 1, document
     result = {m["name"]: m for m in document["metrics"]}
     assert result["latency-p99"]["verdict"] == "Fail" and "canary slower" in result["latency-p99"]["message"]
@@ -106,8 +155,7 @@ def test_latency_regression_fails(history: Lab, tmp_path: Path, capsys: pytest.C
 
 
 def test_prediction_drift_fails(history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, document = run_analyze(tmp_path, gate("drift"), history.url, "--since", f"{HISTORY_SECONDS}s",
-                                 capsys=capsys)
+    code, document = run_analyze(tmp_path, gate("drift"), history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys)
     assert code == 1, document
     drift = {m["name"]: m for m in document["metrics"]}["prediction-drift"]
     assert drift["verdict"] == "Fail" and drift["effect"] > 0.2 and drift["pValue"] < 0.001
@@ -115,33 +163,35 @@ def test_prediction_drift_fails(history: Lab, tmp_path: Path, capsys: pytest.Cap
 
 
 def test_healthy_canary_passes(history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, document = run_analyze(tmp_path, gate("healthy"), history.url, "--since", f"{HISTORY_SECONDS}s",
-                                 capsys=capsys)
+    code, document = run_analyze(
+        tmp_path, gate("healthy"), history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys
+    )
     assert code == 0, document
     assert document["decision"]["action"] == "Promote" and document["score"] == 100
     assert set(verdicts(document).values()) == {"Pass"}
     assert document["metrics"][0]["sloMet"] is True
 
 
-def test_healthy_canary_with_per_side_queries(history: Lab, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_healthy_canary_with_per_side_queries(history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Templates without {{by}} run once per side; the verdict must not depend on it.
-    code, document = run_analyze(tmp_path, gate("healthy", by=False), history.url, "--since",
-                                 f"{HISTORY_SECONDS}s", capsys=capsys)
+    code, document = run_analyze(
+        tmp_path, gate("healthy", by=False), history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys
+    )
     assert code == 0, document
 
 
-def test_canary_without_traffic_is_not_enough_data(history: Lab, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    code, document = run_analyze(tmp_path, gate("idle"), history.url, "--since", f"{HISTORY_SECONDS}s",
-                                 capsys=capsys)
+def test_canary_without_traffic_is_not_enough_data(
+    history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, document = run_analyze(tmp_path, gate("idle"), history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys)
     assert code == 2, document
     assert set(verdicts(document).values()) == {"NoData"}
     assert "not enough traffic yet: canary 0 of 200" in document["metrics"][0]["message"]
 
 
-def test_too_short_a_window_waits_for_min_duration(history: Lab, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_too_short_a_window_waits_for_min_duration(
+    history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, document = run_analyze(tmp_path, gate("healthy"), history.url, "--since", "10s", capsys=capsys)
     assert code == 2 and document["decision"]["action"] == "Continue"
     assert "of minDuration 20s elapsed" in document["decision"]["reason"]
@@ -156,8 +206,9 @@ def test_prometheus_down_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture
     assert time.monotonic() - started < 15
 
 
-def test_promql_error_passes_prometheus_message_on(history: Lab, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_promql_error_passes_prometheus_message_on(
+    history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     document = gate("healthy")
     document["spec"]["metrics"][3]["ratio"]["numerator"] = "sum by ({{by}}) (rate(x{ {{selector}} }[{{window}}])"
     code, answer = run_analyze(tmp_path, document, history.url, "--since", "20s", capsys=capsys)
@@ -169,11 +220,23 @@ def test_promql_error_passes_prometheus_message_on(history: Lab, tmp_path: Path,
 def test_table_output_from_the_installed_command(history: Lab, tmp_path: Path) -> None:
     path = tmp_path / "gate.yaml"
     path.write_text(yaml.safe_dump(gate("errors")))
-    command = [str(Path(sys.executable).with_name("robustness-gate")), "analyze", "-f", str(path),
-               "--prometheus", history.url, "--canary", 'version="canary"', "--baseline", 'version="stable"',
-               "--since", f"{HISTORY_SECONDS}s"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                              env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    command = [
+        str(Path(sys.executable).with_name("robustness-gate")),
+        "analyze",
+        "-f",
+        str(path),
+        "--prometheus",
+        history.url,
+        "--canary",
+        'version="canary"',
+        "--baseline",
+        'version="stable"',
+        "--since",
+        f"{HISTORY_SECONDS}s",
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    )
     assert finished.returncode == 1, finished.stderr
     assert "error-rate" in finished.stdout and "decision Rollback (exit 1)" in finished.stdout
 
@@ -186,8 +249,9 @@ BACKFILL_VARIANTS = (
 )
 
 
-def test_backfilled_history_long_window(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        start_prometheus: Callable[..., PrometheusServer]) -> None:
+def test_backfilled_history_long_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], start_prometheus: Callable[..., PrometheusServer]
+) -> None:
     """Two hours of low-traffic history written with promtool: judged over absolute times."""
     end = float(int(time.time()) // 60 * 60 - 3600)
     start = end - 7200

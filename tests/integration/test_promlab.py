@@ -90,9 +90,7 @@ def test_histograms_arrive(lab: Lab) -> None:
     assert null_ratio["stable"] == pytest.approx(0.01, abs=0.01)
 
 
-def test_backfilled_history_is_queryable(
-    start_prometheus: Callable[..., PrometheusServer], tmp_path: Path
-) -> None:
+def test_backfilled_history_is_queryable(start_prometheus: Callable[..., PrometheusServer], tmp_path: Path) -> None:
     variants = [
         Variant(app="checkout", version="stable", rps=500, error_rate=0.01, latency_median=0.05, seed=7),
         Variant(app="checkout", version="canary", rps=500, error_rate=0.05, latency_median=0.08, seed=8),
@@ -138,9 +136,7 @@ def test_backfilled_history_is_queryable(
 
 
 def test_backfill_rejects_millisecond_timestamps(tmp_path: Path) -> None:
-    family = promlab.MetricFamily(
-        "x", "counter", "x", [promlab.Series("x_total", {}, [(time.time() * 1000, 1.0)])]
-    )
+    family = promlab.MetricFamily("x", "counter", "x", [promlab.Series("x_total", {}, [(time.time() * 1000, 1.0)])])
     with pytest.raises(ValueError, match="SECONDS"):
         promlab.write_openmetrics_backfill(tmp_path / "x.om", [family])
 

@@ -40,12 +40,17 @@ def test_example_parses_with_defaults() -> None:
     assert gate.spec.metrics[0].kind == "errorRate"
     assert gate.spec.metrics[2].drift is not None and gate.spec.metrics[2].drift.max == 0.25
     assert gate.spec.scoring.pass_ == 95
-    minimal = parse_gate({
-        "apiVersion": "robustness.dev/v1alpha1", "kind": "RobustnessGate",
-        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
-                 "prometheus": {"address": "http://p:9090"},
-                 "metrics": [{"name": "e", "errorRate": {"errors": "a", "total": "b"}, "slo": {"max": 0.01}}]},
-    })
+    minimal = parse_gate(
+        {
+            "apiVersion": "robustness.dev/v1alpha1",
+            "kind": "RobustnessGate",
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "prometheus": {"address": "http://p:9090"},
+                "metrics": [{"name": "e", "errorRate": {"errors": "a", "total": "b"}, "slo": {"max": 0.01}}],
+            },
+        }
+    )
     assert minimal.spec.analysis.false_positive_rate == 0.01
     assert minimal.spec.on_inconclusive.value == "Rollback"
     assert minimal.spec.metrics[0].compare is None
@@ -53,38 +58,97 @@ def test_example_parses_with_defaults() -> None:
 
 BAD_INPUTS = [
     ("unknown top-level spec field", {"spec__surprise": 1}, "spec.surprise", "unknown field; allowed here:"),
-    ("wrong type", {"spec__analysis__falsePositiveRate": "low"}, "spec.analysis.falsePositiveRate",
-     "valid number"),
+    (
+        "wrong type",
+        {"spec__analysis__falsePositiveRate": "low"},
+        "spec.analysis.falsePositiveRate",
+        "valid number",
+    ),
     ("negative duration", {"spec__analysis__interval": "-30s"}, "spec.analysis.interval", "like 30s"),
-    ("malformed duration", {"spec__analysis__minDuration": "5 minutes"}, "spec.analysis.minDuration", "like 30s"),
-    ("false positive rate too high", {"spec__analysis__falsePositiveRate": 0.5}, "spec.analysis.falsePositiveRate",
-     "less than 0.5"),
-    ("false positive rate zero", {"spec__analysis__falsePositiveRate": 0}, "spec.analysis.falsePositiveRate",
-     "greater than 0"),
-    ("negative tolerance", {"spec__metrics__0__compare__tolerance": -0.1}, "spec.metrics[0].compare.tolerance",
-     "greater than or equal to 0"),
+    (
+        "malformed duration",
+        {"spec__analysis__minDuration": "5 minutes"},
+        "spec.analysis.minDuration",
+        "like 30s",
+    ),
+    (
+        "false positive rate too high",
+        {"spec__analysis__falsePositiveRate": 0.5},
+        "spec.analysis.falsePositiveRate",
+        "less than 0.5",
+    ),
+    (
+        "false positive rate zero",
+        {"spec__analysis__falsePositiveRate": 0},
+        "spec.analysis.falsePositiveRate",
+        "greater than 0",
+    ),
+    (
+        "negative tolerance",
+        {"spec__metrics__0__compare__tolerance": -0.1},
+        "spec.metrics[0].compare.tolerance",
+        "greater than or equal to 0",
+    ),
     ("no metrics", {"spec__metrics": []}, "spec.metrics", "at least 1 item"),
     ("duplicate names", {"spec__metrics__1__name": "error-rate"}, "spec", "must be unique"),
-    ("neither slo nor compare", {"spec__metrics__0__slo": ..., "spec__metrics__0__compare": ...},
-     "spec.metrics[0]", "needs slo, compare, or both"),
-    ("two kinds", {"spec__metrics__0__ratio": {"numerator": "a", "denominator": "b"}}, "spec.metrics[0]",
-     "exactly one of"),
-    ("bad direction", {"spec__metrics__0__compare__direction": "Up"}, "spec.metrics[0].compare.direction",
-     "'Increase' or 'Decrease'"),
+    (
+        "neither slo nor compare",
+        {"spec__metrics__0__slo": ..., "spec__metrics__0__compare": ...},
+        "spec.metrics[0]",
+        "needs slo, compare, or both",
+    ),
+    (
+        "two kinds",
+        {"spec__metrics__0__ratio": {"numerator": "a", "denominator": "b"}},
+        "spec.metrics[0]",
+        "exactly one of",
+    ),
+    (
+        "bad direction",
+        {"spec__metrics__0__compare__direction": "Up"},
+        "spec.metrics[0].compare.direction",
+        "'Increase' or 'Decrease'",
+    ),
     ("min after max", {"spec__analysis__minDuration": "1h"}, "spec.analysis", "longer than maxDuration"),
-    ("latency slo without quantile", {"spec__metrics__1__slo": {"max": 0.1}}, "spec.metrics[1]",
-     "quantile and max"),
+    (
+        "latency slo without quantile",
+        {"spec__metrics__1__slo": {"max": 0.1}},
+        "spec.metrics[1]",
+        "quantile and max",
+    ),
     ("rate slo above 1", {"spec__metrics__0__slo__max": 5}, "spec.metrics[0]", "between 0 and 1"),
     ("bad metric name", {"spec__metrics__0__name": "Error Rate"}, "spec.metrics[0].name", "pattern"),
     ("wrong api version", {"apiVersion": "robustness.dev/v1"}, "apiVersion", "robustness.dev/v1alpha1"),
-    ("bad target kind", {"spec__targetRef__kind": "StatefulSet"}, "spec.targetRef.kind", "'Rollout' or 'Deployment'"),
-    ("too many looks", {"spec__analysis__interval": "1s", "spec__analysis__maxDuration": "24h"}, "spec.analysis",
-     "lengthen the interval"),
-    ("absurd interval", {"spec__analysis__interval": "2h", "spec__analysis__maxDuration": "4h"}, "spec.analysis",
-     "at most 1h"),
-    ("address not a URL", {"spec__prometheus__address": "prometheus:9090"}, "spec.prometheus.address", "pattern"),
-    ("histogram labels not matchers", {"spec__metrics__1__latency__labels": 'app=fraud"} or vector(1)'},
-     "spec.metrics[1].latency.labels", "pattern"),
+    (
+        "bad target kind",
+        {"spec__targetRef__kind": "StatefulSet"},
+        "spec.targetRef.kind",
+        "'Rollout' or 'Deployment'",
+    ),
+    (
+        "too many looks",
+        {"spec__analysis__interval": "1s", "spec__analysis__maxDuration": "24h"},
+        "spec.analysis",
+        "lengthen the interval",
+    ),
+    (
+        "absurd interval",
+        {"spec__analysis__interval": "2h", "spec__analysis__maxDuration": "4h"},
+        "spec.analysis",
+        "at most 1h",
+    ),
+    (
+        "address not a URL",
+        {"spec__prometheus__address": "prometheus:9090"},
+        "spec.prometheus.address",
+        "pattern",
+    ),
+    (
+        "histogram labels not matchers",
+        {"spec__metrics__1__latency__labels": 'app=fraud"} or vector(1)'},
+        "spec.metrics[1].latency.labels",
+        "pattern",
+    ),
     ("drift with slo", {"spec__metrics__2__slo": {"max": 0.1}}, "spec.metrics[2]", "take no slo or compare"),
     ("marginal above pass", {"spec__scoring__marginal": 99}, "spec.scoring", "above scoring.pass"),
 ]
@@ -102,8 +166,9 @@ def test_bad_input_names_the_field_and_the_fix(case: str, changes: dict[str, Any
 
 def test_one_error_per_problem() -> None:
     with pytest.raises(GateValidationError) as raised:
-        parse_gate(_gate(spec__analysis__falsePositiveRate=2, spec__metrics__0__compare__tolerance=-1,
-                         spec__bogus=True))
+        parse_gate(
+            _gate(spec__analysis__falsePositiveRate=2, spec__metrics__0__compare__tolerance=-1, spec__bogus=True)
+        )
     paths = sorted(p.path for p in raised.value.problems)
     assert paths == ["spec.analysis.falsePositiveRate", "spec.bogus", "spec.metrics[0].compare.tolerance"]
 
@@ -125,4 +190,6 @@ def test_status_enums_round_trip() -> None:
     gate = parse_gate({**EXAMPLE, "status": {"phase": "Analyzing", "verdict": "NoData", "looks": 3}})
     assert gate.status is not None and gate.status.phase is Phase.ANALYZING and gate.status.verdict is Verdict.NO_DATA
     dumped = gate.model_dump(by_alias=True, mode="json", exclude_none=True)
-    assert dumped["status"]["phase"] == "Analyzing" and dumped["spec"]["targetRef"]["apiVersion"] == "argoproj.io/v1alpha1"
+    assert (
+        dumped["status"]["phase"] == "Analyzing" and dumped["spec"]["targetRef"]["apiVersion"] == "argoproj.io/v1alpha1"
+    )

@@ -28,15 +28,24 @@ def test_window_between_and_index() -> None:
 
 
 def test_counts_from_one_query_per_role() -> None:
-    metric = MetricSpec.model_validate({
-        "name": "e", "slo": {"max": 0.1},
-        "errorRate": {"errors": "sum by ({{by}}) (e{ {{selector}} }[{{window}}])",
-                      "total": "sum by ({{by}}) (t{ {{selector}} }[{{window}}])"}})
+    metric = MetricSpec.model_validate(
+        {
+            "name": "e",
+            "slo": {"max": 0.1},
+            "errorRate": {
+                "errors": "sum by ({{by}}) (e{ {{selector}} }[{{window}}])",
+                "total": "sum by ({{by}}) (t{ {{selector}} }[{{window}}])",
+            },
+        }
+    )
     errors_q, total_q = metric_queries(metric, SIDES, WINDOW.step)
     raw: dict = {
         errors_q: [({"version": "v2"}, _samples(1, 2, 3)), ({"version": "v1"}, _samples(0, 5))],
-        total_q: [({"version": "v2"}, _samples(10, 20, 2)), ({"version": "v1"}, _samples(100, 100, 100)),
-                  ({"version": "other"}, _samples(7, 7, 7))],
+        total_q: [
+            ({"version": "v2"}, _samples(10, 20, 2)),
+            ({"version": "v1"}, _samples(100, 100, 100)),
+            ({"version": "other"}, _samples(7, 7, 7)),
+        ],
     }
     data = assemble(metric, SIDES, WINDOW, raw)
     assert isinstance(data, CountSeries)
@@ -52,14 +61,16 @@ def _histogram_metric() -> MetricSpec:
 def test_histogram_buckets_become_per_bucket_counts() -> None:
     metric = _histogram_metric()
     (query,) = metric_queries(metric, SIDES, WINDOW.step)
-    raw: dict[object, RawSeries] = {query: [
-        ({"version": "v2", "le": "0.5"}, _samples(1, 2, 3)),
-        ({"version": "v2", "le": "1"}, _samples(4, 4, 4)),
-        ({"version": "v2", "le": "+Inf"}, _samples(5, 6, 4)),
-        ({"version": "v1", "le": "0.5"}, _samples(1, 1, 1)),
-        ({"version": "v1", "le": "1"}, _samples(1, 1, 1)),
-        ({"version": "v1", "le": "+Inf"}, _samples(2, 2, 2)),
-    ]}
+    raw: dict[object, RawSeries] = {
+        query: [
+            ({"version": "v2", "le": "0.5"}, _samples(1, 2, 3)),
+            ({"version": "v2", "le": "1"}, _samples(4, 4, 4)),
+            ({"version": "v2", "le": "+Inf"}, _samples(5, 6, 4)),
+            ({"version": "v1", "le": "0.5"}, _samples(1, 1, 1)),
+            ({"version": "v1", "le": "1"}, _samples(1, 1, 1)),
+            ({"version": "v1", "le": "+Inf"}, _samples(2, 2, 2)),
+        ]
+    }
     data = assemble(metric, SIDES, WINDOW, raw)  # type: ignore[arg-type]
     assert isinstance(data, HistogramSeries)
     assert data.bounds == (0.5, 1.0)
@@ -70,8 +81,14 @@ def test_histogram_buckets_become_per_bucket_counts() -> None:
 def test_histograms_with_different_buckets_are_an_error() -> None:
     metric = _histogram_metric()
     (query,) = metric_queries(metric, SIDES, WINDOW.step)
-    raw = {query: [({"version": "v2", "le": "0.5"}, _samples(1)), ({"version": "v2", "le": "+Inf"}, _samples(1)),
-                   ({"version": "v1", "le": "0.25"}, _samples(1)), ({"version": "v1", "le": "+Inf"}, _samples(1))]}
+    raw = {
+        query: [
+            ({"version": "v2", "le": "0.5"}, _samples(1)),
+            ({"version": "v2", "le": "+Inf"}, _samples(1)),
+            ({"version": "v1", "le": "0.25"}, _samples(1)),
+            ({"version": "v1", "le": "+Inf"}, _samples(1)),
+        ]
+    }
     with pytest.raises(MetricsError, match="different buckets"):
         assemble(metric, SIDES, WINDOW, raw)  # type: ignore[arg-type]
 
@@ -105,5 +122,9 @@ def test_custom_values_keep_gaps_and_refuse_many_series() -> None:
     assert isinstance(data, ValueSeries)
     assert data.canary[0] == 0.5 and np.isnan(data.canary[1:]).all() and np.isnan(data.baseline).all()
     with pytest.raises(MetricsError, match="aggregate it to one value"):
-        assemble(metric, SIDES, WINDOW, {queries[0]: [({"a": "1"}, _samples(1)), ({"a": "2"}, _samples(2))],
-                                         queries[1]: []})  # type: ignore[dict-item]
+        assemble(
+            metric,
+            SIDES,
+            WINDOW,
+            {queries[0]: [({"a": "1"}, _samples(1)), ({"a": "2"}, _samples(2))], queries[1]: []},
+        )  # type: ignore[dict-item]

@@ -25,8 +25,15 @@ GATE = {
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo"},
         "prometheus": {"address": "http://127.0.0.1:9"},
         "analysis": {"interval": "30s", "minDuration": "2m", "maxDuration": "30m"},
-        "metrics": [{"name": "errors", "critical": True, "slo": {"max": 0.05}, "compare": {},
-                     "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"}}],
+        "metrics": [
+            {
+                "name": "errors",
+                "critical": True,
+                "slo": {"max": 0.05},
+                "compare": {},
+                "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
+            }
+        ],
     },
 }
 ARGS = ["--canary", 'version="v2"', "--baseline", 'version="v1"']
@@ -42,6 +49,7 @@ def _write(tmp_path: Path, document: Any) -> str:
 def no_queries(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("Prometheus was queried")
+
     monkeypatch.setattr(PrometheusSource, "range_query", refuse)
     monkeypatch.setattr(PrometheusSource, "fetch", refuse)
 
@@ -50,24 +58,52 @@ def _fake_source(monkeypatch: pytest.MonkeyPatch, canary_rate: float) -> None:
     def fetch(self: PrometheusSource, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
         rng = np.random.default_rng(1)
         n = np.full(window.looks, 2000.0)
-        return CountSeries(rng.binomial(2000, canary_rate, window.looks).astype(float), n,
-                           rng.binomial(2000, 0.01, window.looks).astype(float), n.copy())
+        return CountSeries(
+            rng.binomial(2000, canary_rate, window.looks).astype(float),
+            n,
+            rng.binomial(2000, 0.01, window.looks).astype(float),
+            n.copy(),
+        )
+
     monkeypatch.setattr(PrometheusSource, "fetch", fetch)
 
 
-@pytest.mark.parametrize(("canary_rate", "since", "code", "action"), [
-    (0.01, "10m", 0, "Promote"), (0.05, "10m", 1, "Rollback"), (0.01, "1m", 2, "Continue"),
-])
-def test_exit_codes_follow_the_decision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any,
-                                        canary_rate: float, since: str, code: int, action: str) -> None:
+@pytest.mark.parametrize(
+    ("canary_rate", "since", "code", "action"),
+    [
+        (0.01, "10m", 0, "Promote"),
+        (0.05, "10m", 1, "Rollback"),
+        (0.01, "1m", 2, "Continue"),
+    ],
+)
+def test_exit_codes_follow_the_decision(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    canary_rate: float,
+    since: str,
+    code: int,
+    action: str,
+) -> None:
     _fake_source(monkeypatch, canary_rate)
     assert cli.main(["analyze", "-f", _write(tmp_path, GATE), *ARGS, "--since", since, "-o", "json"]) == code
     document = json.loads(capsys.readouterr().out)
     assert document["kind"] == "AnalysisResult" and document["exitCode"] == code
     assert document["decision"]["action"] == action
     metric = document["metrics"][0]
-    assert set(metric) >= {"name", "verdict", "canary", "baseline", "lower", "upper", "pValue", "effect", "sloMet",
-                           "message", "test"}
+    assert set(metric) >= {
+        "name",
+        "verdict",
+        "canary",
+        "baseline",
+        "lower",
+        "upper",
+        "pValue",
+        "effect",
+        "sloMet",
+        "message",
+        "test",
+    }
     assert document["window"]["interval"] == "30s" and document["window"]["looks"] == int(since[:-1]) * 2
 
 
@@ -86,18 +122,24 @@ def test_invalid_gate_lists_every_problem_and_queries_nothing(tmp_path: Path, no
     document = json.loads(capsys.readouterr().out)
     assert document["kind"] == "AnalysisError" and document["error"]["type"] == "invalid"
     assert sorted(p["path"] for p in document["error"]["problems"]) == [
-        "spec.analysis.falsePositiveRate", "spec.metrics[0].compare.tolerance"]
+        "spec.analysis.falsePositiveRate",
+        "spec.metrics[0].compare.tolerance",
+    ]
 
 
-@pytest.mark.parametrize(("content", "extra", "fragment"), [
-    ("spec: [unclosed", [], "invalid YAML"),
-    (GATE, ["--canary", "version=v2"], "--canary/--baseline"),
-    (GATE, ["--since", "ten minutes"], "--since/--start/--end"),
-    (GATE, ["--start", "yesterday"], "neither RFC 3339"),
-    (GATE, ["--prometheus", "localhost:9090"], "--prometheus"),
-])
-def test_bad_arguments_exit_3_with_the_field(tmp_path: Path, no_queries: None, capsys: Any, content: Any,
-                                              extra: list[str], fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "extra", "fragment"),
+    [
+        ("spec: [unclosed", [], "invalid YAML"),
+        (GATE, ["--canary", "version=v2"], "--canary/--baseline"),
+        (GATE, ["--since", "ten minutes"], "--since/--start/--end"),
+        (GATE, ["--start", "yesterday"], "neither RFC 3339"),
+        (GATE, ["--prometheus", "localhost:9090"], "--prometheus"),
+    ],
+)
+def test_bad_arguments_exit_3_with_the_field(
+    tmp_path: Path, no_queries: None, capsys: Any, content: Any, extra: list[str], fragment: str
+) -> None:
     code = cli.main(["analyze", "-f", _write(tmp_path, content), *ARGS, *extra])
     assert code == 3
     assert fragment in capsys.readouterr().err
@@ -105,7 +147,7 @@ def test_bad_arguments_exit_3_with_the_field(tmp_path: Path, no_queries: None, c
 
 def test_unknown_template_variable_is_caught_before_querying(tmp_path: Path, no_queries: None, capsys: Any) -> None:
     bad = json.loads(json.dumps(GATE))
-    bad["spec"]["metrics"][0]["errorRate"]["errors"] = "e{ {{selector}}, ns=\"{{namespace}}\" }"
+    bad["spec"]["metrics"][0]["errorRate"]["errors"] = 'e{ {{selector}}, ns="{{namespace}}" }'
     assert cli.main(["analyze", "-f", _write(tmp_path, bad), *ARGS]) == 3
     assert "unknown template variable {{namespace}}" in capsys.readouterr().err
 

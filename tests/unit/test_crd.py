@@ -70,7 +70,13 @@ def test_names_columns_and_subresource() -> None:
     assert names["shortNames"] == ["rgate"] and names["kind"] == "RobustnessGate"
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Verdict", "Score", "Target", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Verdict",
+        "Score",
+        "Target",
+        "Age",
+    ]
 
 
 def test_metric_rules_are_cel_validations() -> None:

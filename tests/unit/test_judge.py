@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustness_gate.api import MetricSpec, RobustnessGateSpec, Verdict
-from robustness_gate.judge import JudgeSettings, judge_gate, judge_metric, score_gate, settings_for, budgeted_tests
+from robustness_gate.judge import (
+    JudgeSettings,
+    budgeted_tests,
+    judge_gate,
+    judge_metric,
+    score_gate,
+    settings_for,
+)
 from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
 
 LOOSE = JudgeSettings(alpha=0.01, min_canary=100, min_baseline=100)
@@ -25,14 +32,22 @@ def _metric(**fields: Any) -> MetricSpec:
 ERRORS = {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"}
 
 
-def _counts(looks: int, canary_rate: float, baseline_rate: float, canary_n: float = 1000.0,
-            baseline_n: float = 1000.0, seed: int = 0) -> CountSeries:
+def _counts(
+    looks: int,
+    canary_rate: float,
+    baseline_rate: float,
+    canary_n: float = 1000.0,
+    baseline_n: float = 1000.0,
+    seed: int = 0,
+) -> CountSeries:
     rng = np.random.default_rng(seed)
     ct, bt = np.full(looks, canary_n), np.full(looks, baseline_n)
-    return CountSeries(canary_events=rng.binomial(int(canary_n), canary_rate, looks).astype(float),
-                       canary_total=ct,
-                       baseline_events=rng.binomial(int(baseline_n), baseline_rate, looks).astype(float),
-                       baseline_total=bt)
+    return CountSeries(
+        canary_events=rng.binomial(int(canary_n), canary_rate, looks).astype(float),
+        canary_total=ct,
+        baseline_events=rng.binomial(int(baseline_n), baseline_rate, looks).astype(float),
+        baseline_total=bt,
+    )
 
 
 def test_error_rate_within_slo_and_no_harm_passes() -> None:
@@ -118,8 +133,11 @@ def test_drift_needs_significance_and_size() -> None:
     assert result.p_value is not None and result.p_value < 0.01
     same = judge_metric(metric, HistogramSeries(BOUNDS, _histogram(20, 0.2, 0.8, 300, 5), base), LOOSE)
     assert same.verdict is Verdict.PASS and "no drift" in same.message
-    small = judge_metric(metric, HistogramSeries(BOUNDS, _histogram(40, 0.22, 0.8, 2000, 6),
-                                                 _histogram(40, 0.2, 0.8, 2000, 7)), LOOSE)
+    small = judge_metric(
+        metric,
+        HistogramSeries(BOUNDS, _histogram(40, 0.22, 0.8, 2000, 6), _histogram(40, 0.2, 0.8, 2000, 7)),
+        LOOSE,
+    )
     assert small.verdict is Verdict.PASS and "real but small" in small.message
 
 
@@ -134,8 +152,10 @@ def test_jensen_shannon_and_wasserstein_effects() -> None:
 
 def test_custom_threshold_needs_consecutive_looks() -> None:
     metric = _metric(custom={"query": "x", "consecutive": 3}, slo={"max": 1.0})
+
     def values(*canary: float) -> ValueSeries:
         return ValueSeries(np.array(canary), np.full(len(canary), 0.5))
+
     assert judge_metric(metric, values(0.5, 2.0, 2.0), LOOSE).verdict is Verdict.MARGINAL
     assert judge_metric(metric, values(2.0, 2.0, math.nan, 2.0, 0.5), LOOSE).verdict is Verdict.FAIL
     assert judge_metric(metric, values(2.0, 0.5), LOOSE).verdict is Verdict.PASS
@@ -151,42 +171,59 @@ def test_mann_whitney_mode_flags_a_shift_like_kayenta() -> None:
 
 
 def _spec(metrics: list[dict[str, Any]], **analysis: Any) -> RobustnessGateSpec:
-    return RobustnessGateSpec.model_validate({
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
-        "prometheus": {"address": "http://127.0.0.1:9"},
-        "analysis": analysis,
-        "metrics": metrics,
-    })
+    return RobustnessGateSpec.model_validate(
+        {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "prometheus": {"address": "http://127.0.0.1:9"},
+            "analysis": analysis,
+            "metrics": metrics,
+        }
+    )
 
 
 def test_budget_is_split_across_tests() -> None:
-    spec = _spec([
-        {"name": "a", "errorRate": ERRORS, "slo": {"max": 0.01}, "compare": {}},
-        {"name": "b", "latency": {"histogram": "h"}, "slo": {"quantile": 0.9, "max": 1}},
-        {"name": "c", "drift": {"histogram": "s"}},
-        {"name": "d", "errorRate": ERRORS, "compare": {"test": "MannWhitney"}},
-        {"name": "e", "errorRate": ERRORS, "slo": {"max": 0.01}, "dryRun": True},
-    ], falsePositiveRate=0.02)
+    spec = _spec(
+        [
+            {"name": "a", "errorRate": ERRORS, "slo": {"max": 0.01}, "compare": {}},
+            {"name": "b", "latency": {"histogram": "h"}, "slo": {"quantile": 0.9, "max": 1}},
+            {"name": "c", "drift": {"histogram": "s"}},
+            {"name": "d", "errorRate": ERRORS, "compare": {"test": "MannWhitney"}},
+            {"name": "e", "errorRate": ERRORS, "slo": {"max": 0.01}, "dryRun": True},
+        ],
+        falsePositiveRate=0.02,
+    )
     assert [budgeted_tests(m) for m in spec.metrics] == [2, 1, 1, 0, 0]
     assert settings_for(spec).alpha == pytest.approx(0.005)
 
 
 def _result(name: str, verdict: Verdict, weight: float = 1.0, critical: bool = False, dry_run: bool = False) -> Any:
     from robustness_gate.judge import MetricResult
-    return MetricResult(name=name, kind="errorRate", verdict=verdict, test="t", message=f"{name} says {verdict}",
-                        weight=weight, critical=critical, dry_run=dry_run)
+
+    return MetricResult(
+        name=name,
+        kind="errorRate",
+        verdict=verdict,
+        test="t",
+        message=f"{name} says {verdict}",
+        weight=weight,
+        critical=critical,
+        dry_run=dry_run,
+    )
 
 
 SCORING_SPEC = _spec([{"name": n, "errorRate": ERRORS, "compare": {}} for n in "abcde"])
 
 
-@pytest.mark.parametrize(("verdicts", "expected", "score"), [
-    ([Verdict.PASS] * 5, Verdict.PASS, 100.0),
-    ([Verdict.PASS] * 4 + [Verdict.FAIL], Verdict.MARGINAL, 80.0),
-    ([Verdict.PASS] * 3 + [Verdict.FAIL] * 2, Verdict.FAIL, 60.0),
-    ([Verdict.NO_DATA] * 5, Verdict.NO_DATA, 0.0),
-    ([Verdict.PASS] * 4 + [Verdict.MARGINAL], Verdict.MARGINAL, 80.0),
-])
+@pytest.mark.parametrize(
+    ("verdicts", "expected", "score"),
+    [
+        ([Verdict.PASS] * 5, Verdict.PASS, 100.0),
+        ([Verdict.PASS] * 4 + [Verdict.FAIL], Verdict.MARGINAL, 80.0),
+        ([Verdict.PASS] * 3 + [Verdict.FAIL] * 2, Verdict.FAIL, 60.0),
+        ([Verdict.NO_DATA] * 5, Verdict.NO_DATA, 0.0),
+        ([Verdict.PASS] * 4 + [Verdict.MARGINAL], Verdict.MARGINAL, 80.0),
+    ],
+)
 def test_gate_score(verdicts: list[Verdict], expected: Verdict, score: float) -> None:
     gate = score_gate(SCORING_SPEC, [_result(n, v) for n, v in zip("abcde", verdicts, strict=True)])
     assert (gate.verdict, gate.score) == (expected, score)
@@ -224,10 +261,14 @@ def test_identical_canary_and_baseline_never_fail(looks: list[tuple[int, int]]) 
 
 
 @settings(max_examples=150, deadline=None)
-@given(looks=looks_strategy, extra=st.lists(st.integers(0, 30), min_size=12, max_size=12),
-       rate=st.sampled_from([0.001, 0.01, 0.1]))
-def test_more_canary_errors_never_improve_the_verdict(looks: list[tuple[int, int]], extra: list[int],
-                                                       rate: float) -> None:
+@given(
+    looks=looks_strategy,
+    extra=st.lists(st.integers(0, 30), min_size=12, max_size=12),
+    rate=st.sampled_from([0.001, 0.01, 0.1]),
+)
+def test_more_canary_errors_never_improve_the_verdict(
+    looks: list[tuple[int, int]], extra: list[int], rate: float
+) -> None:
     total = np.array([float(n) for n, _ in looks])
     events = np.array([float(min(e, n)) for n, e in looks])
     worse = np.minimum(events + np.array(extra[: len(looks)], dtype=float), total)
@@ -244,23 +285,46 @@ def _aa_rollbacks(runs: int, looks: int, canary_rps: float, baseline_rps: float,
     Every failing check uses the evidence of all looks so far (running maxima, any-look crossings), so
     judging the whole history once answers "was it rolled back at any of the looks?".
     """
-    spec = _spec([
-        {"name": "errors", "errorRate": ERRORS, "slo": {"max": 0.02}, "compare": {"tolerance": 0.0},
-         "critical": True},
-        {"name": "latency", "latency": {"histogram": "h"}, "slo": {"quantile": 0.9, "max": 0.5},
-         "compare": {"tolerance": 0.0}, "critical": True},
-        {"name": "drift", "drift": {"histogram": "s"}, "critical": True},
-    ], falsePositiveRate=0.01, interval="30s", minDuration="1m", maxDuration="30m")
+    spec = _spec(
+        [
+            {
+                "name": "errors",
+                "errorRate": ERRORS,
+                "slo": {"max": 0.02},
+                "compare": {"tolerance": 0.0},
+                "critical": True,
+            },
+            {
+                "name": "latency",
+                "latency": {"histogram": "h"},
+                "slo": {"quantile": 0.9, "max": 0.5},
+                "compare": {"tolerance": 0.0},
+                "critical": True,
+            },
+            {"name": "drift", "drift": {"histogram": "s"}, "critical": True},
+        ],
+        falsePositiveRate=0.01,
+        interval="30s",
+        minDuration="1m",
+        maxDuration="30m",
+    )
     rng = np.random.default_rng(seed)
     probs = np.diff(np.concatenate([[0.0], np.array([0.02, 0.1, 0.35, 0.8, 0.95, 0.99]), [1.0]]))
     rolled_back = 0
     for _ in range(runs):
         ct = rng.poisson(canary_rps * 30, looks).astype(float)
         bt = rng.poisson(baseline_rps * 30, looks).astype(float)
-        counts = CountSeries(rng.binomial(ct.astype(int), 0.01).astype(float), ct,
-                             rng.binomial(bt.astype(int), 0.01).astype(float), bt)
-        hist = HistogramSeries(BOUNDS, np.array([rng.multinomial(int(n), probs) for n in ct], dtype=float),
-                               np.array([rng.multinomial(int(n), probs) for n in bt], dtype=float))
+        counts = CountSeries(
+            rng.binomial(ct.astype(int), 0.01).astype(float),
+            ct,
+            rng.binomial(bt.astype(int), 0.01).astype(float),
+            bt,
+        )
+        hist = HistogramSeries(
+            BOUNDS,
+            np.array([rng.multinomial(int(n), probs) for n in ct], dtype=float),
+            np.array([rng.multinomial(int(n), probs) for n in bt], dtype=float),
+        )
         verdict = judge_gate(spec, {"errors": counts, "latency": hist, "drift": hist})
         rolled_back += verdict.verdict is Verdict.FAIL
     return rolled_back / runs
@@ -276,6 +340,8 @@ def test_aa_false_rollback_rate_of_the_whole_gate(canary_rps: float, baseline_rp
 
 def test_ab_clear_regressions_are_caught() -> None:
     spec = _spec([{"name": "errors", "errorRate": ERRORS, "compare": {"tolerance": 0.1}, "critical": True}])
-    caught = sum(judge_gate(spec, {"errors": _counts(20, 0.02, 0.01, 300, 2700, seed=s)}).verdict is Verdict.FAIL
-                 for s in range(200))
+    caught = sum(
+        judge_gate(spec, {"errors": _counts(20, 0.02, 0.01, 300, 2700, seed=s)}).verdict is Verdict.FAIL
+        for s in range(200)
+    )
     assert caught >= 190

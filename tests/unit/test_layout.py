@@ -11,8 +11,17 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "robustness_gate"
 PURE = ["api.py", "judge.py", "policy.py", "series.py", "durations.py", "stats"]
 IO_MODULES = {
-    "requests", "urllib", "urllib3", "http", "socket", "kubernetes", "kopf", "prometheus_api_client",
-    "aiohttp", "subprocess", "asyncio",
+    "requests",
+    "urllib",
+    "urllib3",
+    "http",
+    "socket",
+    "kubernetes",
+    "kopf",
+    "prometheus_api_client",
+    "aiohttp",
+    "subprocess",
+    "asyncio",
 }
 
 
@@ -21,7 +30,10 @@ def test_operator_dir_is_a_source_root_not_a_package() -> None:
 
 
 def test_import_operator_is_the_standard_library() -> None:
-    code = "import operator, robustness_gate; print(operator.__file__ or 'builtin'); print(hasattr(operator, 'itemgetter'))"
+    code = (
+        "import operator, robustness_gate; "
+        "print(operator.__file__ or 'builtin'); print(hasattr(operator, 'itemgetter'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     location, has_itemgetter = out.split()
     assert has_itemgetter == "True"
@@ -53,8 +65,15 @@ def test_pure_layers_import_no_io_library() -> None:
 
 
 def test_pure_layers_do_not_import_upper_layers() -> None:
-    upper = {"robustness_gate.metrics", "robustness_gate.cli", "robustness_gate.analysis", "robustness_gate.kube",
-             "robustness_gate.handlers", "robustness_gate.server", "robustness_gate.targets"}
+    upper = {
+        "robustness_gate.metrics",
+        "robustness_gate.cli",
+        "robustness_gate.analysis",
+        "robustness_gate.kube",
+        "robustness_gate.handlers",
+        "robustness_gate.server",
+        "robustness_gate.targets",
+    }
     for path in _pure_files():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

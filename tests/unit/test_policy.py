@@ -11,16 +11,19 @@ from robustness_gate.policy import decide
 ANALYSIS = AnalysisSpec.model_validate({"interval": "30s", "minDuration": "5m", "maxDuration": "30m"})
 
 
-@pytest.mark.parametrize(("verdict", "elapsed", "action", "fragment"), [
-    (Verdict.FAIL, 30, Action.ROLLBACK, "bad"),
-    (Verdict.FAIL, 3600, Action.ROLLBACK, "bad"),
-    (Verdict.PASS, 60, Action.CONTINUE, "1m of minDuration 5m elapsed; passing so far"),
-    (Verdict.PASS, 300, Action.PROMOTE, "after 5m"),
-    (Verdict.MARGINAL, 600, Action.CONTINUE, "10m elapsed, not decided yet"),
-    (Verdict.NO_DATA, 1800, Action.INCONCLUSIVE, "maxDuration 30m reached without a verdict"),
-    (Verdict.MARGINAL, 1799, Action.CONTINUE, "not decided yet"),
-    (Verdict.NO_DATA, 100, Action.CONTINUE, "1m40s of minDuration"),
-])
+@pytest.mark.parametrize(
+    ("verdict", "elapsed", "action", "fragment"),
+    [
+        (Verdict.FAIL, 30, Action.ROLLBACK, "bad"),
+        (Verdict.FAIL, 3600, Action.ROLLBACK, "bad"),
+        (Verdict.PASS, 60, Action.CONTINUE, "1m of minDuration 5m elapsed; passing so far"),
+        (Verdict.PASS, 300, Action.PROMOTE, "after 5m"),
+        (Verdict.MARGINAL, 600, Action.CONTINUE, "10m elapsed, not decided yet"),
+        (Verdict.NO_DATA, 1800, Action.INCONCLUSIVE, "maxDuration 30m reached without a verdict"),
+        (Verdict.MARGINAL, 1799, Action.CONTINUE, "not decided yet"),
+        (Verdict.NO_DATA, 100, Action.CONTINUE, "1m40s of minDuration"),
+    ],
+)
 def test_decision_table(verdict: Verdict, elapsed: float, action: Action, fragment: str) -> None:
     decision = decide(GateVerdict(verdict, 50.0, "bad" if verdict is Verdict.FAIL else "why"), elapsed, ANALYSIS)
     assert decision.action is action

@@ -23,8 +23,7 @@ def test_one_look_evalue_is_the_binomial_likelihood_ratio_mixture() -> None:
         return rho * r / (rho * r + 1 - rho)
 
     ratios = r0 * np.exp(counts.LOG_EFFECT_GRID)
-    expected = np.mean([stats.binom.pmf(int(ce), k, theta(r)) / stats.binom.pmf(int(ce), k, theta(r0))
-                        for r in ratios])
+    expected = np.mean([stats.binom.pmf(int(ce), k, theta(r)) / stats.binom.pmf(int(ce), k, theta(r0)) for r in ratios])
     assert math.exp(evidence.log_evalues[0]) == pytest.approx(expected, rel=1e-10)
 
 
@@ -60,8 +59,15 @@ def test_decrease_direction_mirrors_increase() -> None:
 def test_beta_binomial_mixture_matches_numerical_integration() -> None:
     s, n, p, center = 4.0, 250.0, 0.01, 0.01
     a, b = 10 * center, 10 * (1 - center)
-    marginal, _ = integrate.quad(lambda q: stats.beta.pdf(q, a, b) * q**s * (1 - q) ** (n - s), 0, 1,
-                                 points=[0.01, 0.05], limit=500, epsabs=0, epsrel=1e-11)
+    marginal, _ = integrate.quad(
+        lambda q: stats.beta.pdf(q, a, b) * q**s * (1 - q) ** (n - s),
+        0,
+        1,
+        points=[0.01, 0.05],
+        limit=500,
+        epsabs=0,
+        epsrel=1e-11,
+    )
     expected = marginal / (p**s * (1 - p) ** (n - s))
     assert math.exp(float(counts.binomial_log_mixture(s, n, p, center))) == pytest.approx(expected, rel=1e-6)
 
@@ -113,8 +119,16 @@ def test_ratio_bounds_bracket_the_truth() -> None:
     assert 1.5 < lower < 3.0 < upper < 6.0
 
 
-def _simulate(rng: np.random.Generator, runs: int, looks: int, canary_rps: float, baseline_rps: float,
-              canary_p: float, baseline_p: float, step: float = 30.0) -> tuple[np.ndarray, ...]:
+def _simulate(
+    rng: np.random.Generator,
+    runs: int,
+    looks: int,
+    canary_rps: float,
+    baseline_rps: float,
+    canary_p: float,
+    baseline_p: float,
+    step: float = 30.0,
+) -> tuple[np.ndarray, ...]:
     ct = rng.poisson(canary_rps * step, (runs, looks)).astype(float)
     bt = rng.poisson(baseline_rps * step, (runs, looks)).astype(float)
     ce = rng.binomial(ct.astype(np.int64), canary_p).astype(float)
@@ -122,8 +136,9 @@ def _simulate(rng: np.random.Generator, runs: int, looks: int, canary_rps: float
     return ce, ct, be, bt
 
 
-@pytest.mark.parametrize(("canary_rps", "baseline_rps", "p"), [(20.0, 180.0, 0.01), (0.2, 1.8, 0.01),
-                                                               (10.0, 10.0, 0.001)])
+@pytest.mark.parametrize(
+    ("canary_rps", "baseline_rps", "p"), [(20.0, 180.0, 0.01), (0.2, 1.8, 0.01), (10.0, 10.0, 0.001)]
+)
 def test_aa_false_rejections_stay_below_alpha(canary_rps: float, baseline_rps: float, p: float) -> None:
     rng = np.random.default_rng(20261122)
     runs, looks, alpha = 2000, 24, 0.01

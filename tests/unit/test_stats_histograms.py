@@ -67,8 +67,11 @@ def test_wasserstein_matches_scipy_on_uniform_within_bucket_data() -> None:
 
     def spread(counts: np.ndarray) -> np.ndarray:
         # Evenly spaced points inside each bucket approximate the uniform-within-bucket model.
-        points = [np.linspace(lo, hi, int(c) * 200, endpoint=False) + (hi - lo) / (int(c) * 400)
-                  for lo, hi, c in zip(edges[:-1], edges[1:], counts[:-1], strict=True) if c > 0]
+        points = [
+            np.linspace(lo, hi, int(c) * 200, endpoint=False) + (hi - lo) / (int(c) * 400)
+            for lo, hi, c in zip(edges[:-1], edges[1:], counts[:-1], strict=True)
+            if c > 0
+        ]
         return np.concatenate(points)
 
     expected = stats.wasserstein_distance(spread(a), spread(e))
@@ -111,6 +114,5 @@ def test_psi_alone_is_noisy_on_small_healthy_samples() -> None:
     # Why drift needs a test: with 100 vs 100 healthy predictions PSI exceeds 0.1 most of the time.
     rng = np.random.default_rng(3)
     p = _decile_probs(0.0)
-    values = [h.psi(rng.multinomial(100, p).astype(float), rng.multinomial(100, p).astype(float))
-              for _ in range(500)]
+    values = [h.psi(rng.multinomial(100, p).astype(float), rng.multinomial(100, p).astype(float)) for _ in range(500)]
     assert np.mean(np.array(values) > 0.1) > 0.6

@@ -6,7 +6,14 @@ import pytest
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.queries import BOTH, CANARY, metric_queries
-from robustness_gate.metrics.templates import Matcher, Sides, TemplateError, escape_regex, parse_selector, render
+from robustness_gate.metrics.templates import (
+    Matcher,
+    Sides,
+    TemplateError,
+    escape_regex,
+    parse_selector,
+    render,
+)
 
 
 def test_render_substitutes_known_variables() -> None:
@@ -15,7 +22,7 @@ def test_render_substitutes_known_variables() -> None:
 
 def test_unknown_variable_is_named() -> None:
     with pytest.raises(TemplateError, match=r"unknown template variable \{\{namespace\}\}; known: \{\{selector\}\}"):
-        render("x{namespace=\"{{namespace}}\",{{selector}}}", {"selector": ""})
+        render('x{namespace="{{namespace}}",{{selector}}}', {"selector": ""})
 
 
 def test_malformed_variable_is_rejected() -> None:
@@ -27,7 +34,8 @@ def test_malformed_variable_is_rejected() -> None:
 def test_label_values_cannot_escape_their_string(hostile: str) -> None:
     rendered = Matcher("version", "=", hostile).render()
     assert rendered.startswith('version="') and rendered.endswith('"')
-    body = rendered[len('version="'):-1]
+    body = rendered[len('version="') : -1]
+
     # Every double quote inside the literal is escaped, so the string cannot end early.
     def escaped(i: int) -> bool:
         backslashes = len(body[:i]) - len(body[:i].rstrip("\\"))
@@ -65,30 +73,47 @@ def _metric(**fields: object) -> MetricSpec:
 
 
 def test_by_template_runs_once_for_both_sides() -> None:
-    metric = _metric(errorRate={"errors": 'sum by ({{by}}) (increase(e{ {{selector}} }[{{window}}]))',
-                                "total": 'sum by ({{by}}) (increase(t{ {{selector}} }[{{window}}]))'},
-                     slo={"max": 0.01})
+    metric = _metric(
+        errorRate={
+            "errors": "sum by ({{by}}) (increase(e{ {{selector}} }[{{window}}]))",
+            "total": "sum by ({{by}}) (increase(t{ {{selector}} }[{{window}}]))",
+        },
+        slo={"max": 0.01},
+    )
     queries = metric_queries(metric, Sides.by_label("version", "v2", "v1"), 30)
     assert [(q.role, q.side) for q in queries] == [("errors", BOTH), ("total", BOTH)]
     assert queries[0].promql == 'sum by (version) (increase(e{ version=~"v2|v1" }[30s]))'
 
 
 def test_template_without_by_runs_per_side() -> None:
-    metric = _metric(errorRate={"errors": "sum(increase(e{ {{selector}} }[{{window}}]))",
-                                "total": "sum(increase(t{ {{selector}} }[{{window}}]))"}, slo={"max": 0.01})
+    metric = _metric(
+        errorRate={
+            "errors": "sum(increase(e{ {{selector}} }[{{window}}]))",
+            "total": "sum(increase(t{ {{selector}} }[{{window}}]))",
+        },
+        slo={"max": 0.01},
+    )
     queries = metric_queries(metric, Sides.parse('version="v2"', 'track="stable"'), 90)
-    assert [(q.role, q.side) for q in queries] == [("errors", "canary"), ("errors", "baseline"),
-                                                   ("total", "canary"), ("total", "baseline")]
+    assert [(q.role, q.side) for q in queries] == [
+        ("errors", "canary"),
+        ("errors", "baseline"),
+        ("total", "canary"),
+        ("total", "baseline"),
+    ]
     assert queries[0].promql == 'sum(increase(e{ version="v2" }[1m30s]))'
     assert queries[1].promql == 'sum(increase(e{ track="stable" }[1m30s]))'
 
 
 def test_histogram_queries_are_generated() -> None:
-    metric = _metric(latency={"histogram": "http_request_duration_seconds", "labels": 'app="fraud"'},
-                     slo={"quantile": 0.99, "max": 0.1})
+    metric = _metric(
+        latency={"histogram": "http_request_duration_seconds", "labels": 'app="fraud"'},
+        slo={"quantile": 0.99, "max": 0.1},
+    )
     (query,) = metric_queries(metric, Sides.by_label("rollouts_pod_template_hash", "abc", "def"), 30)
-    assert query.promql == ('sum by (le, rollouts_pod_template_hash) (increase(http_request_duration_seconds_bucket'
-                            '{app="fraud",rollouts_pod_template_hash=~"abc|def"}[30s]))')
+    assert query.promql == (
+        "sum by (le, rollouts_pod_template_hash) (increase(http_request_duration_seconds_bucket"
+        '{app="fraud",rollouts_pod_template_hash=~"abc|def"}[30s]))'
+    )
     per_side = metric_queries(metric, Sides.parse('version="v2"', 'track="stable"'), 30)
     assert [q.side for q in per_side] == [CANARY, "baseline"]
 

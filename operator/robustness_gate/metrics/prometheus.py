@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from robustness_gate.api import MetricSpec
@@ -112,7 +113,8 @@ class PrometheusSource:
             raise self._http_error(where, promql) from None
         except (ValueError, KeyError, TypeError) as error:  # JSON that is not a Prometheus answer
             raise MetricsError(
-                f"Prometheus at {self.address} answered {where} with malformed JSON: {_short(error)}", "malformed"
+                f"Prometheus at {self.address} answered {where} with malformed JSON: {_short(error)}",
+                "malformed",
             ) from None
         return _parse_matrix(result, where)
 

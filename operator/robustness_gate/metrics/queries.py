@@ -68,8 +68,7 @@ def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, wher
     if metric.ratio is not None:
         return [
             *template_queries("errors", metric.ratio.numerator, sides, window_seconds, f"{where}.ratio.numerator"),
-            *template_queries("total", metric.ratio.denominator, sides, window_seconds,
-                              f"{where}.ratio.denominator"),
+            *template_queries("total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator"),
         ]
     if metric.latency is not None:
         return histogram_queries(metric.latency.histogram, metric.latency.labels, sides, window_seconds)

@@ -120,8 +120,9 @@ def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, 
     )
 
 
-def _assemble_histogram(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]
-                        ) -> HistogramSeries:
+def _assemble_histogram(
+    metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]
+) -> HistogramSeries:
     by_side: dict[str, dict[float, FloatArray]] = {CANARY: {}, BASELINE: {}}
     for query, series_list in raw.items():
         for labels, samples in series_list:
@@ -133,7 +134,9 @@ def _assemble_histogram(metric: MetricSpec, sides: Sides, window: Window, raw: d
             try:
                 bound = float(labels["le"])
             except ValueError:
-                raise MetricsError(f"metric {metric.name}: bucket le={labels['le']!r} is not a number", "data") from None
+                raise MetricsError(
+                    f"metric {metric.name}: bucket le={labels['le']!r} is not a number", "data"
+                ) from None
             values = _per_look(samples, window, f"metric {metric.name} ({side}, le={labels['le']})")
             previous = by_side[side].get(bound)
             by_side[side][bound] = values if previous is None else np.nansum([previous, values], axis=0)
@@ -150,7 +153,7 @@ def _assemble_histogram(metric: MetricSpec, sides: Sides, window: Window, raw: d
         )
     all_bounds = sorted(present[0])
     if all_bounds[-1] != math.inf:
-        raise MetricsError(f"metric {metric.name}: no le=\"+Inf\" bucket; is it a classic histogram?", "data")
+        raise MetricsError(f'metric {metric.name}: no le="+Inf" bucket; is it a classic histogram?', "data")
     finite = tuple(all_bounds[:-1])
     if not finite:
         raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", "data")

@@ -74,7 +74,7 @@ def parse_selector(text: str, where: str = "selector") -> tuple[Matcher, ...]:
         if match is None:
             raise TemplateError(
                 where,
-                f"cannot parse {text!r} near {body[position:position + 20]!r}; "
+                f"cannot parse {text!r} near {body[position : position + 20]!r}; "
                 'write label matchers like version="v2" or app="fraud",version="v2"',
             )
         raw = match.group(3)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import betaln, logsumexp
 
-from robustness_gate.series import FloatArray
+from robustness_gate.series import BoolArray, FloatArray
 
 # Alternatives mixed over: log(r / r0) from log(1.05) to log(10), equally weighted. A grid keeps
 # the mixture valid for a different traffic share at every look (a conjugate prior would not).
@@ -62,7 +62,7 @@ class RatioEvidence:
         return int(hits[0]) if len(hits) else None
 
 
-def _shares(canary_total: FloatArray, baseline_total: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _shares(canary_total: FloatArray, baseline_total: FloatArray) -> tuple[FloatArray, BoolArray]:
     total = canary_total + baseline_total
     informative = (canary_total > 0) & (baseline_total > 0)
     rho = np.where(informative, canary_total / np.where(total > 0, total, 1.0), 0.5)
@@ -79,10 +79,11 @@ def ratio_log_evalues(
     log_effects: FloatArray = LOG_EFFECT_GRID,
 ) -> RatioEvidence:
     """Mixture e-process against H0: r <= r0 (increase) or H0: r >= r0 (decrease), one value per look."""
-    ce, ct, be, bt = (np.asarray(a, dtype=float) for a in (canary_events, canary_total, baseline_events,
-                                                           baseline_total))
+    ce, ct, be, bt = (
+        np.asarray(a, dtype=float) for a in (canary_events, canary_total, baseline_events, baseline_total)
+    )
     rho, informative = _shares(ct, bt)
-    informative &= (ce + be) > 0
+    informative = informative & ((ce + be) > 0)
     sign = 1.0 if increase else -1.0
     ratios = r0 * np.exp(sign * np.asarray(log_effects))  # G alternatives
     rho_col = rho[:, None]
@@ -154,9 +155,7 @@ def _beta_prior(center: float, concentration: float = BETA_CONCENTRATION) -> tup
     return concentration * center, concentration * (1.0 - center)
 
 
-def binomial_log_mixture(
-    events: FloatArray | float, trials: FloatArray | float, p: float, center: float
-) -> FloatArray:
+def binomial_log_mixture(events: FloatArray | float, trials: FloatArray | float, p: float, center: float) -> FloatArray:
     """log of the beta-binomial mixture likelihood ratio against "the rate is p", per look."""
     s = np.asarray(events, dtype=float)
     n = np.asarray(trials, dtype=float)
@@ -201,7 +200,7 @@ def binomial_confidence_sequence(events: float, trials: float, alpha: float, cen
 
 def bound_crossings(
     cumulative_events: FloatArray, cumulative_trials: FloatArray, bound: float, alpha: float
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[BoolArray, BoolArray]:
     """Per look: is the rate confidently above `bound`, and confidently below it?
 
     The confidence sequence excludes `bound` exactly when the mixture likelihood ratio at `bound`

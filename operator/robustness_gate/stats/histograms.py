@@ -71,13 +71,13 @@ def interpolated_quantile(bounds: tuple[float, ...], counts: FloatArray, q: floa
     in_bucket = float(counts[index])
     if in_bucket <= 0:
         return float(bounds[index])
-    return lower + (float(bounds[index]) - lower) * (rank - below) / in_bucket
+    return float(lower + (float(bounds[index]) - lower) * (float(rank) - below) / in_bucket)
 
 
 def shares(counts: FloatArray) -> FloatArray:
     counts = np.asarray(counts, dtype=float)
     total = counts.sum()
-    return counts / total if total > 0 else np.full(len(counts), math.nan)
+    return np.asarray(counts / total if total > 0 else np.full(len(counts), math.nan), dtype=float)
 
 
 def psi(actual: FloatArray, expected: FloatArray, epsilon: float = PSI_EPSILON) -> float:
@@ -101,7 +101,7 @@ def wasserstein(bounds: tuple[float, ...], actual: FloatArray, expected: FloatAr
     starts at 0 when its bound is positive; the +Inf bucket has no width and adds nothing.
     """
     a, e = shares(actual), shares(expected)
-    edges = [min(0.0, bounds[0])] + list(bounds)
+    edges = [min(0.0, bounds[0]), *list(bounds)]
     cdf_gap = np.concatenate([[0.0], np.cumsum(a[: len(bounds)] - e[: len(bounds)])])
     distance = 0.0
     for left, right, g0, g1 in zip(edges[:-1], edges[1:], cdf_gap[:-1], cdf_gap[1:], strict=True):
@@ -131,8 +131,6 @@ def drift_log_evalues(canary: FloatArray, baseline: FloatArray) -> FloatArray:
         if canary[:, bucket].sum() + baseline[:, bucket].sum() <= 0:
             continue
         up = ratio_log_evalues(canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, True)
-        down = ratio_log_evalues(
-            canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, False
-        )
+        down = ratio_log_evalues(canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, False)
         log_e += np.logaddexp(up.log_evalues, down.log_evalues) - math.log(2.0)
     return log_e
