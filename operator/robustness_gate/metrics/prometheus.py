@@ -60,7 +60,10 @@ class PrometheusSource:
             if self.credentials.username is not None:
                 auth = (self.credentials.username, self.credentials.password or "")
             # One quick retry on a gateway hiccup; the next look retries anyway.
-            retry = Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False)
+            # Read errors are not retried, so a slow Prometheus costs one timeout, not two.
+            retry = Retry(
+                total=1, read=False, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False
+            )
             self._client = PrometheusConnect(
                 url=self.address.rstrip("/"),
                 headers=headers or None,
@@ -103,11 +106,10 @@ class PrometheusSource:
                 params={"timeout": format_duration(self.timeout_seconds)},
             )
         except requests.exceptions.Timeout:
-            raise MetricsError(
-                f"Prometheus at {self.address} did not answer {where} within {format_duration(self.timeout_seconds)}",
-                "timeout",
-            ) from None
+            raise self._timeout_error(where) from None
         except requests.exceptions.ConnectionError as error:
+            if "timed out" in str(error):
+                raise self._timeout_error(where) from None
             raise MetricsError(f"cannot reach Prometheus at {self.address}: {_short(error)}", "unreachable") from None
         except PrometheusApiClientException:
             raise self._http_error(where, promql) from None
@@ -117,6 +119,10 @@ class PrometheusSource:
                 "malformed",
             ) from None
         return _parse_matrix(result, where)
+
+    def _timeout_error(self, where: str) -> MetricsError:
+        within = format_duration(self.timeout_seconds)
+        return MetricsError(f"Prometheus at {self.address} did not answer {where} within {within}", "timeout")
 
     def _http_error(self, where: str, promql: str) -> MetricsError:
         response = self._last_response
