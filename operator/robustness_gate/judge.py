@@ -192,9 +192,7 @@ def _ratio_compare(
     alpha: float,
     what: str,
 ) -> tuple[_Part, counts.RatioEvidence, float, tuple[float, float]]:
-    assert metric.compare is not None
-    increase = metric.compare.direction is Direction.INCREASE
-    r0 = 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
+    increase, r0 = _null_ratio(metric)
     evidence = counts.ratio_log_evalues(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
     estimate = counts.rate_ratio_estimate(
         float(canary_events.sum()),
@@ -213,6 +211,13 @@ def _ratio_compare(
         assert look is not None
         return _Part(True, False, f"{text}: harm shown at look {look + 1}"), evidence, estimate, bounds
     return _Part(False, True, text + ": no evidence of harm"), evidence, estimate, bounds
+
+
+def _null_ratio(metric: MetricSpec) -> tuple[bool, float]:
+    """Which direction is harmful, and the largest tolerated canary/baseline ratio (smallest for Decrease)."""
+    assert metric.compare is not None
+    increase = metric.compare.direction is Direction.INCREASE
+    return increase, 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
 
 
 def _kayenta_compare(
@@ -377,9 +382,7 @@ def _latency_slo(
 
 def _latency_compare(data: HistogramSeries, metric: MetricSpec, alpha: float) -> tuple[_Part, float, float]:
     """Slow-request ratio at every finite bucket boundary, Bonferroni over boundaries."""
-    assert metric.compare is not None
-    increase = metric.compare.direction is Direction.INCREASE
-    r0 = 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
+    increase, r0 = _null_ratio(metric)
     boundaries = len(data.bounds)
     alpha_each = alpha / max(1, boundaries)
     canary_total, baseline_total = data.canary.sum(axis=1), data.baseline.sum(axis=1)
