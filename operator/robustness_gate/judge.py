@@ -220,25 +220,27 @@ def _null_ratio(metric: MetricSpec) -> tuple[bool, float]:
     return increase, 1 + metric.compare.tolerance if increase else 1 - metric.compare.tolerance
 
 
-def _kayenta_compare(
-    canary: FloatArray, baseline: FloatArray, metric: MetricSpec, what: str
-) -> tuple[_Part, kayenta.KayentaResult]:
+def _kayenta_compare(canary: FloatArray, baseline: FloatArray, metric: MetricSpec, what: str) -> tuple[_Part, float]:
+    """Kayenta's classification of the per-look series; returns the check and its effect size."""
     assert metric.compare is not None
     increase = metric.compare.direction is Direction.INCREASE
-    result = kayenta.classify(
-        [float(x) for x in baseline],
-        [float(x) for x in canary],
-        direction=kayenta.KayentaDirection.INCREASE if increase else kayenta.KayentaDirection.DECREASE,
-        allowed_increase=1 + metric.compare.tolerance,
-        allowed_decrease=1 - metric.compare.tolerance if not increase else 1.0,
-    )
+    try:
+        result = kayenta.classify(
+            [float(x) for x in baseline],
+            [float(x) for x in canary],
+            direction=kayenta.KayentaDirection.increase if increase else kayenta.KayentaDirection.decrease,
+            allowed_increase=1 + metric.compare.tolerance,
+            allowed_decrease=1 - metric.compare.tolerance if not increase else 1.0,
+        )
+    except ValueError as error:  # Kayenta's "Error" classification: it never counts either way
+        return _Part(False, False, f"{what} Mann-Whitney (Kayenta) could not classify: {error}"), math.nan
     label = result.label
     text = f"{what} Mann-Whitney (Kayenta) {label.value}: {result.reason}"
-    if label in (kayenta.KayentaLabel.HIGH, kayenta.KayentaLabel.LOW):
-        return _Part(True, False, text), result
-    if label in (kayenta.KayentaLabel.NODATA, kayenta.KayentaLabel.NODATA_FAIL):
-        return _Part(False, False, text), result
-    return _Part(False, True, text), result
+    if label in (kayenta.KayentaLabel.High, kayenta.KayentaLabel.Low):
+        return _Part(True, False, text), result.effect_size
+    if label in (kayenta.KayentaLabel.Nodata, kayenta.KayentaLabel.NodataFail):
+        return _Part(False, False, text), result.effect_size
+    return _Part(False, True, text), result.effect_size
 
 
 def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings) -> MetricResult:
@@ -264,8 +266,8 @@ def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings
         if metric.compare.test is CompareTest.MANN_WHITNEY:
             canary_series = _per_look_rate(data.canary_events, data.canary_total)
             baseline_series = _per_look_rate(data.baseline_events, data.baseline_total)
-            part, result = _kayenta_compare(canary_series, baseline_series, metric, what)
-            numbers.update(effect=result.effect_size)
+            part, effect = _kayenta_compare(canary_series, baseline_series, metric, what)
+            numbers.update(effect=effect)
             tests.append("Mann-Whitney per look (Kayenta)")
         else:
             part, evidence, estimate, bounds = _ratio_compare(
@@ -319,8 +321,8 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
             baseline_series = np.array(
                 [histograms.interpolated_quantile(data.bounds, row, quantile) for row in data.baseline]
             )
-            part, result = _kayenta_compare(canary_series, baseline_series, metric, f"{q_text} per look")
-            numbers.update(effect=result.effect_size)
+            part, effect = _kayenta_compare(canary_series, baseline_series, metric, f"{q_text} per look")
+            numbers.update(effect=effect)
             tests.append("Mann-Whitney per look (Kayenta)")
         else:
             part, p_value, effect = _latency_compare(data, metric, settings.alpha)
@@ -508,9 +510,9 @@ def _judge_custom(metric: MetricSpec, data: ValueSeries) -> MetricResult:
         numbers.update(slo_met=bool(parts[-1].confirmed))
         tests.append("threshold")
     if metric.compare is not None:
-        part, result = _kayenta_compare(canary_values, np.asarray(data.baseline, dtype=float), metric, "value")
+        part, effect = _kayenta_compare(canary_values, np.asarray(data.baseline, dtype=float), metric, "value")
         parts.append(part)
-        numbers.update(effect=result.effect_size)
+        numbers.update(effect=effect)
         tests.append("Mann-Whitney per look (Kayenta)")
     traffic_ok = len(valid) > 0
     return _combine(metric, parts, traffic_ok, "no values yet", " + ".join(tests), **numbers)

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -28,11 +29,11 @@ class Behaviour:
     status = 200
     body = b"{}"
     delay = 0.0
-    seen_headers: list[dict[str, str]] = []
+    seen_headers: ClassVar[list[dict[str, str]]] = []
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         Behaviour.seen_headers.append(dict(self.headers))
         if Behaviour.delay:
             time.sleep(Behaviour.delay)
@@ -100,7 +101,7 @@ def test_faults_are_errors_with_the_reason(
 def test_slow_prometheus_times_out(broken_prometheus: str) -> None:
     Behaviour.delay = 3.0
     started = time.monotonic()
-    with pytest.raises(MetricsError, match="did not answer metric errors .* within 1s") as raised:
+    with pytest.raises(MetricsError, match=r"did not answer metric errors .* within 1s") as raised:
         _fetch(broken_prometheus, timeout=1.0)
     assert raised.value.kind == "timeout" and time.monotonic() - started < 2.9
 
