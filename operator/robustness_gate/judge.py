@@ -444,7 +444,7 @@ def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSetti
     p_value = min(1.0, math.exp(-max_log_e))
     significant = max_log_e >= math.log(1 / settings.alpha)
     large = not math.isnan(effect) and effect >= metric.drift.max
-    text = f"{effect_name.value} {_num(effect)} (fails at {metric.drift.max:g}), distributions differ p={p_value:.2g}"
+    text = f"{effect_name.value} {_num(effect)} (fails at {metric.drift.max:g}), same-distribution test p={p_value:.2g}"
     if significant and large:
         part = _Part(True, False, f"prediction drift: {text}")
     elif large:
