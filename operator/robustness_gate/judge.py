@@ -325,7 +325,7 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
             numbers.update(effect=effect)
             tests.append("Mann-Whitney per look (Kayenta)")
         else:
-            part, p_value, effect = _latency_compare(data, metric, settings.alpha)
+            part, p_value, effect = _latency_compare(data, metric, settings.alpha, quantile)
             numbers.update(p_value=p_value, effect=effect)
             tests.append("slow-request ratio per bucket (sequential)")
         parts.append(part)
@@ -382,18 +382,25 @@ def _latency_slo(
     return _Part(False, False, f"canary {share}: {objective}, not yet confirmed{hint}"), rates
 
 
-def _latency_compare(data: HistogramSeries, metric: MetricSpec, alpha: float) -> tuple[_Part, float, float]:
+def _latency_compare(
+    data: HistogramSeries, metric: MetricSpec, alpha: float, quantile: float
+) -> tuple[_Part, float, float]:
     """Slow-request ratio at every finite bucket boundary, Bonferroni over boundaries."""
     increase, r0 = _null_ratio(metric)
     boundaries = len(data.bounds)
     alpha_each = alpha / max(1, boundaries)
     canary_total, baseline_total = data.canary.sum(axis=1), data.baseline.sum(axis=1)
+    # With no evidence anywhere, report the boundary at the baseline's quantile: the one users read.
+    baseline_q = histograms.interpolated_quantile(data.bounds, data.baseline.sum(axis=0), quantile)
+    reported = next((i for i, b in enumerate(data.bounds) if b >= baseline_q), boundaries - 1)
     best: tuple[float, int, counts.RatioEvidence] | None = None
     for index in range(boundaries):
         canary_slow = data.canary[:, index + 1 :].sum(axis=1)
         baseline_slow = data.baseline[:, index + 1 :].sum(axis=1)
         evidence = counts.ratio_log_evalues(canary_slow, canary_total, baseline_slow, baseline_total, r0, increase)
-        if best is None or evidence.max_log_evalue > best[0]:
+        stronger = best is None or evidence.max_log_evalue > best[0]
+        tie_at_reported = best is not None and evidence.max_log_evalue == best[0] and index == reported
+        if stronger or tie_at_reported:
             best = (evidence.max_log_evalue, index, evidence)
     if best is None:
         return _Part(False, False, "no finite buckets to compare"), 1.0, math.nan
