@@ -12,8 +12,8 @@
 # Versions come from hack/cluster/versions.env. A component whose output already exists is skipped,
 # so a second run is a no-op that does not even start `go`.
 #
-# Environment: TESTBIN (default ~/.cache/robustness-gate/testbin); RG_GOMODCACHE / RG_GOCACHE
-# (defaults ~/.cache/robustness-gate/go/{mod,build}) to share an existing Go cache instead.
+# Environment: TESTBIN (default ~/.cache/robustness-gate/testbin); RG_GOMODCACHE / RG_GOCACHE /
+# RG_GOPATH (defaults ~/.cache/robustness-gate/go/{mod,build,path}) to share existing Go caches.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +32,8 @@ ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubec
 # size measurable, and lets `rm -rf ~/.cache/robustness-gate` clean everything.
 export GOMODCACHE=${RG_GOMODCACHE:-$CACHE/go/mod}
 export GOCACHE=${RG_GOCACHE:-$CACHE/go/build}
+# GOPATH too: the checksum-database state lives in $GOPATH/pkg/sumdb, so nothing lands in ~/go.
+export GOPATH=${RG_GOPATH:-$CACHE/go/path}
 # Never switch toolchains; build statically like upstream does.
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off
 # Replace (not extend) any user GOFLAGS: a global -mod=mod would break `go install pkg@version`.
@@ -60,7 +62,7 @@ preflight() {
   case ",$proxy," in *,off,*) die "GOPROXY=$proxy: the Go module proxy is required";; esac
   [ "$KUBE_STAGING_VERSION" = "v0.${KUBE_VERSION#v1.}" ] ||
     die "versions.env: KUBE_STAGING_VERSION=$KUBE_STAGING_VERSION does not match KUBE_VERSION=$KUBE_VERSION (want v0.${KUBE_VERSION#v1.})"
-  mkdir -p "$BIN" "$SRC" "$LOGS" "$GOMODCACHE" "$GOCACHE"
+  mkdir -p "$BIN" "$SRC" "$LOGS" "$GOMODCACHE" "$GOCACHE" "$GOPATH"
   [ -s "$LOGS/build-times.tsv" ] ||
     printf 'date\tcomponent\tstatus\ttotal_s\tgo_build_s\tlargest_process_rss_mib\tprocess_tree_peak_rss_mib\n' \
       >"$LOGS/build-times.tsv"
@@ -78,8 +80,15 @@ mod_info() {
     die "cannot download $mv from the module proxy (see above)"
   fi
   field() { sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" "$json" | head -n 1; }
-  MOD_DIR=$(field Dir); MOD_GOMOD=$(field GoMod); MOD_TIME=$(field Time); MOD_HASH=$(field Hash)
-  if [ -z "$MOD_DIR" ] || [ -z "$MOD_GOMOD" ]; then die "unexpected 'go mod download -json $mv' output: $json"; fi
+  MOD_DIR=$(field Dir); MOD_GOMOD=$(field GoMod); MOD_HASH=$(field Hash)
+  local info; info=$(field Info)
+  if [ -z "$MOD_DIR" ] || [ -z "$MOD_GOMOD" ] || [ -z "$info" ]; then
+    die "unexpected 'go mod download -json $mv' output: $json"
+  fi
+  # The tag time (and, from some proxies, the commit) live in the .info file, e.g.
+  # {"Version":"v1.33.13","Time":"2026-06-11T16:59:07Z","Origin":{...,"Hash":"..."}}.
+  MOD_TIME=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info")
+  [ -n "$MOD_HASH" ] || MOD_HASH=$(sed -n 's/.*"Hash":"\([0-9a-f]\{40\}\)".*/\1/p' "$info")
 }
 
 # Sum of RSS (KiB) of a process and all its descendants.
