@@ -152,6 +152,14 @@ def _check_loopback_target(target: str) -> str:
     return target
 
 
+def write_file_sd(path: Path | str, targets: Sequence[str]) -> None:
+    """Write a file_sd target file atomically (Prometheus re-reads it when it changes)."""
+    checked = [_check_loopback_target(t) for t in targets]
+    temporary = Path(f"{path}.tmp")
+    temporary.write_text(json.dumps([{"targets": checked, "labels": {}}]))
+    temporary.replace(path)
+
+
 def _check_loopback_url(url: str) -> str:
     if urllib.parse.urlsplit(url).hostname not in {"127.0.0.1", "localhost", "::1"}:
         raise ValueError(f"refusing non-loopback URL {url!r}")
@@ -392,8 +400,11 @@ class PrometheusServer:
         max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
         extra_args: Sequence[str] = (),
         keep_files: bool = False,
+        file_sd: Path | str | None = None,
     ) -> None:
         self.targets = [_check_loopback_target(t) for t in targets]
+        # A file_sd target file (JSON) whose loopback targets can change while Prometheus runs.
+        self.file_sd = Path(file_sd) if file_sd is not None else None
         self.scrape_interval = prom_duration(scrape_interval)
         self.job_name = job_name
         self.backfill = Path(backfill) if backfill is not None else None
@@ -446,6 +457,13 @@ class PrometheusServer:
         scrape_configs = []
         if self.targets:
             scrape_configs.append({"job_name": self.job_name, "static_configs": [{"targets": self.targets}]})
+        if self.file_sd is not None:
+            scrape_configs.append(
+                {
+                    "job_name": f"{self.job_name}-files",
+                    "file_sd_configs": [{"files": [str(self.file_sd)], "refresh_interval": "1s"}],
+                }
+            )
         return {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "scrape_configs": scrape_configs,

@@ -61,6 +61,7 @@ class DriftEffect(StrEnum):
 
 class OnPass(StrEnum):
     PROMOTE = "Promote"
+    PROMOTE_FULL = "PromoteFull"
     NONE = "None"
 
 
@@ -97,9 +98,21 @@ class Phase(StrEnum):
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
     PAUSED = "Paused"
+    PASSED = "Passed"
+    FAILED = "Failed"
     INCONCLUSIVE = "Inconclusive"
     INVALID = "Invalid"
     ERROR = "Error"
+
+
+class Operation(StrEnum):
+    """What the operator does to the target for a decision."""
+
+    PROMOTE = "Promote"
+    PROMOTE_FULL = "PromoteFull"
+    ROLLBACK = "Rollback"
+    PAUSE = "Pause"
+    NONE = "None"
 
 
 # ---------------------------------------------------------------- spec
@@ -120,6 +133,26 @@ class TargetRef(Model):
         if self.api_version != expected:
             raise ValueError(f"a {self.kind} has apiVersion {expected}, not {self.api_version!r}")
         return self
+
+
+class Selectors(Model):
+    """How metric series of the canary and of the baseline are told apart.
+
+    Label matchers, with variables the target supplies: {{canaryHash}}, {{stableHash}} (pod-template
+    hashes), {{canaryName}}, {{stableName}} (workload names) and {{namespace}}.
+    """
+
+    canary: str | None = Field(
+        None,
+        min_length=1,
+        description="Matchers for the canary's series. Default: rollouts_pod_template_hash=\"{{canaryHash}}\" "
+        "for a Rollout, pod_template_hash=\"{{canaryHash}}\" for Deployments.",
+    )
+    baseline: str | None = Field(
+        None,
+        min_length=1,
+        description="Matchers for the baseline's series. Default: the same label with {{stableHash}}.",
+    )
 
 
 class StableRef(Model):
@@ -388,11 +421,17 @@ class Scoring(Model):
 class RobustnessGateSpec(Model):
     target_ref: TargetRef = Field(description="The Rollout or (canary) Deployment under analysis.")
     stable_ref: StableRef | None = Field(None, description="Stable Deployment of a Deployment pair.")
+    selectors: Selectors = Field(
+        default_factory=Selectors, description="How canary and baseline series are told apart."
+    )
     prometheus: PrometheusSpec
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     metrics: list[MetricSpec] = Field(min_length=1, max_length=50, description="What is judged.")
     scoring: Scoring = Field(default_factory=Scoring)
-    on_pass: OnPass = Field(OnPass.PROMOTE, description="Promote or None.")
+    on_pass: OnPass = Field(
+        OnPass.PROMOTE,
+        description="Promote (as kubectl argo rollouts promote), PromoteFull (as promote --full) or None.",
+    )
     on_fail: OnFail = Field(OnFail.ROLLBACK, description="Rollback, Pause or None.")
     on_inconclusive: OnInconclusive = Field(
         OnInconclusive.ROLLBACK,
@@ -438,6 +477,13 @@ class DecisionStatus(Model):
     action: Action
     reason: str
     at: str | None = None
+    revision: str | None = Field(None, description="The canary revision the decision is about.")
+    operation: Operation = Field(Operation.NONE, description="What is done to the target.")
+    applied: bool = Field(False, description="True once the target was changed (or nothing had to change).")
+    dry_run: bool = Field(False, description="Recorded only; the target was left as it was.")
+    target_state: str | None = Field(
+        None, description="The target's state when decided; a pending operation is applied only while it holds."
+    )
 
 
 class Condition(Model):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -72,11 +74,37 @@ def _parser() -> argparse.ArgumentParser:
     analyze_cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
     analyze_cmd.set_defaults(handler=_analyze_command)
 
+    run_cmd = commands.add_parser("run", help="run the operator: watch RobustnessGates and act on their targets")
+    run_cmd.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeatable; default: all)"
+    )
+    run_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG, ~/.kube/config)")
+    run_cmd.add_argument("--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run_cmd.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run_cmd.set_defaults(handler=_run_command)
+
     crds_cmd = commands.add_parser("crds", help="write (or --check) the generated CustomResourceDefinition")
     crds_cmd.add_argument("--check", action="store_true", help="exit 1 if the files on disk are stale")
     crds_cmd.add_argument("--root", default=".", help="repository root holding crds/ (default: .)")
     crds_cmd.set_defaults(handler=_crds_command)
     return parser
+
+
+# ---------------------------------------------------------------- run
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    # Imported here: `analyze` and `crds` need neither kopf nor the Kubernetes client.
+    from robustness_gate.controller import Controller
+    from robustness_gate.handlers import GateWorkers, run
+    from robustness_gate.kube import Kube, api_client
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from the same file
+    kube = Kube(api_client(args.kubeconfig))
+    run(GateWorkers(kube, Controller(kube)), namespaces=list(args.namespace), liveness=args.liveness)
+    return 0
 
 
 # ---------------------------------------------------------------- analyze

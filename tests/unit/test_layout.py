@@ -85,3 +85,19 @@ def test_the_detector_sees_an_io_import(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("import requests\nfrom kubernetes import client\n")
     assert _imports(sample) & IO_MODULES == {"requests", "kubernetes"}
+
+
+def test_target_logic_imports_no_io_library() -> None:
+    targets = sorted((PACKAGE / "targets").glob("*.py"))
+    assert {p.name for p in targets} >= {"model.py", "argo_rollout.py", "deployment.py", "live.py"}
+    offenders = {p.name: sorted(_imports(p) & IO_MODULES) for p in targets}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_kube_talks_to_kubernetes_and_only_handlers_to_kopf() -> None:
+    users: dict[str, set[str]] = {"kubernetes": set(), "kopf": set()}
+    for path in PACKAGE.rglob("*.py"):
+        for library in users:
+            if library in _imports(path):
+                users[library].add(str(path.relative_to(PACKAGE)))
+    assert users == {"kubernetes": {"kube.py"}, "kopf": {"handlers.py"}}

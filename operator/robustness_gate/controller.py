@@ -1,0 +1,507 @@
+"""One gate's control loop: observe the target, analyse the canary, decide, act, record.
+
+Everything needed to resume lives in the gate's status: the revision under analysis, when its
+analysis started, and a decision that is written *before* the target is changed and marked
+applied after. A restarted operator recomputes the analysis from Prometheus and finishes (or
+skips) a pending operation, so each revision gets at most one operation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from robustness_gate.analysis import AnalysisReport, analyze
+from robustness_gate.api import (
+    Action,
+    Condition,
+    DecisionStatus,
+    GateValidationError,
+    OnPass,
+    Operation,
+    Phase,
+    PrometheusSpec,
+    RobustnessGate,
+    RobustnessGateStatus,
+    parse_gate,
+)
+from robustness_gate.durations import parse_duration
+from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
+from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.source import MetricsError, MetricSource
+from robustness_gate.metrics.templates import Sides, TemplateError, escape_string, render
+from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
+from robustness_gate.targets.model import Patch, TargetError
+
+log = logging.getLogger("robustness_gate.controller")
+
+# Placeholder values used to check selector templates before any target exists.
+_PROBE_VARIABLES = {
+    "canaryHash": "canary-probe",
+    "stableHash": "stable-probe",
+    "canaryName": "canary-probe",
+    "stableName": "stable-probe",
+    "namespace": "namespace-probe",
+}
+_FINAL_PHASE = {
+    Operation.PROMOTE: Phase.PROMOTED,
+    Operation.PROMOTE_FULL: Phase.PROMOTED,
+    Operation.ROLLBACK: Phase.ROLLED_BACK,
+    Operation.PAUSE: Phase.PAUSED,
+}
+_VERDICT_PHASE = {Action.PROMOTE: Phase.PASSED, Action.ROLLBACK: Phase.FAILED, Action.INCONCLUSIVE: Phase.INCONCLUSIVE}
+
+
+class GateKube(TargetReader, Protocol):
+    def apply(self, namespace: str, patch: Patch) -> None: ...
+
+    def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
+
+
+SourceFactory = Callable[[PrometheusSpec, Credentials], MetricSource]
+
+
+def prometheus_source(spec: PrometheusSpec, credentials: Credentials) -> MetricSource:
+    return PrometheusSource(
+        address=spec.address,
+        timeout_seconds=parse_duration(spec.timeout),
+        headers=dict(spec.headers),
+        credentials=credentials,
+        verify_tls=not spec.insecure_skip_verify,
+    )
+
+
+def iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning `old` into `new`: keys that disappear are set to null."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch
+
+
+def operation_for(action: Action, gate: RobustnessGate) -> Operation:
+    spec = gate.spec
+    if action is Action.PROMOTE:
+        return {OnPass.PROMOTE: Operation.PROMOTE, OnPass.PROMOTE_FULL: Operation.PROMOTE_FULL}.get(
+            spec.on_pass, Operation.NONE
+        )
+    if action is Action.ROLLBACK:
+        return Operation(spec.on_fail.value)
+    if action is Action.INCONCLUSIVE:
+        return Operation(spec.on_inconclusive.value)
+    return Operation.NONE
+
+
+@dataclass
+class Controller:
+    """Runs one step of a gate at a time; `step` returns how long to wait before the next one."""
+
+    kube: GateKube
+    source_factory: SourceFactory = prometheus_source
+    clock: Callable[[], float] = time.time
+    invalid_recheck_seconds: float = 30.0
+    # Prometheus needs a moment to scrape the last interval before a look reads it.
+    look_delay_seconds: float = 1.0
+    logger: logging.Logger = field(default=log)
+
+    # ------------------------------------------------------------ entry point
+
+    def step(self, body: dict[str, Any]) -> float:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        generation = meta.get("generation")
+        old_status = dict(body.get("status") or {})
+        previous = self._previous_status(old_status, namespace, name)
+        writer = _StatusWriter(self.kube, body, namespace, name, old_status, generation, self.clock)
+        try:
+            gate = parse_gate(
+                {key: body.get(key) for key in ("apiVersion", "kind", "spec")}
+                | {"metadata": {"name": name, "namespace": namespace}}
+            )
+        except GateValidationError as error:
+            message = "; ".join(f"{problem.path}: {problem.message}" for problem in error.problems)
+            return self._invalid(writer, previous, "InvalidSpec", message)
+        problems = _semantic_problems(gate)
+        if problems:
+            return self._invalid(writer, previous, "InvalidSpec", "; ".join(problems))
+        try:
+            target = read_target(self.kube, namespace, gate.spec)
+        except TargetError as problem:
+            return self._invalid(writer, previous, "TargetNotFound", str(problem))
+        return self._reconcile(gate, target, previous, writer)
+
+    # ------------------------------------------------------------ states
+
+    def _previous_status(self, raw: dict[str, Any], namespace: str, name: str) -> RobustnessGateStatus:
+        try:
+            return RobustnessGateStatus.model_validate(raw)
+        except ValidationError:
+            self.logger.warning("gate %s/%s: unreadable status; starting from a fresh one", namespace, name)
+            return RobustnessGateStatus()
+
+    def _invalid(self, writer: _StatusWriter, previous: RobustnessGateStatus, reason: str, message: str) -> float:
+        status = previous.model_copy(deep=True)
+        status.phase = Phase.INVALID
+        status.message = message
+        writer.condition(status, "Valid", "False", reason, message)
+        writer.condition(status, "Analyzing", "False", reason, "the gate is invalid")
+        if writer.write(status) and previous.message != message:
+            writer.event("Warning", reason, message)
+            self.logger.warning("gate %s: %s", writer.key, message)
+        return self.invalid_recheck_seconds
+
+    def _reconcile(
+        self, gate: RobustnessGate, target: LiveTarget, previous: RobustnessGateStatus, writer: _StatusWriter
+    ) -> float:
+        interval = gate.spec.analysis.interval_seconds
+        observation = target.observation
+        status = previous.model_copy(deep=True)
+        writer.condition(status, "Valid", "True", "Valid", f"target {target.description}")
+        decision = status.decision
+        if (
+            decision is not None
+            and decision.action is not Action.CONTINUE
+            and not decision.applied
+            and decision.revision == status.revision
+        ):
+            # A decision taken before a restart whose operation may not have been sent.
+            self._finish(gate, target, status, decision, writer, resumed=True)
+            return interval
+        if observation.revision is None:
+            if status.phase in (Phase.ANALYZING, Phase.INVALID, Phase.PENDING, Phase.ERROR):
+                ended = status.phase is Phase.ANALYZING and status.revision
+                status.phase = Phase.PENDING
+                status.message = (
+                    f"canary {status.revision} ended without a decision: {observation.message}"
+                    if ended
+                    else observation.message
+                )
+                writer.condition(status, "Analyzing", "False", "NoCanary", observation.message)
+                if writer.write(status) and ended:
+                    writer.event("Normal", "AnalysisEnded", status.message)
+            return interval
+        if observation.revision == status.revision and decision is not None and decision.action is not Action.CONTINUE:
+            if status.phase is Phase.INVALID:  # fixed after a decision: show the decision again
+                status.phase = _phase_for(decision)
+                writer.write(status)
+            return interval
+        if (
+            decision is not None
+            and decision.action is not Action.CONTINUE
+            and observation.revision == status.stable_revision
+            and observation.stable_revision == status.revision
+        ):
+            # Our own rollback in progress (the old template coming back): not a new canary.
+            return interval
+        if observation.revision != status.revision or status.started_at is None:
+            return self._start(gate, observation.revision, observation.stable_revision, target, status, writer)
+        return self._look(gate, target, status, writer)
+
+    def _start(
+        self,
+        gate: RobustnessGate,
+        revision: str,
+        stable: str | None,
+        target: LiveTarget,
+        status: RobustnessGateStatus,
+        writer: _StatusWriter,
+    ) -> float:
+        now = self.clock()
+        fresh = RobustnessGateStatus(
+            phase=Phase.ANALYZING,
+            revision=revision,
+            stable_revision=stable,
+            started_at=iso(now),
+            looks=0,
+            conditions=status.conditions,
+            message=f"analysing {target.observation.message}",
+        )
+        writer.condition(fresh, "Analyzing", "True", "NewRevision", f"analysing canary {revision}")
+        writer.write(fresh)
+        writer.event("Normal", "AnalysisStarted", f"analysing canary {revision} against stable {stable}")
+        self.logger.info("gate %s: analysing canary %s against %s", writer.key, revision, stable)
+        # Looks land on whole intervals after the (second-rounded) start time.
+        return max(0.0, parse_iso(fresh.started_at or iso(now)) + gate.spec.analysis.interval_seconds - now) + (
+            self.look_delay_seconds
+        )
+
+    def _look(
+        self, gate: RobustnessGate, target: LiveTarget, status: RobustnessGateStatus, writer: _StatusWriter
+    ) -> float:
+        spec = gate.spec
+        interval = spec.analysis.interval_seconds
+        start = parse_iso(status.started_at or iso(self.clock()))
+        now = self.clock() - self.look_delay_seconds
+        next_look = start + (math.floor((now - start) / interval + 1e-9) + 1) * interval
+        delay = max(0.5, next_look - now)
+        if now - start < interval:
+            return delay
+        try:
+            sides = _sides(gate, target)
+            source = self.source_factory(spec.prometheus, self._credentials(gate))
+        except (MetricsError, TargetError) as error:
+            return self._metrics_down(gate, target, status, writer, str(error), now - start) or delay
+        try:
+            report = analyze(gate, sides, source, start, now)
+        except MetricsError as error:
+            return self._metrics_down(gate, target, status, writer, str(error), now - start) or delay
+        finally:
+            closer = getattr(source, "close", None)
+            if callable(closer):
+                closer()
+        self._record(status, report)
+        writer.condition(status, "MetricsAvailable", "True", "QueriesAnswered", f"{report.looks} looks answered")
+        action = report.decision.action
+        if action is Action.CONTINUE:
+            status.decision = DecisionStatus(
+                action=action, reason=report.decision.reason, at=iso(self.clock()), revision=status.revision
+            )
+            status.message = report.decision.reason
+            writer.write(status)
+            return delay
+        self._decide(gate, target, status, writer, action, report.decision.reason)
+        return interval
+
+    def _metrics_down(
+        self,
+        gate: RobustnessGate,
+        target: LiveTarget,
+        status: RobustnessGateStatus,
+        writer: _StatusWriter,
+        message: str,
+        elapsed: float,
+    ) -> float | None:
+        """Metric errors never promote; past maxDuration they make the analysis inconclusive."""
+        writer.condition(status, "MetricsAvailable", "False", "QueryFailed", message)
+        status.message = f"metrics unavailable: {message}"
+        if elapsed >= gate.spec.analysis.max_duration_seconds:
+            reason = f"maxDuration {gate.spec.analysis.max_duration} reached while metrics were unavailable: {message}"
+            self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason)
+            return gate.spec.analysis.interval_seconds
+        if writer.write(status):
+            writer.event("Warning", "MetricsUnavailable", message)
+        self.logger.warning("gate %s: %s", writer.key, message)
+        return None
+
+    def _record(self, status: RobustnessGateStatus, report: AnalysisReport) -> None:
+        status.looks = report.looks
+        status.last_look = iso(report.end)
+        status.score = round(report.verdict.score, 2)
+        status.verdict = report.verdict.verdict
+        status.metrics = [result.to_status() for result in report.verdict.metrics]
+
+    def _decide(
+        self,
+        gate: RobustnessGate,
+        target: LiveTarget,
+        status: RobustnessGateStatus,
+        writer: _StatusWriter,
+        action: Action,
+        reason: str,
+    ) -> None:
+        operation = operation_for(action, gate)
+        decision = DecisionStatus(
+            action=action,
+            reason=reason,
+            at=iso(self.clock()),
+            revision=status.revision,
+            operation=operation,
+            applied=False,
+            dry_run=gate.spec.dry_run,
+            target_state=target.observation.state,
+        )
+        status.decision = decision
+        status.message = reason
+        # Recorded before the target is touched: a crash from here on resumes this very decision.
+        writer.write(status)
+        self._finish(gate, target, status, decision, writer, resumed=False)
+
+    def _finish(
+        self,
+        gate: RobustnessGate,
+        target: LiveTarget,
+        status: RobustnessGateStatus,
+        decision: DecisionStatus,
+        writer: _StatusWriter,
+        resumed: bool,
+    ) -> None:
+        operation = decision.operation
+        note = ""
+        sent: list[str] = []
+        if decision.dry_run:
+            note = f"dryRun: would {operation.value}; the target was not changed"
+        elif operation is Operation.NONE:
+            note = "no operation configured for this outcome"
+        elif resumed and target.observation.state != decision.target_state:
+            note = f"the target changed since the decision; {operation.value} was not sent again"
+        else:
+            for patch in target.patches(operation):
+                self.kube.apply(writer.namespace, patch)
+                sent.append(patch.describe())
+            note = f"{operation.value}: " + ("; ".join(sent) if sent else "nothing to change")
+        decision.applied = True
+        status.decision = decision
+        status.phase = _phase_for(decision)
+        status.message = f"{decision.reason} ({note})"
+        writer.condition(status, "Analyzing", "False", "Decided", f"{decision.action.value}: {note}")
+        writer.write(status)
+        kind = "Warning" if decision.action is not Action.PROMOTE else "Normal"
+        reason = ("DryRun" if decision.dry_run else "") + {
+            Action.PROMOTE: "Promote",
+            Action.ROLLBACK: "Rollback",
+            Action.INCONCLUSIVE: "Inconclusive",
+        }.get(decision.action, decision.action.value)
+        writer.event(kind, reason, f"canary {decision.revision}: {decision.reason} ({note})")
+        self.logger.info(
+            "gate %s: canary %s %s: %s (%s)",
+            writer.key,
+            decision.revision,
+            decision.action.value,
+            decision.reason,
+            note,
+        )
+
+    def _credentials(self, gate: RobustnessGate) -> Credentials:
+        auth = gate.spec.prometheus.auth
+        namespace = gate.metadata.namespace
+        if auth is None:
+            return Credentials()
+        try:
+            if auth.bearer_token_secret_ref is not None:
+                ref = auth.bearer_token_secret_ref
+                return Credentials(bearer_token=self.kube.secret_value(namespace, ref.name, ref.key))
+            if auth.basic_auth_secret_ref is not None:
+                basic = auth.basic_auth_secret_ref
+                return Credentials(
+                    username=self.kube.secret_value(namespace, basic.name, basic.username_key),
+                    password=self.kube.secret_value(namespace, basic.name, basic.password_key),
+                )
+        except Exception as error:  # a KubeError; its message names the Secret and key only
+            raise MetricsError(f"spec.prometheus.auth: {error}", "auth") from None
+        return Credentials()
+
+
+def _phase_for(decision: DecisionStatus) -> Phase:
+    if decision.dry_run or decision.operation is Operation.NONE:
+        return _VERDICT_PHASE.get(decision.action, Phase.INCONCLUSIVE)
+    return _FINAL_PHASE.get(decision.operation, Phase.INCONCLUSIVE)
+
+
+def _selector_templates(gate: RobustnessGate, defaults: tuple[str, str]) -> tuple[str, str]:
+    selectors = gate.spec.selectors
+    return selectors.canary or defaults[0], selectors.baseline or defaults[1]
+
+
+def _render_sides(canary: str, baseline: str, variables: dict[str, str]) -> Sides:
+    escaped = {key: escape_string(value) for key, value in variables.items()}
+    return Sides.parse(
+        render(canary, escaped, "spec.selectors.canary"), render(baseline, escaped, "spec.selectors.baseline")
+    )
+
+
+def _sides(gate: RobustnessGate, target: LiveTarget) -> Sides:
+    canary, baseline = _selector_templates(gate, target.default_selectors)
+    try:
+        return _render_sides(canary, baseline, target.observation.variables)
+    except TemplateError as error:
+        raise TargetError(str(error)) from None
+
+
+def _semantic_problems(gate: RobustnessGate) -> list[str]:
+    """What the schema cannot check: templates that render, selectors that tell the sides apart."""
+    problems: list[str] = []
+    defaults = ('pod_template_hash="{{canaryHash}}"', 'pod_template_hash="{{stableHash}}"')
+    canary, baseline = _selector_templates(gate, defaults)
+    sides: Sides | None = None
+    try:
+        sides = _render_sides(canary, baseline, _PROBE_VARIABLES)
+    except TemplateError as error:
+        problems.append(f"{error.where}: {error.detail}")
+    if sides is not None:
+        for index, metric in enumerate(gate.spec.metrics):
+            try:
+                metric_queries(metric, sides, gate.spec.analysis.interval_seconds, f"spec.metrics[{index}]")
+            except TemplateError as error:
+                problems.append(f"{error.where}: {error.detail}")
+    return problems
+
+
+@dataclass
+class _StatusWriter:
+    """Writes status as a merge patch against what is stored, and Events about the gate."""
+
+    kube: GateKube
+    body: dict[str, Any]
+    namespace: str
+    name: str
+    stored: dict[str, Any]
+    generation: Any
+    clock: Callable[[], float]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def condition(self, status: RobustnessGateStatus, type_: str, value: str, reason: str, message: str) -> None:
+        now = iso(self.clock())
+        for existing in status.conditions:
+            if existing.type == type_:
+                if existing.status != value:
+                    existing.last_transition_time = now
+                existing.status, existing.reason, existing.message = value, reason, message
+                existing.observed_generation = self.generation
+                return
+        status.conditions.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=now,
+                observed_generation=self.generation,
+            )
+        )
+
+    def write(self, status: RobustnessGateStatus) -> bool:
+        """Patch what changed; True when anything did."""
+        status.observed_generation = self.generation
+        new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        patch = merge_patch(self.stored, new)
+        if not patch:
+            return False
+        self.kube.patch_gate_status(self.namespace, self.name, patch)
+        self.stored = new
+        return True
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        try:
+            self.kube.event(self.body, type_, reason, message)
+        except Exception as error:  # an Event is informative; failing to post one must not stop the gate
+            log.warning("gate %s: could not post Event %s: %s", self.key, reason, error)

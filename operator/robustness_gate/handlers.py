@@ -1,0 +1,149 @@
+"""kopf wiring: watch RobustnessGates and keep one worker thread per gate.
+
+Handlers only start, wake and stop workers. A worker re-reads its gate from the API before every
+step, so it always acts on the stored status (never on a stale watch copy). No finalizer is used:
+deleting a gate stops its worker and leaves the target as it is, even while the operator is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from robustness_gate.api import GROUP, PLURAL, VERSION
+from robustness_gate.controller import Controller
+from robustness_gate.kube import Kube, KubeError
+
+log = logging.getLogger("robustness_gate.handlers")
+API_RETRY_SECONDS = 5.0
+CRASH_RETRY_SECONDS = 30.0
+
+
+@dataclass
+class _Worker:
+    namespace: str
+    name: str
+    generation: Any
+    thread: threading.Thread | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class GateWorkers:
+    """One thread per gate, each looping `Controller.step` at the delay the step asks for."""
+
+    def __init__(self, kube: Kube, controller: Controller) -> None:
+        self.kube = kube
+        self.controller = controller
+        self._workers: dict[str, _Worker] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, body: dict[str, Any], deleted: bool) -> None:
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        with self._lock:
+            worker = self._workers.get(uid)
+            if deleted:
+                if worker is not None:
+                    worker.stop.set()
+                    worker.wake.set()
+                    del self._workers[uid]
+                    log.info("gate %s/%s deleted: its analysis stopped", worker.namespace, worker.name)
+                return
+            if worker is None:
+                worker = _Worker(str(meta.get("namespace")), str(meta.get("name")), meta.get("generation"))
+                worker.thread = threading.Thread(
+                    target=self._run, args=(worker,), name=f"gate-{worker.name}", daemon=True
+                )
+                self._workers[uid] = worker
+                worker.thread.start()
+            elif meta.get("generation") != worker.generation:
+                worker.generation = meta.get("generation")
+                worker.wake.set()  # a changed spec is looked at now, not after the current delay
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            worker.stop.set()
+            worker.wake.set()
+        for worker in workers:
+            if worker.thread is not None:
+                worker.thread.join(timeout)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._workers)
+
+    def _run(self, worker: _Worker) -> None:
+        key = f"{worker.namespace}/{worker.name}"
+        while not worker.stop.is_set():
+            delay = CRASH_RETRY_SECONDS
+            try:
+                body = self.kube.gate(worker.namespace, worker.name)
+                if body is None:
+                    log.info("gate %s is gone: its analysis stopped", key)
+                    return
+                if worker.stop.is_set():
+                    return
+                delay = self.controller.step(body)
+            except KubeError as error:
+                log.warning("gate %s: %s; retrying in %.0fs", key, error, API_RETRY_SECONDS)
+                delay = API_RETRY_SECONDS
+            except Exception:  # one gate's bug must not stop the others or the operator
+                log.exception("gate %s: step failed; retrying in %.0fs", key, CRASH_RETRY_SECONDS)
+            worker.wake.wait(delay)
+            worker.wake.clear()
+
+
+def registry(workers: GateWorkers) -> kopf.OperatorRegistry:
+    """The kopf handlers, bound to these workers."""
+    reg = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=reg)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.level = logging.WARNING
+        # One line per watch event would drown the decisions; handler failures still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        settings.watching.server_timeout = 300
+
+    @kopf.on.login(registry=reg)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the service account; elsewhere: the kubeconfig in KUBECONFIG (or ~/.kube/config).
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+            **kwargs
+        )
+        return info
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=reg)
+    def gate_event(type: str, body: kopf.Body, **_: Any) -> None:
+        workers.seen(dict(body), deleted=type == "DELETED" or bool(body.metadata.get("deletionTimestamp")))
+
+    @kopf.on.cleanup(registry=reg)
+    def stop(**_: Any) -> None:
+        workers.stop_all()
+
+    return reg
+
+
+def run(
+    workers: GateWorkers,
+    namespaces: list[str],
+    liveness: str | None = None,
+    stop_flag: Callable[[], Any] | None = None,
+) -> None:
+    """Run the operator until it is signalled to stop."""
+    kopf.run(
+        registry=registry(workers),
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag() if stop_flag else None,
+    )

@@ -1,0 +1,220 @@
+"""The only module that talks to the Kubernetes API.
+
+Objects are read and written as plain JSON dicts (the API's own field names), so the pure target
+code sees exactly what `kubectl get -o json` shows. API errors become `KubeError` with the status
+code and the API's reason, never with request bodies (which could hold secrets).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import socket
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from robustness_gate.api import GROUP, PLURAL, VERSION
+from robustness_gate.targets.model import Patch
+
+ROLLOUTS_GROUP = "argoproj.io"
+ROLLOUTS_VERSION = "v1alpha1"
+ROLLOUTS_PLURAL = "rollouts"
+COMPONENT = "robustness-gate"
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when the API could not be reached)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, context=context
+    )
+    return api
+
+
+def _error(error: ApiException, what: str) -> KubeError:
+    reason = ""
+    try:
+        reason = str(json.loads(error.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        reason = ""
+    return KubeError(f"{what}: HTTP {error.status} {error.reason}{': ' + reason if reason else ''}", error.status or 0)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data = json.loads(response.data)
+    if not isinstance(data, dict):
+        raise KubeError("unexpected API answer (not a JSON object)")
+    return data
+
+
+class Kube:
+    """Reads targets, applies target patches, writes gate status and Events."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.instance = socket.gethostname()
+
+    # ------------------------------------------------------------ reads
+
+    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The gate as stored now (each step starts from the stored status, not a cached copy)."""
+        try:
+            return _json(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _error(error, f"reading RobustnessGate {namespace}/{name}") from None
+
+    def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(
+                self.custom.get_namespaced_custom_object(
+                    ROLLOUTS_GROUP, ROLLOUTS_VERSION, namespace, ROLLOUTS_PLURAL, name, _preload_content=False
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _error(error, f"reading Rollout {namespace}/{name}") from None
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _error(error, f"reading Deployment {namespace}/{name}") from None
+
+    def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+        """ReplicaSets owned by the Deployment (by owner UID, within its selector's labels)."""
+        meta = deployment["metadata"]
+        labels = (deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        try:
+            listing = _json(
+                self.apps.list_namespaced_replica_set(
+                    meta["namespace"], label_selector=selector, _preload_content=False
+                )
+            )
+        except ApiException as error:
+            raise _error(error, f"listing ReplicaSets of Deployment {meta['namespace']}/{meta['name']}") from None
+        owned = []
+        for item in listing.get("items") or []:
+            owners = item.get("metadata", {}).get("ownerReferences") or []
+            if any(owner.get("uid") == meta["uid"] and owner.get("controller") for owner in owners):
+                owned.append(item)
+        return owned
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret, decoded; errors name the Secret and key, never the value."""
+        try:
+            secret = _json(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
+        except ApiException as error:
+            raise _error(error, f"reading Secret {namespace}/{name}") from None
+        encoded = (secret.get("data") or {}).get(key)
+        if encoded is None:
+            raise KubeError(f"Secret {namespace}/{name} has no key {key!r}", 404)
+        try:
+            return base64.b64decode(encoded).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            raise KubeError(f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 text") from None
+
+    # ------------------------------------------------------------ writes
+
+    def apply(self, namespace: str, patch: Patch) -> None:
+        """Send one target patch with its exact content type (merge or JSON patch)."""
+        what = f"{patch.describe()} in {namespace}"
+        try:
+            if patch.target.kind == "Rollout":
+                if patch.subresource == "status":
+                    self.custom.patch_namespaced_custom_object_status(
+                        ROLLOUTS_GROUP,
+                        ROLLOUTS_VERSION,
+                        namespace,
+                        ROLLOUTS_PLURAL,
+                        patch.target.name,
+                        patch.body,
+                        _content_type=patch.content_type,
+                    )
+                else:
+                    self.custom.patch_namespaced_custom_object(
+                        ROLLOUTS_GROUP,
+                        ROLLOUTS_VERSION,
+                        namespace,
+                        ROLLOUTS_PLURAL,
+                        patch.target.name,
+                        patch.body,
+                        _content_type=patch.content_type,
+                    )
+            else:
+                self.apps.patch_namespaced_deployment(
+                    patch.target.name, namespace, patch.body, _content_type=patch.content_type
+                )
+        except ApiException as error:
+            raise _error(error, what) from None
+
+    def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            raise _error(error, f"writing status of RobustnessGate {namespace}/{name}") from None
+
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the gate (what `kubectl describe rgate` shows)."""
+        meta = gate["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": gate.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": gate.get("kind", "RobustnessGate"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.instance,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as error:
+            raise _error(error, f"creating an Event for RobustnessGate {meta['namespace']}/{meta['name']}") from None

@@ -1,0 +1,135 @@
+"""RobustnessGates on plain Deployments: a canary/stable pair (both outcomes) and a single
+Deployment whose rolling update is held back, rolled back as `kubectl rollout undo` does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_rollout_gates import DECIDED, namespace_for
+
+from canarylab import Behaviour
+from scenario import Kubectl, Operator, Traffic, deployment_manifest, gate_manifest, pod_template, wait_for
+
+LABEL = "pod_template_hash"
+
+
+@pytest.fixture
+def traffic(tmp_path: Path) -> Iterator[Any]:
+    started: list[Traffic] = []
+
+    def make(app: str, stable: str, canary: str, behaviour: Behaviour) -> Traffic:
+        started.append(Traffic.pair(tmp_path, app, LABEL, stable, canary, behaviour))
+        return started[-1]
+
+    yield make
+    for item in started:
+        item.stop()
+
+
+def current_hash(kube: Kubectl, namespace: str, name: str) -> str | None:
+    """The pod-template hash of the Deployment's current ReplicaSet, once it has one."""
+    deployment = kube.deployment(namespace, name)
+    revision = deployment["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision")
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    for rs in kube.replica_sets(namespace, selector):
+        if rs["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision") == revision:
+            return str(rs["metadata"]["labels"]["pod-template-hash"])
+    return None
+
+
+def decided(kube: Kubectl, namespace: str, timeout: float = 150) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        status = (kube.gate(namespace, "gate") or {}).get("status") or {}
+        return status if status.get("phase") in DECIDED and (status.get("decision") or {}).get("applied") else None
+
+    return wait_for("the gate's decision", probe, timeout)
+
+
+def image(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def start_pair(kube: Kubectl, namespace: str) -> tuple[str, str]:
+    kube.apps.create_namespaced_deployment(
+        namespace, deployment_manifest(namespace, "fraud", "fraud", "v1", 4, "stable")
+    )
+    kube.apps.create_namespaced_deployment(
+        namespace, deployment_manifest(namespace, "fraud-canary", "fraud", "v2", 1, "canary")
+    )
+    stable = wait_for("stable ReplicaSet", lambda: current_hash(kube, namespace, "fraud"), 60)
+    canary = wait_for("canary ReplicaSet", lambda: current_hash(kube, namespace, "fraud-canary"), 60)
+    return stable, canary
+
+
+def pair_gate(namespace: str, prometheus: str) -> dict[str, Any]:
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud-canary"}
+    return gate_manifest(namespace, "gate", target, prometheus, app="fraud", stable="fraud", label=LABEL)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "behaviour"), [("promoted", Behaviour()), ("rolled-back", Behaviour(error_rate=0.05))]
+)
+def test_deployment_pair(
+    outcome: str, behaviour: Behaviour, kube: Kubectl, operator: Operator, traffic: Any, request: pytest.FixtureRequest
+) -> None:
+    namespace = kube.namespace(namespace_for(request.node.name))
+    stable, canary = start_pair(kube, namespace)
+    flow = traffic("fraud", stable, canary, behaviour)
+    kube.create_gate(pair_gate(namespace, flow.url))
+    status = decided(kube, namespace)
+    assert status["revision"] == canary and status["stableRevision"] == stable
+    canary_deployment = wait_for(
+        "canary scaled to 0", lambda: _scaled_to_zero(kube.deployment(namespace, "fraud-canary")), 30
+    )
+    stable_deployment = kube.deployment(namespace, "fraud")
+    if outcome == "promoted":
+        assert status["phase"] == "Promoted", status
+        assert image(stable_deployment) == image(canary_deployment) == "registry.invalid/fraud:v2"
+        # The stable Deployment keeps its own selector labels.
+        assert stable_deployment["spec"]["template"]["metadata"]["labels"] == {"app": "fraud", "track": "stable"}
+        wait_for(
+            "stable Deployment rolled out to v2",
+            lambda: current_hash(kube, namespace, "fraud") not in (None, stable),
+            60,
+        )
+    else:
+        assert status["phase"] == "RolledBack", status
+        assert image(stable_deployment) == "registry.invalid/fraud:v1"
+        assert current_hash(kube, namespace, "fraud") == stable
+        assert stable_deployment["metadata"]["generation"] == 1  # untouched
+
+
+def _scaled_to_zero(deployment: dict[str, Any]) -> dict[str, Any] | None:
+    return deployment if deployment["spec"]["replicas"] == 0 else None
+
+
+def test_single_deployment_bad_update_is_undone(
+    kube: Kubectl, operator: Operator, traffic: Any, request: pytest.FixtureRequest
+) -> None:
+    namespace = kube.namespace(namespace_for(request.node.name))
+    # minReadySeconds holds the rolling update after its first new pod: old pods keep serving as the baseline.
+    manifest = deployment_manifest(namespace, "fraud", "fraud", "v1", 4, min_ready_seconds=3600)
+    kube.apps.create_namespaced_deployment(namespace, manifest)
+    v1 = wait_for("v1 ReplicaSet", lambda: current_hash(kube, namespace, "fraud"), 60)
+    kube.apps.patch_namespaced_deployment("fraud", namespace, {"spec": {"template": pod_template("fraud", "v2")}})
+    v2 = wait_for("v2 ReplicaSet", lambda: (h := current_hash(kube, namespace, "fraud")) != v1 and h, 60)
+    flow = traffic("fraud", v1, v2, Behaviour(error_rate=0.05))
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud"}
+    kube.create_gate(gate_manifest(namespace, "gate", target, flow.url, app="fraud", label=LABEL))
+    status = decided(kube, namespace)
+    assert status["phase"] == "RolledBack" and status["revision"] == v2, status
+    deployment = kube.deployment(namespace, "fraud")
+    assert image(deployment) == "registry.invalid/fraud:v1"
+    wait_for("the v1 ReplicaSet current again", lambda: current_hash(kube, namespace, "fraud") == v1, 60)
+    wait_for(
+        "the v2 ReplicaSet scaled to 0",
+        lambda: kube.replica_sets(namespace, f"pod-template-hash={v2}")[0]["spec"]["replicas"] == 0,
+        60,
+    )
+    # Our own undo is not mistaken for a new canary.
+    later = (kube.gate(namespace, "gate") or {})["status"]
+    assert later["phase"] == "RolledBack" and later["revision"] == v2

@@ -1,0 +1,172 @@
+"""A RobustnessGate next to an Argo Rollout: the operator analyses the paused canary and promotes
+or aborts it through the real Argo Rollouts controller. Every outcome is read from the cluster."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canarylab import Behaviour
+from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+
+DECIDED = {"Promoted", "RolledBack", "Paused", "Passed", "Failed", "Inconclusive"}
+LABEL = "rollouts_pod_template_hash"
+
+
+def namespace_for(test_name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[-50:].strip("-")
+
+
+@dataclass
+class Release:
+    namespace: str
+    name: str
+    stable: str
+    canary: str
+    traffic: Traffic
+
+
+@pytest.fixture
+def release(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory: a Rollout paused on its v2 canary, with traffic whose canary behaves as asked."""
+    started: list[Traffic] = []
+
+    def make(canary: Behaviour) -> Release:
+        namespace = kube.namespace(namespace_for(request.node.name))
+        name = "fraud"
+        stable, canary_hash = start_rollout_canary(kube, namespace, name)
+        traffic = Traffic.pair(tmp_path, name, LABEL, stable, canary_hash, canary)
+        started.append(traffic)
+        return Release(namespace, name, stable, canary_hash, traffic)
+
+    yield make
+    for traffic in started:
+        traffic.stop()
+
+
+def gate_for(release: Release, **options: Any) -> dict[str, Any]:
+    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": release.name}
+    return gate_manifest(release.namespace, "fraud-gate", target, release.traffic.url, app=release.name, **options)
+
+
+def decided(kube: Kubectl, release: Release, timeout: float = 150) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        gate = kube.gate(release.namespace, "fraud-gate")
+        status = (gate or {}).get("status") or {}
+        if status.get("phase") in DECIDED and (status.get("decision") or {}).get("applied"):
+            return gate
+        return None
+
+    return wait_for("the gate's decision", probe, timeout)
+
+
+def assert_aborted_and_stable_serving(kube: Kubectl, release: Release) -> None:
+    rollout = wait_for(
+        "the Rollout aborted with its canary scaled down",
+        lambda: _aborted(kube.rollout(release.namespace, release.name), kube, release),
+        60,
+    )
+    assert rollout["status"]["stableRS"] == release.stable
+    stable_rs = kube.replica_sets(release.namespace, f"rollouts-pod-template-hash={release.stable}")
+    assert stable_rs[0]["status"].get("readyReplicas") == 4
+
+
+def _aborted(rollout: dict[str, Any], kube: Kubectl, release: Release) -> dict[str, Any] | None:
+    status = rollout.get("status") or {}
+    canary_rs = kube.replica_sets(release.namespace, f"rollouts-pod-template-hash={release.canary}")
+    if status.get("abort") and status.get("phase") == "Degraded" and canary_rs and (
+        canary_rs[0]["spec"].get("replicas") == 0
+    ):
+        return rollout
+    return None
+
+
+def reasons(kube: Kubectl, release: Release) -> list[str]:
+    return [event["reason"] for event in kube.events(release.namespace, "fraud-gate")]
+
+
+@pytest.mark.parametrize(
+    ("harm", "canary", "failing_metric"),
+    [
+        ("errors-x3", Behaviour(error_rate=0.03), "error-rate"),
+        ("latency", Behaviour(latency_median=0.06), "latency-p99"),
+        ("drift", Behaviour(score_mu=0.0), "prediction-drift"),
+    ],
+)
+def test_harmful_canary_is_aborted_and_stable_keeps_serving(
+    harm: str, canary: Behaviour, failing_metric: str, kube: Kubectl, operator: Operator, release: Any
+) -> None:
+    rel: Release = release(canary)
+    kube.create_gate(gate_for(rel))
+    gate = decided(kube, rel)
+    status = gate["status"]
+    assert status["phase"] == "RolledBack", status
+    assert status["revision"] == rel.canary and status["stableRevision"] == rel.stable
+    assert status["decision"]["action"] == "Rollback" and status["decision"]["operation"] == "Rollback"
+    failed = {m["name"] for m in status["metrics"] if m["verdict"] == "Fail"}
+    assert failing_metric in failed, status["metrics"]
+    assert_aborted_and_stable_serving(kube, rel)
+    assert reasons(kube, rel).count("Rollback") == 1
+
+
+def test_healthy_canary_is_promoted_and_becomes_stable(kube: Kubectl, operator: Operator, release: Any) -> None:
+    rel: Release = release(Behaviour())
+    kube.create_gate(gate_for(rel, min_duration="20s"))
+    gate = decided(kube, rel)
+    status = gate["status"]
+    assert status["phase"] == "Promoted", status
+    assert status["verdict"] == "Pass" and status["decision"]["operation"] == "Promote"
+    assert status["looks"] >= 10  # never before minDuration (20s at 2s looks)
+    wait_for(
+        "the Rollout to finish with the canary as stable",
+        lambda: (kube.rollout(rel.namespace, rel.name).get("status") or {}).get("stableRS") == rel.canary,
+        90,
+    )
+    assert reasons(kube, rel).count("Promote") == 1
+
+
+def test_dry_run_records_the_decision_and_changes_nothing(kube: Kubectl, operator: Operator, release: Any) -> None:
+    rel: Release = release(Behaviour(error_rate=0.05))
+    before = kube.rollout(rel.namespace, rel.name)
+    kube.create_gate(gate_for(rel, dry_run=True))
+    gate = decided(kube, rel)
+    status = gate["status"]
+    assert status["phase"] == "Failed" and status["decision"]["dryRun"] is True, status
+    after = kube.rollout(rel.namespace, rel.name)
+    assert not after["status"].get("abort")
+    assert after["status"]["currentPodHash"] == rel.canary and after["status"]["stableRS"] == rel.stable
+    assert after["status"].get("pauseConditions") and after["spec"] == before["spec"]
+    assert after["status"].get("currentStepIndex") == before["status"].get("currentStepIndex")
+    assert reasons(kube, rel).count("DryRunRollback") == 1
+
+
+def test_operator_killed_mid_analysis_resumes_and_acts_once(
+    kube: Kubectl, operator: Operator, release: Any
+) -> None:
+    rel: Release = release(Behaviour())
+    kube.create_gate(gate_for(rel, min_duration="30s"))
+
+    def analysing() -> dict[str, Any] | None:
+        status = (kube.gate(rel.namespace, "fraud-gate") or {}).get("status") or {}
+        return status if status.get("phase") == "Analyzing" and status.get("looks", 0) >= 3 else None
+
+    before = wait_for("a few looks of analysis", analysing, 60)
+    operator.kill()
+    operator.start()
+    gate = decided(kube, rel)
+    status = gate["status"]
+    assert status["phase"] == "Promoted", status
+    assert status["startedAt"] == before["startedAt"], "the analysis restarted instead of resuming"
+    assert status["looks"] > before["looks"]
+    assert reasons(kube, rel).count("Promote") == 1
+    assert reasons(kube, rel).count("AnalysisStarted") == 1
+    wait_for(
+        "the Rollout to finish with the canary as stable",
+        lambda: (kube.rollout(rel.namespace, rel.name).get("status") or {}).get("stableRS") == rel.canary,
+        90,
+    )
