@@ -151,6 +151,7 @@ def deployment_manifest(
         "spec": {
             "replicas": replicas,
             "minReadySeconds": min_ready_seconds,
+            "progressDeadlineSeconds": max(600, min_ready_seconds + 60),
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": {"app": app, **labels}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},

@@ -19,7 +19,7 @@ HACK = ROOT / "hack"
 if str(HACK) not in sys.path:
     sys.path.insert(0, str(HACK))
 
-from localcluster import ClusterError, LocalCluster  # noqa: E402
+from localcluster import ClusterError, LocalCluster, testbin, versions  # noqa: E402
 from scenario import Kubectl, Operator  # noqa: E402
 
 
@@ -30,14 +30,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         local.start()
     except ClusterError as error:
         pytest.fail(f"the local cluster did not start (build it with `make cluster-build`): {error}")
+    kubectl = str(testbin() / "bin" / f"kubectl-{versions()['KUBE_VERSION']}")
     try:
         subprocess.run(
-            [str(local.kubectl), "--kubeconfig", str(local.kubeconfig), "apply", "--server-side", "-f",
+            [kubectl, "--kubeconfig", str(local.kubeconfig), "apply", "--server-side", "-f",
              str(ROOT / "crds")],
             check=True, capture_output=True, timeout=60,
         )
         subprocess.run(
-            [str(local.kubectl), "--kubeconfig", str(local.kubeconfig), "wait", "--for=condition=Established",
+            [kubectl, "--kubeconfig", str(local.kubeconfig), "wait", "--for=condition=Established",
              "--timeout=60s", "-f", str(ROOT / "crds")],
             check=True, capture_output=True, timeout=90,
         )

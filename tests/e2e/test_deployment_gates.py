@@ -111,8 +111,9 @@ def test_single_deployment_bad_update_is_undone(
     kube: Kubectl, operator: Operator, traffic: Any, request: pytest.FixtureRequest
 ) -> None:
     namespace = kube.namespace(namespace_for(request.node.name))
-    # minReadySeconds holds the rolling update after its first new pod: old pods keep serving as the baseline.
-    manifest = deployment_manifest(namespace, "fraud", "fraud", "v1", 4, min_ready_seconds=3600)
+    # minReadySeconds holds the rolling update after its first new pod: old pods keep serving as the
+    # baseline. It also holds the undo until the v1 pods count as available again (60 s after they started).
+    manifest = deployment_manifest(namespace, "fraud", "fraud", "v1", 4, min_ready_seconds=60)
     kube.apps.create_namespaced_deployment(namespace, manifest)
     v1 = wait_for("v1 ReplicaSet", lambda: current_hash(kube, namespace, "fraud"), 60)
     kube.apps.patch_namespaced_deployment("fraud", namespace, {"spec": {"template": pod_template("fraud", "v2")}})
@@ -128,7 +129,7 @@ def test_single_deployment_bad_update_is_undone(
     wait_for(
         "the v2 ReplicaSet scaled to 0",
         lambda: kube.replica_sets(namespace, f"pod-template-hash={v2}")[0]["spec"]["replicas"] == 0,
-        60,
+        120,
     )
     # Our own undo is not mistaken for a new canary.
     later = (kube.gate(namespace, "gate") or {})["status"]
