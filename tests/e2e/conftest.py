@@ -25,7 +25,7 @@ from scenario import Kubectl, Operator  # noqa: E402
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    local = LocalCluster(tmp_path_factory.mktemp("cluster"), rollouts=True)
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"), rollouts=True, die_with_parent=True)
     try:
         local.start()
     except ClusterError as error:
