@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Work directory of `make cluster-up` / `make cluster-down`; extra `up` flags, e.g. CLUSTER_ARGS=--no-rollouts.
+CLUSTER_DIR ?= .cluster
+CLUSTER_ARGS ?=
 
-.PHONY: all deps venv lint typecheck crds crds-check unit integration test demo clean
+.PHONY: all deps venv lint typecheck crds crds-check unit integration test demo clean \
+	cluster-build cluster-up cluster-down cluster-status k8s
 
 all: test
 
@@ -22,7 +26,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check operator tests hack
-	$(BIN)/mypy operator/robustness_gate hack/promlab.py hack/fakeservice.py
+	$(BIN)/mypy operator/robustness_gate hack/promlab.py hack/fakeservice.py hack/localcluster.py
 
 crds: venv
 	$(BIN)/robustness-gate crds
@@ -36,8 +40,26 @@ unit: venv
 integration: venv deps
 	$(BIN)/python -m pytest tests/integration -q
 
-test: deps venv lint crds-check
+test: deps venv lint crds-check cluster-build
 	$(BIN)/python -m pytest tests/unit tests/integration -q
+
+# Local cluster binaries (etcd, kube-*, kwok, rollouts-controller, helm) from the Go module proxy, cached in
+# ~/.cache/robustness-gate; a no-op when they are all built. See docs/development.md.
+cluster-build:
+	bash hack/cluster/build.sh
+
+# A local cluster whose processes outlive make; `make cluster-down` stops it.
+cluster-up: venv cluster-build
+	$(BIN)/python hack/localcluster.py up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+
+cluster-down: venv
+	$(BIN)/python hack/localcluster.py down --dir $(CLUSTER_DIR)
+
+cluster-status: venv
+	$(BIN)/python hack/localcluster.py status --dir $(CLUSTER_DIR)
+
+k8s: venv cluster-build
+	$(BIN)/python -m pytest tests/k8s -q
 
 demo: deps venv
 	$(BIN)/python hack/demo.py
