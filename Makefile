@@ -9,7 +9,7 @@ CLUSTER_DIR ?= .cluster
 CLUSTER_ARGS ?=
 
 .PHONY: all deps venv lint typecheck crds crds-check unit integration test demo clean \
-	cluster-build cluster-up cluster-down cluster-status k8s
+	cluster-build cluster-up cluster-down cluster-status k8s e2e
 
 all: test
 
@@ -26,7 +26,8 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check operator tests hack
-	$(BIN)/mypy operator/robustness_gate hack/promlab.py hack/fakeservice.py hack/localcluster.py
+	$(BIN)/mypy operator/robustness_gate hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
+		hack/scenario.py hack/demo.py
 
 crds: venv
 	$(BIN)/robustness-gate crds
@@ -41,7 +42,7 @@ integration: venv deps
 	$(BIN)/python -m pytest tests/integration -q
 
 test: deps venv lint crds-check cluster-build
-	$(BIN)/python -m pytest tests/unit tests/integration -q
+	$(BIN)/python -m pytest tests/unit tests/integration tests/k8s tests/e2e -q
 
 # Local cluster binaries (etcd, kube-*, kwok, rollouts-controller, helm) from the Go module proxy, cached in
 # ~/.cache/robustness-gate; a no-op when they are all built. See docs/development.md.
@@ -61,7 +62,10 @@ cluster-status: venv
 k8s: venv cluster-build
 	$(BIN)/python -m pytest tests/k8s -q
 
-demo: deps venv
+e2e: venv deps cluster-build
+	$(BIN)/python -m pytest tests/e2e -q
+
+demo: deps venv cluster-build
 	$(BIN)/python hack/demo.py
 
 clean:

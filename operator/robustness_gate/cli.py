@@ -23,7 +23,15 @@ from rich.table import Table
 
 from robustness_gate import __version__
 from robustness_gate.analysis import AnalysisReport, analyze
-from robustness_gate.api import Action, FieldProblem, GateValidationError, RobustnessGate, Verdict, parse_gate
+from robustness_gate.api import (
+    Action,
+    FieldProblem,
+    GateValidationError,
+    RobustnessGate,
+    RobustnessGateStatus,
+    Verdict,
+    parse_gate,
+)
 from robustness_gate.durations import format_duration, parse_duration
 from robustness_gate.judge import MetricResult
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
@@ -83,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run_cmd.set_defaults(handler=_run_command)
 
+    status_cmd = commands.add_parser("status", help="show a gate's verdict table from the cluster")
+    status_cmd.add_argument("name", help="RobustnessGate name")
+    status_cmd.add_argument("-n", "--namespace", default="default")
+    status_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)")
+    status_cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status_cmd.set_defaults(handler=_status_command)
+
     crds_cmd = commands.add_parser("crds", help="write (or --check) the generated CustomResourceDefinition")
     crds_cmd.add_argument("--check", action="store_true", help="exit 1 if the files on disk are stale")
     crds_cmd.add_argument("--root", default=".", help="repository root holding crds/ (default: .)")
@@ -105,6 +120,68 @@ def _run_command(args: argparse.Namespace) -> int:
     kube = Kube(api_client(args.kubeconfig))
     run(GateWorkers(kube, Controller(kube)), namespaces=list(args.namespace), liveness=args.liveness)
     return 0
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    from robustness_gate.kube import Kube, KubeError, api_client
+
+    console = Console(soft_wrap=False)
+    try:
+        body = Kube(api_client(args.kubeconfig)).gate(args.namespace, args.name)
+    except KubeError as error:
+        console.print(f"[red]{error}[/]", highlight=False)
+        return EXIT_ERROR
+    if body is None:
+        console.print(f"[red]RobustnessGate {args.namespace}/{args.name} not found[/]", highlight=False)
+        return EXIT_ERROR
+    if args.output == "json":
+        print(json.dumps(body.get("status") or {}, indent=2))
+        return 0
+    print_gate_status(console, body)
+    return 0
+
+
+def print_gate_status(console: Console, body: dict[str, Any]) -> None:
+    """The verdict table of a gate as the operator recorded it in status."""
+    status = RobustnessGateStatus.model_validate(body.get("status") or {})
+    kinds: dict[str, tuple[str, bool]] = {}
+    for metric in (body.get("spec") or {}).get("metrics") or []:
+        kind = next((k for k in ("errorRate", "ratio", "latency", "drift", "custom") if k in metric), "custom")
+        kinds[str(metric.get("name"))] = (kind, bool(metric.get("critical")))
+    meta = body.get("metadata") or {}
+    table = Table(
+        title=f"{meta.get('namespace')}/{meta.get('name')}: canary {status.revision or '-'} vs stable "
+        f"{status.stable_revision or '-'}, {status.looks} looks since {status.started_at or '-'}",
+        show_lines=True,
+    )
+    for column in ("metric", "verdict", "canary", "baseline", "bounds", "p", "effect", "reason"):
+        table.add_column(column, overflow="fold")
+    for metric in status.metrics:
+        kind, critical = kinds.get(metric.name, ("custom", False))
+        style = _VERDICT_STYLE[metric.verdict]
+        bounds = "-" if metric.lower is None and metric.upper is None else (
+            f"[{_plain(metric.lower)}, {_plain(metric.upper)}]"
+        )
+        table.add_row(
+            metric.name + (" *" if critical else ""),
+            f"[{style}]{metric.verdict.value}{' (dry run)' if metric.dry_run else ''}[/]",
+            _value(metric.canary, kind),
+            _value(metric.baseline, kind),
+            bounds,
+            _plain(metric.p_value),
+            _plain(metric.effect),
+            metric.message,
+        )
+    console.print(table)
+    decision = status.decision
+    score = "-" if status.score is None else f"{status.score:g}"
+    console.print(f"phase [bold]{status.phase.value}[/]  score [bold]{score}[/]  verdict "
+                  f"[bold]{status.verdict.value if status.verdict else '-'}[/]")
+    if decision is not None:
+        style = _ACTION_STYLE.get(decision.action, "bold")
+        extra = " (dry run)" if decision.dry_run else ""
+        console.print(f"decision [{style}]{decision.action.value}[/] → {decision.operation.value}{extra}")
+    console.print(f"reason: {status.message}", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------- analyze

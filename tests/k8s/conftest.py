@@ -1,10 +1,4 @@
-"""Fixtures that run a real local Kubernetes cluster (hack/localcluster.py): etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, kwok fake nodes and the Argo Rollouts controller, all on 127.0.0.1.
-
-``cluster`` (session scope) starts one cluster for the whole run and stops it at the end; its processes also get
-SIGTERM from the kernel if pytest itself dies. Missing binaries fail the run with a pointer to
-``make cluster-build``: these tests are never skipped.
-"""
+"""Fixtures of the real-apiserver tier; ``cluster`` and ``kube_api`` come from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -15,36 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 HACK_DIR = Path(__file__).resolve().parents[2] / "hack"
 if str(HACK_DIR) not in sys.path:
     sys.path.insert(0, str(HACK_DIR))
 
-from localcluster import ClusterError, LocalCluster  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(workdir=tmp_path_factory.mktemp("cluster"), die_with_parent=True)
-    try:
-        c.start()
-    except ClusterError as exc:
-        pytest.fail(f"the local cluster did not start:\n{exc}", pytrace=False)
-    try:
-        yield c
-    finally:
-        c.stop()  # raises if a process outlived it
-
-
-@pytest.fixture(scope="session")
-def kube_api(cluster: LocalCluster) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    try:
-        yield api
-    finally:
-        api.close()
 
 
 @pytest.fixture
