@@ -198,19 +198,22 @@ class Controller:
             if status.phase in (Phase.ANALYZING, Phase.INVALID, Phase.PENDING, Phase.ERROR):
                 ended = status.phase is Phase.ANALYZING and status.revision
                 status.phase = Phase.PENDING
-                status.message = (
-                    f"canary {status.revision} ended without a decision: {observation.message}"
-                    if ended
-                    else observation.message
-                )
+                if ended:
+                    # A canary that comes back later (a retry) gets a fresh analysis, not this one's clock.
+                    status.started_at = None
+                    status.message = f"canary {status.revision} ended without a decision: {observation.message}"
+                elif not status.message.startswith(f"canary {status.revision} ended without a decision"):
+                    status.message = observation.message
                 writer.condition(status, "Analyzing", "False", "NoCanary", observation.message)
                 if writer.write(status) and ended:
                     writer.event("Normal", "AnalysisEnded", status.message)
+            else:
+                writer.write(status)  # a decided gate still acknowledges spec edits (observedGeneration)
             return interval
         if observation.revision == status.revision and decision is not None and decision.action is not Action.CONTINUE:
             if status.phase is Phase.INVALID:  # fixed after a decision: show the decision again
                 status.phase = _phase_for(decision)
-                writer.write(status)
+            writer.write(status)
             return interval
         if (
             decision is not None
@@ -219,6 +222,7 @@ class Controller:
             and observation.stable_revision == status.revision
         ):
             # Our own rollback in progress (the old template coming back): not a new canary.
+            writer.write(status)
             return interval
         if observation.revision != status.revision or status.started_at is None:
             return self._start(gate, observation.revision, observation.stable_revision, target, status, writer)
@@ -243,7 +247,7 @@ class Controller:
             conditions=status.conditions,
             message=f"analysing {target.observation.message}",
         )
-        writer.condition(fresh, "Analyzing", "True", "NewRevision", f"analysing canary {revision}")
+        writer.condition(fresh, "Analyzing", "True", "Analyzing", f"analysing canary {revision}")
         writer.write(fresh)
         writer.event("Normal", "AnalysisStarted", f"analysing canary {revision} against stable {stable}")
         self.logger.info("gate %s: analysing canary %s against %s", writer.key, revision, stable)
@@ -261,12 +265,19 @@ class Controller:
         now = self.clock() - self.look_delay_seconds
         next_look = start + (math.floor((now - start) / interval + 1e-9) + 1) * interval
         delay = max(0.5, next_look - now)
+        # Back from Invalid (a fixed spec) or another state: this revision is being analysed.
+        status.phase = Phase.ANALYZING
+        writer.condition(status, "Analyzing", "True", "Analyzing", f"analysing canary {status.revision}")
         if now - start < interval:
+            writer.write(status)
             return delay
         try:
             sides = _sides(gate, target)
+        except TemplateError as error:
+            return self._invalid(writer, status, "InvalidSpec", f"{error.where}: {error.detail}")
+        try:
             source = self.source_factory(spec.prometheus, self._credentials(gate))
-        except (MetricsError, TargetError) as error:
+        except MetricsError as error:
             return self._metrics_down(gate, target, status, writer, str(error), now - start) or delay
         try:
             report = analyze(gate, sides, source, start, now)
@@ -303,7 +314,7 @@ class Controller:
         status.message = f"metrics unavailable: {message}"
         if elapsed >= gate.spec.analysis.max_duration_seconds:
             reason = f"maxDuration {gate.spec.analysis.max_duration} reached while metrics were unavailable: {message}"
-            self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason)
+            self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason, never_promote=True)
             return gate.spec.analysis.interval_seconds
         if writer.write(status):
             writer.event("Warning", "MetricsUnavailable", message)
@@ -325,8 +336,13 @@ class Controller:
         writer: _StatusWriter,
         action: Action,
         reason: str,
+        never_promote: bool = False,
     ) -> None:
         operation = operation_for(action, gate)
+        if never_promote and operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
+            # Missing metrics are never grounds for a promotion, whatever onInconclusive says.
+            operation = Operation.NONE
+            reason += "; not promoted without metrics"
         decision = DecisionStatus(
             action=action,
             reason=reason,
@@ -369,6 +385,8 @@ class Controller:
         decision.applied = True
         status.decision = decision
         status.phase = _phase_for(decision)
+        if resumed and not sent and not decision.dry_run and target.observation.state != decision.target_state:
+            status.phase = _VERDICT_PHASE.get(decision.action, Phase.INCONCLUSIVE)  # judged, but not acted on
         status.message = f"{decision.reason} ({note})"
         writer.condition(status, "Analyzing", "False", "Decided", f"{decision.action.value}: {note}")
         writer.write(status)
@@ -421,17 +439,22 @@ def _selector_templates(gate: RobustnessGate, defaults: tuple[str, str]) -> tupl
 
 def _render_sides(canary: str, baseline: str, variables: dict[str, str]) -> Sides:
     escaped = {key: escape_string(value) for key, value in variables.items()}
-    return Sides.parse(
-        render(canary, escaped, "spec.selectors.canary"), render(baseline, escaped, "spec.selectors.baseline")
-    )
+    rendered = render(canary, escaped, "spec.selectors.canary"), render(baseline, escaped, "spec.selectors.baseline")
+    try:
+        return Sides.parse(*rendered)
+    except TemplateError as error:
+        if "identical" in error.detail:
+            raise TemplateError(
+                "spec.selectors",
+                f"canary {rendered[0]!r} and baseline {rendered[1]!r} select the same series; tell them apart "
+                "with {{canaryHash}} and {{stableHash}}",
+            ) from None
+        raise TemplateError(f"spec.selectors ({error.where})", error.detail) from None
 
 
 def _sides(gate: RobustnessGate, target: LiveTarget) -> Sides:
     canary, baseline = _selector_templates(gate, target.default_selectors)
-    try:
-        return _render_sides(canary, baseline, target.observation.variables)
-    except TemplateError as error:
-        raise TargetError(str(error)) from None
+    return _render_sides(canary, baseline, target.observation.variables)
 
 
 def _semantic_problems(gate: RobustnessGate) -> list[str]:
@@ -439,9 +462,13 @@ def _semantic_problems(gate: RobustnessGate) -> list[str]:
     problems: list[str] = []
     defaults = ('pod_template_hash="{{canaryHash}}"', 'pod_template_hash="{{stableHash}}"')
     canary, baseline = _selector_templates(gate, defaults)
+    probe = dict(_PROBE_VARIABLES)
+    if gate.spec.stable_ref is None:
+        # A Rollout or a single Deployment is both sides: its name cannot tell them apart.
+        probe["canaryName"] = probe["stableName"] = gate.spec.target_ref.name
     sides: Sides | None = None
     try:
-        sides = _render_sides(canary, baseline, _PROBE_VARIABLES)
+        sides = _render_sides(canary, baseline, probe)
     except TemplateError as error:
         problems.append(f"{error.where}: {error.detail}")
     if sides is not None:

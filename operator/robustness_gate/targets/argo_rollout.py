@@ -97,12 +97,14 @@ def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
         pause_conditions = _get(rollout, "status", "pauseConditions") or []
         is_canary = _get(rollout, "spec", "strategy", "canary") is not None
         steps = _steps(rollout)
-        next_step = min(_step_index(rollout) + 1, len(steps))
-        if _inconclusive(rollout) and pause_conditions and _get(rollout, "status", "controllerPause") and steps:
+        index = _step_index(rollout)
+        next_step = index + 1 if index < len(steps) else index  # never past the last step, never backwards
+        if _inconclusive(rollout) and pause_conditions and _get(rollout, "status", "controllerPause"):
             # A paused Inconclusive analysis step: also lift the controller's pause and move on.
-            status_patch = {
-                "status": {"pauseConditions": None, "controllerPause": False, "currentStepIndex": next_step}
-            }
+            if steps:
+                status_patch = {
+                    "status": {"pauseConditions": None, "controllerPause": False, "currentStepIndex": next_step}
+                }
         elif pause_conditions:
             status_patch = {"status": {"pauseConditions": None}}
         elif is_canary and steps:

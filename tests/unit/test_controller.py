@@ -1,0 +1,997 @@
+"""One gate's control loop, driven step by step with a fake API, a fake metric store and a hand-moved clock.
+
+Each step is given the gate as stored (with the status the previous steps wrote), as the operator's
+worker does. The fake API applies status patches with JSON merge-patch semantics and applies target
+merge patches to the Rollout, so later steps see what the API server would return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robustness_gate.api import Action, Operation, parse_gate
+from robustness_gate.controller import Controller, iso, merge_patch, operation_for
+from robustness_gate.metrics.source import MetricsError, Window
+from robustness_gate.metrics.templates import Matcher, Sides
+from robustness_gate.series import CountSeries
+from robustness_gate.targets import argo_rollout
+from robustness_gate.targets.model import JSON_PATCH, MERGE_PATCH, ObjectRef, Patch
+
+T0 = 1_700_000_000.0  # a whole second, so startedAt (second precision) is exactly T0
+NAMESPACE = "shop"
+CANARY = "6d5f7c9b8"
+STABLE = "5c4b8d7f9"
+NEW_CANARY = "7e8a9b0c1"
+STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {"duration": "2m"}}]
+
+
+# ---------------------------------------------------------------- fakes
+
+
+def json_merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = json_merge(result.get(key), value)
+    return result
+
+
+class OperatorCrashError(Exception):
+    """The operator dies between recording a decision and sending its patch."""
+
+
+@dataclass
+class FakeClock:
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeKube:
+    """GateKube over dicts. `calls` keeps status patches, target patches and Events in the order made."""
+
+    gate: dict[str, Any]
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    crash_on_apply: bool = False
+
+    # TargetReader
+    def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        assert namespace == NAMESPACE
+        found = self.rollouts.get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        assert namespace == NAMESPACE
+        found = self.deployments.get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.sets.get(deployment["metadata"]["name"], []))
+
+    # writes
+    def apply(self, namespace: str, patch: Patch) -> None:
+        assert namespace == NAMESPACE
+        if self.crash_on_apply:
+            self.crash_on_apply = False
+            raise OperatorCrashError("killed before the PATCH reached the API server")
+        self.calls.append(("apply", patch))
+        if patch.target.kind == "Rollout" and patch.content_type == MERGE_PATCH:
+            rollout = self.rollouts[patch.target.name]
+            body = patch.body
+            assert isinstance(body, dict)
+            # The status subresource takes only status; the main resource ignores status.
+            if patch.subresource == "status":
+                rollout["status"] = json_merge(rollout.get("status", {}), body["status"])
+            else:
+                self.rollouts[patch.target.name] = json_merge(rollout, {k: v for k, v in body.items() if k != "status"})
+
+    def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        assert (namespace, name) == (self.gate["metadata"]["namespace"], self.gate["metadata"]["name"])
+        self.calls.append(("status", copy.deepcopy(status)))
+        self.gate["status"] = json_merge(self.gate.get("status") or {}, status)
+
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        assert gate["metadata"]["uid"] == self.gate["metadata"]["uid"]
+        self.calls.append(("event", (type_, reason, message)))
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        raise AssertionError("no gate in these tests reads a Secret")
+
+    # views
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self.gate.get("status") or {})
+
+    def applied(self) -> list[Patch]:
+        return [value for kind, value in self.calls if kind == "apply"]
+
+    def status_patches(self) -> list[dict[str, Any]]:
+        return [value for kind, value in self.calls if kind == "status"]
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [value for kind, value in self.calls if kind == "event"]
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next(c for c in self.status.get("conditions", []) if c["type"] == type_)
+
+
+@dataclass
+class FakeSource:
+    """Error-rate counts per look: `per_look` requests a side, a fixed error rate each."""
+
+    canary_rate: float = 0.01
+    baseline_rate: float = 0.01
+    per_look: float = 2000.0
+    error: MetricsError | None = None
+    fetched: list[tuple[str, Sides, Window]] = field(default_factory=list)
+
+    def fetch(self, metric: Any, sides: Sides, window: Window) -> CountSeries:
+        self.fetched.append((metric.name, sides, window))
+        if self.error is not None:
+            raise self.error
+        total = np.full(window.looks, self.per_look)
+        return CountSeries(
+            canary_events=np.round(total * self.canary_rate),
+            canary_total=total.copy(),
+            baseline_events=np.round(total * self.baseline_rate),
+            baseline_total=total.copy(),
+        )
+
+
+HEALTHY: dict[str, Any] = {"canary_rate": 0.01, "baseline_rate": 0.01}
+BAD: dict[str, Any] = {"canary_rate": 0.10, "baseline_rate": 0.01}
+PROMETHEUS_DOWN = MetricsError("http://prometheus.monitoring:9090 unreachable: connection refused", "unreachable")
+
+
+# ---------------------------------------------------------------- objects
+
+
+def make_gate(generation: int = 1, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "robustness.dev/v1alpha1",
+        "kind": "RobustnessGate",
+        "metadata": {
+            "name": "checkout-gate",
+            "namespace": NAMESPACE,
+            "uid": "0b6c2a1e-gate",
+            "generation": generation,
+            "resourceVersion": "4711",
+        },
+        "spec": {
+            "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "checkout"},
+            "prometheus": {"address": "http://prometheus.monitoring:9090"},
+            "analysis": {
+                "interval": "10s",
+                "minDuration": "30s",
+                "maxDuration": "5m",
+                "minTraffic": {"canary": 10, "baseline": 10},
+            },
+            "metrics": [
+                {
+                    "name": "errors",
+                    "errorRate": {"errors": "sum(x{ {{selector}} })", "total": "sum(y{ {{selector}} })"},
+                    "compare": {"direction": "Increase"},
+                    "critical": True,
+                }
+            ],
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def make_rollout(
+    current: str | None = CANARY,
+    stable: str | None = STABLE,
+    step_index: int = 1,
+    paused_at_step: bool = True,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": "3",
+        "replicas": 5,
+        "readyReplicas": 5,
+        "currentStepIndex": step_index,
+        "canary": {},
+    }
+    if current is not None:
+        status["currentPodHash"] = current
+    if stable is not None:
+        status["stableRS"] = stable
+    if paused_at_step:
+        status.update(
+            phase="Paused",
+            pauseConditions=[{"reason": "CanaryPauseStep", "startTime": "2023-11-14T22:13:00Z"}],
+            controllerPause=True,
+        )
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "checkout", "namespace": NAMESPACE, "uid": "rollout-uid", "generation": 3},
+        "spec": {
+            "replicas": 5,
+            "selector": {"matchLabels": {"app": "checkout"}},
+            "template": {"metadata": {"labels": {"app": "checkout"}}, "spec": {"containers": [{"name": "app"}]}},
+            "strategy": {"canary": {"steps": copy.deepcopy(STEPS)}},
+        },
+        "status": status,
+    }
+
+
+@dataclass
+class Harness:
+    kube: FakeKube
+    source: FakeSource
+    clock: FakeClock
+    controller: Controller
+    delays: list[float] = field(default_factory=list)
+
+    def step(self) -> float:
+        """One worker iteration: re-read the stored gate, step it."""
+        delay = self.controller.step(copy.deepcopy(self.kube.gate))
+        self.delays.append(delay)
+        return delay
+
+    def next(self) -> float:
+        """Sleep what the last step asked for, then step."""
+        self.clock.advance(self.delays[-1])
+        return self.step()
+
+    def restart(self) -> None:
+        """A new operator process: nothing but the stored gate survives."""
+        self.controller = make_controller(self.kube, self.source, self.clock)
+
+
+def make_controller(kube: FakeKube, source: FakeSource, clock: FakeClock) -> Controller:
+    def factory(spec: Any, credentials: Any) -> FakeSource:
+        assert spec.address == "http://prometheus.monitoring:9090"
+        return source
+
+    return Controller(kube, source_factory=factory, clock=clock)
+
+
+def harness(gate: dict[str, Any] | None = None, rollout: dict[str, Any] | None = None, **source: Any) -> Harness:
+    kube = FakeKube(gate if gate is not None else make_gate())
+    if rollout is not None:
+        kube.rollouts["checkout"] = rollout
+    fake_source, clock = FakeSource(**source), FakeClock()
+    return Harness(kube, fake_source, clock, make_controller(kube, fake_source, clock))
+
+
+def decided(h: Harness) -> dict[str, Any]:
+    return dict(h.kube.status.get("decision") or {})
+
+
+# ---------------------------------------------------------------- starting an analysis
+
+
+def test_a_new_canary_revision_starts_an_analysis_without_touching_the_target() -> None:
+    h = harness(rollout=make_rollout())
+    delay = h.step()
+    status = h.kube.status
+    assert status["phase"] == "Analyzing"
+    assert (status["revision"], status["stableRevision"]) == (CANARY, STABLE)
+    assert status["startedAt"] == iso(T0) == "2023-11-14T22:13:20Z"
+    assert status["looks"] == 0 and "decision" not in status
+    assert h.kube.condition("Valid")["status"] == "True"
+    assert (h.kube.condition("Analyzing")["status"], h.kube.condition("Analyzing")["reason"]) == ("True", "Analyzing")
+    events = h.kube.events()
+    assert len(events) == 1 and events[0][:2] == ("Normal", "AnalysisStarted")
+    assert CANARY in events[0][2] and STABLE in events[0][2]
+    assert h.kube.applied() == []
+    assert h.source.fetched == []
+    assert delay == 11.0  # the first look: one interval after the start, plus the scrape delay
+
+
+def test_no_look_is_taken_before_a_whole_interval_has_passed() -> None:
+    h = harness(rollout=make_rollout())
+    h.step()
+    calls = len(h.kube.calls)
+    h.clock.advance(5)
+    assert h.step() == pytest.approx(6.0)
+    assert len(h.kube.calls) == calls and h.source.fetched == []
+
+
+def test_without_a_stable_revision_nothing_is_analysed() -> None:
+    h = harness(rollout=make_rollout(stable=None, paused_at_step=False))
+    assert h.step() == 10.0
+    assert h.kube.status["phase"] == "Pending"
+    assert "no stable revision" in h.kube.status["message"]
+    assert "revision" not in h.kube.status
+    assert h.kube.events() == [] and h.kube.applied() == []
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def test_a_bad_canary_is_rolled_back_after_its_decision_is_recorded() -> None:
+    rollout = make_rollout()
+    h = harness(rollout=rollout, **BAD)
+    h.step()
+    state_at_decision = argo_rollout.observe(rollout).state
+    before = len(h.kube.calls)
+    h.next()  # the first look: 10% against 1% errors on 2000 requests a side is harm shown at once
+
+    kinds = [kind for kind, _ in h.kube.calls[before:]]
+    assert kinds == ["status", "apply", "status", "event"]
+    recorded = h.kube.calls[before][1]["decision"]
+    assert recorded["action"] == "Rollback" and recorded["operation"] == "Rollback"
+    assert recorded["applied"] is False and recorded["dryRun"] is False
+    assert recorded["revision"] == CANARY and recorded["targetState"] == state_at_decision
+    assert h.kube.calls[before + 1][1] == Patch(
+        ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status"
+    )
+    assert h.kube.calls[before + 2][1]["decision"] == {"applied": True}
+
+    status = h.kube.status
+    assert status["phase"] == "RolledBack"
+    assert status["verdict"] == "Fail" and status["looks"] == 1
+    assert status["metrics"][0]["name"] == "errors" and status["metrics"][0]["verdict"] == "Fail"
+    assert decided(h)["applied"] is True
+    assert (h.kube.condition("Analyzing")["status"], h.kube.condition("Analyzing")["reason"]) == ("False", "Decided")
+    warnings = [event for event in h.kube.events() if event[0] == "Warning"]
+    assert len(warnings) == 1 and warnings[0][1] == "Rollback" and CANARY in warnings[0][2]
+
+    (metric, sides, window), *_ = h.source.fetched
+    assert metric == "errors"
+    assert sides.canary == (Matcher("rollouts_pod_template_hash", "=", CANARY),)
+    assert sides.baseline == (Matcher("rollouts_pod_template_hash", "=", STABLE),)
+    assert (window.start, window.step, window.looks) == (T0, 10.0, 1)
+
+
+def test_a_revision_gets_at_most_one_operation() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    h.next()
+    assert len(h.kube.applied()) == 1
+    assert h.kube.rollouts["checkout"]["status"]["abort"] is True  # the fake API applied the abort
+    calls = len(h.kube.calls)
+    for _ in range(40):
+        h.next()
+    # `kubectl argo rollouts retry`: the same revision runs again; it was judged already.
+    del h.kube.rollouts["checkout"]["status"]["abort"]
+    for _ in range(5):
+        h.next()
+    assert h.kube.calls[calls:] == []
+    assert h.kube.status["phase"] == "RolledBack"
+
+
+def test_a_new_revision_after_a_decision_starts_a_new_analysis() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    h.next()
+    assert h.kube.status["phase"] == "RolledBack"
+    # A fixed template: Argo starts a new canary and clears the abort.
+    h.kube.rollouts["checkout"] = make_rollout(current=NEW_CANARY, step_index=0, paused_at_step=False)
+    h.source.canary_rate = 0.01
+    h.clock.advance(60)
+    before = len(h.kube.calls)
+    h.step()
+    status = h.kube.status
+    assert status["phase"] == "Analyzing"
+    assert (status["revision"], status["stableRevision"]) == (NEW_CANARY, STABLE)
+    assert status["startedAt"] == iso(h.clock.now)
+    assert status["looks"] == 0
+    for stale in ("decision", "verdict", "score", "lastLook"):
+        assert stale not in status
+    assert status["metrics"] == []
+    assert h.kube.calls[before][1]["decision"] is None  # removed from the stored status
+    assert [event[1] for event in h.kube.events()].count("AnalysisStarted") == 2
+    assert h.kube.condition("Analyzing")["status"] == "True"
+    assert len(h.kube.applied()) == 1
+
+
+# ---------------------------------------------------------------- promotion
+
+
+@pytest.mark.parametrize(
+    ("on_pass", "expected", "phase"),
+    [
+        (
+            "Promote",
+            [Patch(ObjectRef("Rollout", "checkout"), {"status": {"pauseConditions": None}}, MERGE_PATCH, "status")],
+            "Promoted",
+        ),
+        (
+            "PromoteFull",
+            [Patch(ObjectRef("Rollout", "checkout"), {"status": {"promoteFull": True}}, MERGE_PATCH, "status")],
+            "Promoted",
+        ),
+        ("None", [], "Passed"),
+    ],
+)
+def test_a_healthy_canary_is_promoted_only_after_min_duration(on_pass: str, expected: list[Patch], phase: str) -> None:
+    h = harness(make_gate(onPass=on_pass), make_rollout(), **HEALTHY)
+    h.step()
+    for look in (1, 2):  # 10s and 20s of a 30s minDuration: passing, but too early
+        h.next()
+        assert h.kube.status["phase"] == "Analyzing"
+        assert decided(h)["action"] == "Continue"
+        assert "minDuration 30s" in h.kube.status["message"]
+        assert h.kube.status["looks"] == look
+    assert h.kube.applied() == []
+    h.next()
+    assert h.clock.now == T0 + 31
+    assert h.kube.applied() == expected
+    status = h.kube.status
+    assert status["phase"] == phase
+    assert status["verdict"] == "Pass" and status["score"] == 100 and status["looks"] == 3
+    assert decided(h)["action"] == "Promote" and decided(h)["applied"] is True
+    assert decided(h)["operation"] == {"Promote": "Promote", "PromoteFull": "PromoteFull", "None": "None"}[on_pass]
+    last = h.kube.events()[-1]
+    assert last[:2] == ("Normal", "Promote")
+    assert not any(event[0] == "Warning" for event in h.kube.events())
+    calls = len(h.kube.calls)
+    for _ in range(10):
+        h.next()
+    assert h.kube.calls[calls:] == []
+
+
+# ---------------------------------------------------------------- dry run
+
+
+@pytest.mark.parametrize(
+    ("rates", "phase", "action", "event"),
+    [
+        (BAD, "Failed", "Rollback", ("Warning", "DryRunRollback")),
+        (HEALTHY, "Passed", "Promote", ("Normal", "DryRunPromote")),
+    ],
+)
+def test_dry_run_records_the_decision_and_sends_nothing(
+    rates: dict[str, float], phase: str, action: str, event: tuple[str, str]
+) -> None:
+    h = harness(make_gate(dryRun=True), make_rollout(), **rates)
+    h.step()
+    for _ in range(12):
+        h.next()
+    assert h.kube.applied() == []
+    assert h.kube.status["phase"] == phase
+    decision = decided(h)
+    assert decision["action"] == action and decision["dryRun"] is True and decision["applied"] is True
+    assert "dryRun" in h.kube.status["message"]
+    assert [e[:2] for e in h.kube.events()] == [("Normal", "AnalysisStarted"), event]
+
+
+# ---------------------------------------------------------------- restarts
+
+
+def test_a_restart_between_decision_and_patch_sends_the_operation_exactly_once() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    h.kube.crash_on_apply = True
+    with pytest.raises(OperatorCrashError):
+        h.next()
+    assert decided(h)["action"] == "Rollback" and decided(h)["applied"] is False
+    assert h.kube.applied() == []
+
+    h.restart()
+    h.clock.advance(30)  # the worker's crash back-off
+    h.step()
+    assert h.kube.applied() == [
+        Patch(ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status")
+    ]
+    assert decided(h)["applied"] is True
+    assert h.kube.status["phase"] == "RolledBack"
+    for _ in range(10):
+        h.next()
+    assert len(h.kube.applied()) == 1
+
+
+def test_a_restart_after_the_target_changed_does_not_send_the_pending_operation() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    h.kube.crash_on_apply = True
+    with pytest.raises(OperatorCrashError):
+        h.next()
+    # Meanwhile someone promoted the Rollout by hand: same canary, next step.
+    rollout = h.kube.rollouts["checkout"]
+    rollout["status"]["currentStepIndex"] = 2
+    del rollout["status"]["pauseConditions"]
+    rollout["status"]["controllerPause"] = False
+
+    h.restart()
+    h.clock.advance(30)
+    h.step()
+    assert h.kube.applied() == []
+    assert decided(h)["applied"] is True
+    assert "was not sent again" in h.kube.status["message"]
+    for _ in range(10):
+        h.next()
+    assert h.kube.applied() == []
+
+
+# ---------------------------------------------------------------- invalid gates
+
+
+def assert_no_hot_loop(h: Harness, recheck: float) -> None:
+    calls = len(h.kube.calls)
+    for _ in range(5):
+        h.clock.advance(recheck)
+        assert h.step() == recheck
+    assert h.kube.calls[calls:] == []
+
+
+@pytest.mark.parametrize(
+    ("gate", "rollout", "reason", "fragments"),
+    [
+        pytest.param(
+            make_gate(
+                metrics=[
+                    {
+                        "name": "errors",
+                        "errorRate": {"errors": "sum(x{ {{nope}} })", "total": "sum(y{ {{selector}} })"},
+                        "compare": {"direction": "Increase"},
+                    }
+                ]
+            ),
+            make_rollout(),
+            "InvalidSpec",
+            ("spec.metrics[0].errorRate.errors", "unknown template variable {{nope}}"),
+            id="unknown-template-variable",
+        ),
+        pytest.param(
+            make_gate(analysis={"interval": "10 seconds"}),
+            make_rollout(),
+            "InvalidSpec",
+            ("spec.analysis.interval", "not a duration"),
+            id="schema",
+        ),
+        pytest.param(
+            make_gate(selectors={"canary": 'rollouts_pod_template_hash="{{canaryHash}}"', "baseline": "{{stable}}"}),
+            make_rollout(),
+            "InvalidSpec",
+            ("spec.selectors.baseline", "{{stable}}"),
+            id="selector-variable",
+        ),
+        pytest.param(
+            make_gate(),
+            None,
+            "TargetNotFound",
+            ("spec.targetRef", "Rollout 'checkout' not found", "fix spec.targetRef.name"),
+            id="missing-rollout",
+        ),
+    ],
+)
+def test_an_invalid_gate_says_which_field_once_and_does_not_loop(
+    gate: dict[str, Any], rollout: dict[str, Any] | None, reason: str, fragments: tuple[str, ...]
+) -> None:
+    h = harness(copy.deepcopy(gate), copy.deepcopy(rollout) if rollout else None, **BAD)
+    assert h.step() == h.controller.invalid_recheck_seconds == 30.0
+    status = h.kube.status
+    assert status["phase"] == "Invalid"
+    for fragment in fragments:
+        assert fragment in status["message"]
+    valid = h.kube.condition("Valid")
+    assert (valid["status"], valid["reason"]) == ("False", reason)
+    assert h.kube.condition("Analyzing")["status"] == "False"
+    assert h.kube.events() == [("Warning", reason, status["message"])]
+    assert h.kube.applied() == [] and h.source.fetched == []
+    assert_no_hot_loop(h, 30.0)
+
+
+def test_a_gate_whose_target_appears_later_starts_analysing() -> None:
+    h = harness(rollout=None)
+    h.step()
+    assert h.kube.status["phase"] == "Invalid"
+    h.kube.rollouts["checkout"] = make_rollout()
+    h.clock.advance(30)
+    h.step()
+    assert h.kube.status["phase"] == "Analyzing" and h.kube.status["revision"] == CANARY
+    assert (h.kube.condition("Valid")["status"], h.kube.condition("Valid")["reason"]) == ("True", "Valid")
+
+
+# ---------------------------------------------------------------- metrics unavailable
+
+
+def test_metric_errors_never_promote_and_mark_metrics_unavailable() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.source.error = PROMETHEUS_DOWN
+    h.step()
+    h.next()
+    status = h.kube.status
+    assert status["phase"] == "Analyzing"
+    assert status["message"] == f"metrics unavailable: {PROMETHEUS_DOWN}"
+    available = h.kube.condition("MetricsAvailable")
+    assert (available["status"], available["reason"]) == ("False", "QueryFailed")
+    assert str(PROMETHEUS_DOWN) in available["message"]
+    assert h.kube.events()[-1] == ("Warning", "MetricsUnavailable", str(PROMETHEUS_DOWN))
+    while h.clock.now + h.delays[-1] < T0 + 300:  # past minDuration, short of maxDuration
+        h.next()
+    assert h.kube.applied() == []
+    assert h.kube.status["phase"] == "Analyzing" and "decision" not in h.kube.status
+    assert [event[1] for event in h.kube.events()].count("MetricsUnavailable") == 1
+    assert len(h.source.fetched) > 20
+
+
+def test_a_passing_canary_is_not_promoted_while_metrics_are_down_and_is_once_they_return() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    h.next()
+    assert h.kube.condition("MetricsAvailable")["status"] == "True"
+    h.source.error = PROMETHEUS_DOWN
+    for _ in range(3):  # minDuration is reached while Prometheus is down
+        h.next()
+    assert h.kube.applied() == []
+    assert h.kube.condition("MetricsAvailable")["status"] == "False"
+    assert h.kube.status["phase"] == "Analyzing"
+    h.source.error = None
+    h.next()
+    assert h.kube.status["phase"] == "Promoted" and len(h.kube.applied()) == 1
+    available = h.kube.condition("MetricsAvailable")
+    assert (available["status"], available["reason"]) == ("True", "QueriesAnswered")
+
+
+@pytest.mark.parametrize(
+    ("on_inconclusive", "expected", "phase"),
+    [
+        (
+            "Rollback",
+            [Patch(ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status")],
+            "RolledBack",
+        ),
+        ("Pause", [Patch(ObjectRef("Rollout", "checkout"), {"spec": {"paused": True}}, MERGE_PATCH, None)], "Paused"),
+        ("None", [], "Inconclusive"),
+    ],
+)
+def test_metrics_down_until_max_duration_is_inconclusive(
+    on_inconclusive: str, expected: list[Patch], phase: str
+) -> None:
+    h = harness(make_gate(onInconclusive=on_inconclusive), make_rollout(), **HEALTHY)
+    h.source.error = PROMETHEUS_DOWN
+    h.step()
+    while "decision" not in h.kube.status:
+        h.next()
+        assert h.clock.now <= T0 + 301
+    assert h.clock.now == T0 + 301  # 300s of looks (the clock minus the 1s scrape delay) is maxDuration
+    decision = decided(h)
+    assert decision["action"] == "Inconclusive" and decision["applied"] is True
+    assert decision["operation"] == on_inconclusive
+    assert "maxDuration 5m" in decision["reason"] and str(PROMETHEUS_DOWN) in decision["reason"]
+    assert h.kube.applied() == expected
+    assert h.kube.status["phase"] == phase
+    assert h.kube.events()[-1][:2] == ("Warning", "Inconclusive")
+    calls = len(h.kube.calls)
+    for _ in range(5):
+        h.next()
+    assert h.kube.calls[calls:] == []
+
+
+# ---------------------------------------------------------------- canaries that end on their own
+
+
+def test_a_canary_aborted_by_someone_else_ends_the_analysis_without_a_decision() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    h.kube.rollouts["checkout"]["status"]["abort"] = True
+    h.next()
+    status = h.kube.status
+    assert status["phase"] == "Pending"
+    assert f"canary {CANARY} ended without a decision" in status["message"]
+    assert h.kube.events()[-1][:2] == ("Normal", "AnalysisEnded")
+    assert h.kube.condition("Analyzing")["reason"] == "NoCanary"
+    assert h.kube.applied() == []
+    h.next()  # the message becomes the Rollout's own (see the report); then the status settles
+    calls = len(h.kube.calls)
+    for _ in range(5):
+        h.next()
+    assert h.kube.calls[calls:] == []
+    assert h.kube.status["phase"] == "Pending"
+    assert [event[1] for event in h.kube.events()].count("AnalysisEnded") == 1
+
+
+# ---------------------------------------------------------------- a single Deployment
+
+
+def deployment_gate() -> dict[str, Any]:
+    gate = make_gate()
+    gate["spec"]["targetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}
+    return gate
+
+
+def api_deployment(revision: int, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "api",
+            "namespace": NAMESPACE,
+            "uid": "api-uid",
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+        },
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "api", "image": image}]},
+            },
+        },
+        "status": {"replicas": 5},
+    }
+
+
+def api_replica_set(revision: int, pod_hash: str, image: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": "api", "pod-template-hash": pod_hash}
+    return {
+        "metadata": {
+            "name": f"api-{pod_hash}",
+            "namespace": NAMESPACE,
+            "labels": labels,
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [{"kind": "Deployment", "name": "api", "uid": "api-uid", "controller": True}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "api", "image": image}]}},
+        },
+        "status": {"replicas": replicas},
+    }
+
+
+def test_a_bad_single_deployment_update_is_undone_and_the_undo_is_not_a_new_canary() -> None:
+    kube = FakeKube(deployment_gate())
+    kube.deployments["api"] = api_deployment(2, "api:v2")
+    kube.sets["api"] = [api_replica_set(1, "aaaa1111", "api:v1", 3), api_replica_set(2, "bbbb2222", "api:v2", 2)]
+    source, clock = FakeSource(**BAD), FakeClock()
+    h = Harness(kube, source, clock, make_controller(kube, source, clock))
+    h.step()
+    assert h.kube.status["revision"] == "bbbb2222" and h.kube.status["stableRevision"] == "aaaa1111"
+    h.next()
+    template = {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "api:v1"}]}}
+    assert h.kube.applied() == [
+        Patch(
+            ObjectRef("Deployment", "api"),
+            [
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "replace", "path": "/metadata/annotations", "value": {"deployment.kubernetes.io/revision": "2"}},
+            ],
+            JSON_PATCH,
+        )
+    ]
+    assert h.kube.status["phase"] == "RolledBack"
+    assert source.fetched[0][1].canary == (Matcher("pod_template_hash", "=", "bbbb2222"),)
+    # The undo under way: the v1 ReplicaSet becomes revision 3 while the v2 pods still run.
+    kube.deployments["api"] = api_deployment(3, "api:v1")
+    kube.sets["api"] = [api_replica_set(3, "aaaa1111", "api:v1", 3), api_replica_set(2, "bbbb2222", "api:v2", 1)]
+    calls = len(kube.calls)
+    for _ in range(5):
+        h.next()
+    kube.sets["api"][1] = api_replica_set(2, "bbbb2222", "api:v2", 0)
+    for _ in range(5):
+        h.next()
+    assert kube.calls[calls:] == []
+    assert h.kube.status["phase"] == "RolledBack" and h.kube.status["revision"] == "bbbb2222"
+
+
+# ---------------------------------------------------------------- generations
+
+
+def test_conditions_carry_the_generation_they_were_written_for() -> None:
+    h = harness(make_gate(generation=3), make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    status = h.kube.status
+    assert status["observedGeneration"] == 3
+    assert {c["type"] for c in status["conditions"]} == {"Valid", "Analyzing", "MetricsAvailable"}
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+    # The spec is edited mid-analysis (a longer minDuration): the next write is for generation 4.
+    h.kube.gate["metadata"]["generation"] = 4
+    h.kube.gate["spec"]["analysis"]["minDuration"] = "1m"
+    h.next()
+    status = h.kube.status
+    assert status["observedGeneration"] == 4
+    # Every condition this look set again; Analyzing is not set by a look.
+    rewritten = {c["type"]: c["observedGeneration"] for c in status["conditions"] if c["type"] != "Analyzing"}
+    assert rewritten == {"Valid": 4, "MetricsAvailable": 4}
+
+
+def test_an_unchanged_condition_keeps_its_transition_time() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    first = h.kube.condition("MetricsAvailable")["lastTransitionTime"]
+    h.next()
+    assert h.kube.condition("MetricsAvailable")["lastTransitionTime"] == first
+    assert h.kube.condition("MetricsAvailable")["message"] == "2 looks answered"
+    h.source.error = PROMETHEUS_DOWN
+    h.next()
+    assert h.kube.condition("MetricsAvailable")["lastTransitionTime"] == iso(h.clock.now)
+
+
+# ---------------------------------------------------------------- merge_patch and operation_for
+
+
+def test_merge_patch_nulls_removed_keys() -> None:
+    assert merge_patch({"a": 1, "b": 2}, {"a": 1}) == {"b": None}
+
+
+def test_merge_patch_recurses_into_dicts_and_replaces_everything_else() -> None:
+    old = {"decision": {"action": "Rollback", "applied": False, "at": "t1"}, "metrics": [1, 2], "phase": "Analyzing"}
+    new = {"decision": {"action": "Rollback", "applied": True}, "metrics": [1], "phase": "RolledBack", "score": 0.0}
+    assert merge_patch(old, new) == {
+        "decision": {"applied": True, "at": None},
+        "metrics": [1],
+        "phase": "RolledBack",
+        "score": 0.0,
+    }
+
+
+def test_merge_patch_of_equal_documents_is_empty() -> None:
+    document = {"phase": "Analyzing", "decision": {"action": "Continue"}, "conditions": [{"type": "Valid"}]}
+    assert merge_patch(document, copy.deepcopy(document)) == {}
+    assert merge_patch({"a": {"b": 1}}, {"a": {"b": 1}}) == {}
+
+
+def test_merge_patch_between_a_dict_and_a_scalar() -> None:
+    assert merge_patch({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
+    assert merge_patch({"a": 5}, {"a": {"b": 1}}) == {"a": {"b": 1}}
+    assert merge_patch({"a": {"b": 1}}, {"a": {}}) == {"a": {"b": None}}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3) | st.lists(st.integers(), max_size=2),
+    lambda children: st.dictionaries(st.sampled_from("abcd"), children, max_size=4),
+    max_leaves=12,
+)
+_STATUS = st.dictionaries(st.sampled_from("abcde"), _JSON, max_size=5)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(_STATUS, _STATUS)
+def test_applying_merge_patch_to_old_gives_new(old: dict[str, Any], new: dict[str, Any]) -> None:
+    old, new = _without_nulls(old), _without_nulls(new)  # stored JSON never holds nulls
+    assert json_merge(old, merge_patch(old, new)) == new
+
+
+@pytest.mark.parametrize(
+    ("spec", "action", "operation"),
+    [
+        ({}, Action.PROMOTE, Operation.PROMOTE),
+        ({"onPass": "PromoteFull"}, Action.PROMOTE, Operation.PROMOTE_FULL),
+        ({"onPass": "None"}, Action.PROMOTE, Operation.NONE),
+        ({}, Action.ROLLBACK, Operation.ROLLBACK),
+        ({"onFail": "Pause"}, Action.ROLLBACK, Operation.PAUSE),
+        ({"onFail": "None"}, Action.ROLLBACK, Operation.NONE),
+        ({}, Action.INCONCLUSIVE, Operation.ROLLBACK),
+        ({"onInconclusive": "Promote"}, Action.INCONCLUSIVE, Operation.PROMOTE),
+        ({"onInconclusive": "Pause"}, Action.INCONCLUSIVE, Operation.PAUSE),
+        ({"onInconclusive": "None"}, Action.INCONCLUSIVE, Operation.NONE),
+        ({"onPass": "PromoteFull", "onFail": "Pause"}, Action.CONTINUE, Operation.NONE),
+    ],
+)
+def test_operation_for(spec: dict[str, Any], action: Action, operation: Operation) -> None:
+    assert operation_for(action, parse_gate(make_gate(**spec))) is operation
+
+
+def test_iso_is_utc_to_the_second() -> None:
+    assert iso(T0 + 0.9) == "2023-11-14T22:13:20Z"
+
+
+# ---------------------------------------------------------------- regressions
+
+
+def test_fixing_an_invalid_spec_mid_analysis_shows_analyzing_again() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    good = copy.deepcopy(h.kube.gate["spec"]["metrics"])
+    h.kube.gate["spec"]["metrics"][0]["errorRate"]["errors"] = "sum(x{ {{nope}} })"
+    h.kube.gate["metadata"]["generation"] = 2
+    h.clock.advance(5)
+    h.step()
+    assert h.kube.status["phase"] == "Invalid"
+    h.kube.gate["spec"]["metrics"] = good
+    h.kube.gate["metadata"]["generation"] = 3
+    h.clock.advance(10)
+    h.step()
+    assert decided(h)["action"] == "Continue"
+    assert h.kube.status["phase"] == "Analyzing"
+
+
+def test_a_canary_that_comes_back_shortly_is_shown_analyzing() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    h.kube.rollouts["checkout"]["status"]["abort"] = True
+    h.next()
+    del h.kube.rollouts["checkout"]["status"]["abort"]
+    h.clock.advance(1)
+    h.step()
+    assert h.kube.status["phase"] == "Analyzing"
+
+
+def test_a_canary_that_comes_back_after_ending_is_analysed_as_analyzing_from_a_new_start() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    h.kube.rollouts["checkout"]["status"]["abort"] = True
+    h.next()
+    assert h.kube.status["phase"] == "Pending"
+    h.clock.advance(600)  # aborted for 10 minutes (longer than maxDuration)
+    del h.kube.rollouts["checkout"]["status"]["abort"]  # kubectl argo rollouts retry
+    h.step()
+    assert h.kube.status["phase"] == "Analyzing"
+    assert h.kube.status["startedAt"] != iso(T0)
+
+
+def test_analyzing_condition_is_restamped_with_the_new_generation() -> None:
+    h = harness(make_gate(generation=3), make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    h.kube.gate["metadata"]["generation"] = 4
+    h.kube.gate["spec"]["analysis"]["minDuration"] = "1m"
+    h.next()
+    assert h.kube.condition("Analyzing")["observedGeneration"] == 4
+
+
+def test_a_spec_edit_after_a_decision_is_observed() -> None:
+    h = harness(make_gate(generation=3), make_rollout(), **BAD)
+    h.step()
+    h.next()
+    h.kube.gate["metadata"]["generation"] = 4
+    h.kube.gate["spec"]["analysis"]["maxDuration"] = "10m"
+    h.next()
+    assert h.kube.status["observedGeneration"] == 4
+
+
+def test_a_resumed_decision_on_a_changed_target_shows_the_verdict_not_the_operation() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    h.kube.crash_on_apply = True
+    with contextlib.suppress(OperatorCrashError):
+        h.next()
+    h.kube.rollouts["checkout"]["status"]["currentStepIndex"] = 2
+    h.restart()
+    h.clock.advance(30)
+    h.step()
+    assert h.kube.status["phase"] == "Failed"
+    assert h.kube.applied() == []
+
+
+def test_rollout_selectors_on_names_are_reported_invalid_and_never_act() -> None:
+    gate = make_gate(selectors={"canary": 'app="{{canaryName}}"', "baseline": 'app="{{stableName}}"'})
+    h = harness(gate, make_rollout(), **HEALTHY)
+    h.step()
+    for _ in range(31):
+        h.next()
+    assert h.kube.status["phase"] == "Invalid"
+    assert h.kube.status["message"].startswith("spec.selectors:") and "same series" in h.kube.status["message"]
+    assert h.kube.applied() == []
+
+
+def test_on_inconclusive_promote_never_promotes_when_metrics_never_answered() -> None:
+    h = harness(make_gate(onInconclusive="Promote"), make_rollout(), **HEALTHY)
+    h.source.error = PROMETHEUS_DOWN
+    h.step()
+    for _ in range(31):
+        h.next()
+    assert h.kube.applied() == []
+    assert h.kube.status["phase"] == "Inconclusive" and "not promoted without metrics" in h.kube.status["message"]
