@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from conftest import Lab
-
     from promlab import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
