@@ -124,7 +124,9 @@ def pod_template(app: str, version: str, labels: dict[str, str] | None = None) -
     }
 
 
-def rollout_manifest(namespace: str, name: str, version: str, replicas: int = 4) -> dict[str, Any]:
+def rollout_manifest(
+    namespace: str, name: str, version: str, replicas: int = 4, steps: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -134,7 +136,7 @@ def rollout_manifest(namespace: str, name: str, version: str, replicas: int = 4)
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": {"app": name}},
             "template": pod_template(name, version),
-            "strategy": {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}},
+            "strategy": {"canary": {"steps": steps or [{"setWeight": 25}, {"pause": {}}]}},
         },
     }
 
@@ -302,9 +304,12 @@ class Traffic:
 # ---------------------------------------------------------------- rollouts
 
 
-def start_rollout_canary(kube: Kubectl, namespace: str, name: str) -> tuple[str, str]:
-    """A Rollout at v1, then v2: returns (stable hash, canary hash) once the canary is paused."""
-    manifest = rollout_manifest(namespace, name, "v1")
+def start_rollout_canary(
+    kube: Kubectl, namespace: str, name: str, steps: list[dict[str, Any]] | None = None
+) -> tuple[str, str]:
+    """A Rollout at v1, then v2: returns (stable hash, canary hash) once the canary is paused (or, with
+    other steps than the default pause, once the canary exists)."""
+    manifest = rollout_manifest(namespace, name, "v1", steps=steps)
     kube.custom.create_namespaced_custom_object(*ROLLOUTS[:2], namespace, ROLLOUTS[2], manifest)
     stable = wait_for(
         f"Rollout {name} v1 healthy",
@@ -316,8 +321,8 @@ def start_rollout_canary(kube: Kubectl, namespace: str, name: str) -> tuple[str,
         _content_type="application/merge-patch+json",
     )
     canary = wait_for(
-        f"Rollout {name} v2 canary paused",
-        lambda: _paused_canary(kube.rollout(namespace, name), stable),
+        f"Rollout {name} v2 canary",
+        lambda: _paused_canary(kube.rollout(namespace, name), stable, paused=steps is None),
         90,
     )
     return stable, canary
@@ -332,10 +337,10 @@ def _healthy_hash(rollout: dict[str, Any]) -> str | None:
     return None
 
 
-def _paused_canary(rollout: dict[str, Any], stable: str) -> str | None:
+def _paused_canary(rollout: dict[str, Any], stable: str, paused: bool = True) -> str | None:
     status = rollout.get("status") or {}
     current = status.get("currentPodHash")
-    if current and current != stable and status.get("pauseConditions"):
+    if current and current != stable and (status.get("pauseConditions") or not paused):
         return str(current)
     return None
 
@@ -348,25 +353,62 @@ def pod_hash(replica_set: dict[str, Any], label: str) -> str:
 
 
 class Operator:
-    """`robustness-gate run` as a child process, so tests can kill and restart it."""
+    """`robustness-gate run` as a child process, so tests can kill and restart it.
 
-    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = ()) -> None:
+    Its verdict API and metrics listen on free loopback ports (`http_url`, `metrics_url`).
+    """
+
+    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
+        from promlab import free_port
+
         self.kubeconfig, self.workdir, self.namespaces = kubeconfig, workdir, list(namespaces)
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.http_port, self.metrics_port = free_port(), free_port()
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> Operator:
+        import os
+
         from promlab import die_with_parent_prefix
 
         self.starts += 1
         log = open(self.workdir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
         command = [*die_with_parent_prefix(), sys.executable, "-m", "robustness_gate.cli", "run",
-                   "--kubeconfig", str(self.kubeconfig)]
+                   "--kubeconfig", str(self.kubeconfig),
+                   "--http-address", f"127.0.0.1:{self.http_port}",
+                   "--metrics-address", f"127.0.0.1:{self.metrics_port}"]
         for namespace in self.namespaces:
             command += ["--namespace", namespace]
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, **self.env})
         log.close()
         return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until /readyz answers 200 (the operator watches gates)."""
+        import urllib.error
+        import urllib.request
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/readyz", timeout=2) as response:
+                    return bool(response.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_for("the operator's /readyz", ready, timeout, 0.2)
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as when a node dies."""

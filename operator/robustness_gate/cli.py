@@ -87,9 +87,24 @@ def _parser() -> argparse.ArgumentParser:
         "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeatable; default: all)"
     )
     run_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG, ~/.kube/config)")
-    run_cmd.add_argument("--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run_cmd.add_argument(
+        "--http-address", default="127.0.0.1:8080",
+        help="verdict API (/api/v1/verdict/<namespace>/<gate>), /healthz and /readyz; '' to disable",
+    )
+    run_cmd.add_argument("--metrics-address", default="127.0.0.1:8090", help="Prometheus /metrics; '' to disable")
     run_cmd.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run_cmd.add_argument("--log-format", default="text", choices=("text", "json"))
     run_cmd.set_defaults(handler=_run_command)
+
+    check_cmd = commands.add_parser(
+        "check", help="wait for a gate's verdict on a revision (Argo Rollouts job metrics): exit 0 pass, 1 fail"
+    )
+    check_cmd.add_argument("--gate", required=True, help="NAMESPACE/NAME of the RobustnessGate")
+    check_cmd.add_argument("--revision", help="canary pod-template hash to wait for (default: any)")
+    check_cmd.add_argument("--timeout", default="30m", help="give up after this long (exit 2); default 30m")
+    check_cmd.add_argument("--poll", default="5s", help="how often to read the gate; default 5s")
+    check_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)")
+    check_cmd.set_defaults(handler=_check_command)
 
     status_cmd = commands.add_parser("status", help="show a gate's verdict table from the cluster")
     status_cmd.add_argument("name", help="RobustnessGate name")
@@ -110,16 +125,91 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_command(args: argparse.Namespace) -> int:
     # Imported here: `analyze` and `crds` need neither kopf nor the Kubernetes client.
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from robustness_gate import logs
     from robustness_gate.controller import Controller
     from robustness_gate.handlers import GateWorkers, run
     from robustness_gate.kube import Kube, api_client
+    from robustness_gate.notify import WebhookNotifier
+    from robustness_gate.server import OperatorServer
+    from robustness_gate.telemetry import Telemetry
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from the same file
     kube = Kube(api_client(args.kubeconfig))
-    run(GateWorkers(kube, Controller(kube)), namespaces=list(args.namespace), liveness=args.liveness)
+    telemetry = Telemetry()
+    webhook = os.environ.get("RG_NOTIFY_WEBHOOK_URL", "").strip()
+    notifier = WebhookNotifier(webhook) if webhook else None
+    workers = GateWorkers(kube, Controller(kube, telemetry=telemetry, notify=notifier), telemetry)
+    ready = threading.Event()
+    server = None
+    if args.http_address:
+        server = OperatorServer(args.http_address, kube.gate, ready.is_set).start()
+        logging.getLogger("robustness_gate").info("verdict API on http://%s", args.http_address)
+    if args.metrics_address:
+        host, _, port = args.metrics_address.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=telemetry.registry)
+    try:
+        run(workers, namespaces=list(args.namespace), ready=ready)
+    finally:
+        if server is not None:
+            server.stop()
+        if notifier is not None:
+            notifier.close()
     return 0
+
+
+def _check_command(args: argparse.Namespace) -> int:
+    """Poll the gate until it has a verdict on the revision: 0 pass, 1 fail, 2 timeout/inconclusive, 3 error."""
+    from robustness_gate.kube import Kube, KubeError, api_client
+    from robustness_gate.server import FAIL, INVALID, PASS, PENDING, verdict_document
+
+    namespace, _, name = args.gate.partition("/")
+    if not namespace or not name:
+        print("--gate must be NAMESPACE/NAME", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        timeout, poll = parse_duration(args.timeout), parse_duration(args.poll)
+    except ValueError as error:
+        print(f"--timeout/--poll: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    kube = Kube(api_client(args.kubeconfig))
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            body = kube.gate(namespace, name)
+        except KubeError as error:
+            print(f"cannot read RobustnessGate {args.gate}: {error}", file=sys.stderr)
+            body = None
+            if error.status in (401, 403):
+                return EXIT_ERROR
+        if body is not None:
+            document = verdict_document(body, args.revision)
+            line = f"{document['verdict']}: {document['reason']}"
+            if line != last:
+                print(f"{args.gate} revision {document['revision']}: {line}", flush=True)
+                last = line
+            verdict = document["verdict"]
+            if verdict == PASS:
+                return EXIT_PASS
+            if verdict == FAIL:
+                return EXIT_FAIL
+            if verdict == INVALID:
+                return EXIT_ERROR
+            if verdict != PENDING:
+                return EXIT_PENDING
+        elif not last:
+            print(f"RobustnessGate {args.gate} not found yet", file=sys.stderr)
+            last = "missing"
+        if time.monotonic() + poll > deadline:
+            print(f"no verdict within {args.timeout}", file=sys.stderr)
+            return EXIT_PENDING
+        time.sleep(poll)
 
 
 def _status_command(args: argparse.Namespace) -> int:

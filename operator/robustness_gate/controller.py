@@ -37,8 +37,10 @@ from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
 from robustness_gate.metrics.queries import metric_queries
 from robustness_gate.metrics.source import MetricsError, MetricSource
 from robustness_gate.metrics.templates import Sides, TemplateError, escape_string, render
+from robustness_gate.notify import Notice
 from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
 from robustness_gate.targets.model import Patch, TargetError
+from robustness_gate.telemetry import Telemetry
 
 log = logging.getLogger("robustness_gate.controller")
 
@@ -130,6 +132,8 @@ class Controller:
     # Prometheus needs a moment to scrape the last interval before a look reads it.
     look_delay_seconds: float = 1.0
     logger: logging.Logger = field(default=log)
+    telemetry: Telemetry | None = None
+    notify: Callable[[Notice], None] | None = None
 
     # ------------------------------------------------------------ entry point
 
@@ -278,16 +282,19 @@ class Controller:
         try:
             source = self.source_factory(spec.prometheus, self._credentials(gate))
         except MetricsError as error:
-            return self._metrics_down(gate, target, status, writer, str(error), now - start) or delay
+            return self._metrics_down(gate, target, status, writer, error, now - start) or delay
         try:
             report = analyze(gate, sides, source, start, now)
         except MetricsError as error:
-            return self._metrics_down(gate, target, status, writer, str(error), now - start) or delay
+            return self._metrics_down(gate, target, status, writer, error, now - start) or delay
         finally:
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
         self._record(status, report)
+        if self.telemetry is not None:
+            self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
+            self.telemetry.looks.labels(writer.namespace, writer.name).set(status.looks)
         writer.condition(status, "MetricsAvailable", "True", "QueriesAnswered", f"{report.looks} looks answered")
         action = report.decision.action
         if action is Action.CONTINUE:
@@ -306,10 +313,13 @@ class Controller:
         target: LiveTarget,
         status: RobustnessGateStatus,
         writer: _StatusWriter,
-        message: str,
+        error: MetricsError,
         elapsed: float,
     ) -> float | None:
         """Metric errors never promote; past maxDuration they make the analysis inconclusive."""
+        message = str(error)
+        if self.telemetry is not None:
+            self.telemetry.prometheus_errors.labels(writer.namespace, writer.name, error.kind).inc()
         writer.condition(status, "MetricsAvailable", "False", "QueryFailed", message)
         status.message = f"metrics unavailable: {message}"
         if elapsed >= gate.spec.analysis.max_duration_seconds:
@@ -397,6 +407,15 @@ class Controller:
             Action.INCONCLUSIVE: "Inconclusive",
         }.get(decision.action, decision.action.value)
         writer.event(kind, reason, f"canary {decision.revision}: {decision.reason} ({note})")
+        if self.telemetry is not None:
+            self.telemetry.decisions.labels(
+                writer.namespace, writer.name, decision.action.value, operation.value if sent else "None"
+            ).inc()
+        if self.notify is not None:
+            self.notify(
+                Notice(writer.namespace, writer.name, decision.revision, decision.action.value, operation.value,
+                       decision.dry_run, status.score, f"{decision.reason} ({note})")
+            )
         self.logger.info(
             "gate %s: canary %s %s: %s (%s)",
             writer.key,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import kopf
 from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.controller import Controller
 from robustness_gate.kube import Kube, KubeError
+from robustness_gate.telemetry import Telemetry
 
 log = logging.getLogger("robustness_gate.handlers")
 API_RETRY_SECONDS = 5.0
@@ -29,6 +30,7 @@ class _Worker:
     namespace: str
     name: str
     generation: Any
+    phase: str = "Pending"
     thread: threading.Thread | None = None
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -37,11 +39,18 @@ class _Worker:
 class GateWorkers:
     """One thread per gate, each looping `Controller.step` at the delay the step asks for."""
 
-    def __init__(self, kube: Kube, controller: Controller) -> None:
+    def __init__(self, kube: Kube, controller: Controller, telemetry: Telemetry | None = None) -> None:
         self.kube = kube
         self.controller = controller
+        self.telemetry = telemetry
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
+        if telemetry is not None:
+            telemetry.watch_phases(self.phases)
+
+    def phases(self) -> list[str]:
+        with self._lock:
+            return [worker.phase for worker in self._workers.values()]
 
     def seen(self, body: dict[str, Any], deleted: bool) -> None:
         meta = body.get("metadata") or {}
@@ -53,16 +62,21 @@ class GateWorkers:
                     worker.stop.set()
                     worker.wake.set()
                     del self._workers[uid]
+                    if self.telemetry is not None:
+                        self.telemetry.forget(worker.namespace, worker.name)
                     log.info("gate %s/%s deleted: its analysis stopped", worker.namespace, worker.name)
                 return
+            phase = str((body.get("status") or {}).get("phase") or "Pending")
             if worker is None:
-                worker = _Worker(str(meta.get("namespace")), str(meta.get("name")), meta.get("generation"))
+                worker = _Worker(str(meta.get("namespace")), str(meta.get("name")), meta.get("generation"), phase)
                 worker.thread = threading.Thread(
                     target=self._run, args=(worker,), name=f"gate-{worker.name}", daemon=True
                 )
                 self._workers[uid] = worker
                 worker.thread.start()
-            elif meta.get("generation") != worker.generation:
+                return
+            worker.phase = phase
+            if meta.get("generation") != worker.generation:
                 worker.generation = meta.get("generation")
                 worker.wake.set()  # a changed spec is looked at now, not after the current delay
 
@@ -92,7 +106,10 @@ class GateWorkers:
                     return
                 if worker.stop.is_set():
                     return
+                started = time.monotonic()
                 delay = self.controller.step(body)
+                if self.telemetry is not None:
+                    self.telemetry.step_seconds.observe(time.monotonic() - started)
             except KubeError as error:
                 log.warning("gate %s: %s; retrying in %.0fs", key, error, API_RETRY_SECONDS)
                 delay = API_RETRY_SECONDS
@@ -135,15 +152,15 @@ def registry(workers: GateWorkers) -> kopf.OperatorRegistry:
 def run(
     workers: GateWorkers,
     namespaces: list[str],
-    liveness: str | None = None,
-    stop_flag: Callable[[], Any] | None = None,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Run the operator until it is signalled to stop."""
+    """Run the operator until it is signalled to stop; `ready` is set once gates are being watched."""
     kopf.run(
         registry=registry(workers),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag() if stop_flag else None,
+        ready_flag=ready,
+        stop_flag=stop,
     )

@@ -39,6 +39,7 @@ def kube(cluster: LocalCluster, crd: None) -> Kubectl:
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     process = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("operator")).start()
+    process.wait_ready()
     try:
         yield process
     finally:

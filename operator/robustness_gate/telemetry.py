@@ -1,0 +1,73 @@
+"""The operator's own metrics (prometheus_client), served on /metrics.
+
+Label sets stay small: one series per gate for score and looks, per gate and outcome for
+decisions; the number of gates per phase is computed at scrape time from the workers' view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from robustness_gate.api import Phase
+
+
+class _PhaseCollector(Collector):
+    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+        self.phases = phases
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("robustness_gate_gates", "RobustnessGates by phase.", labels=["phase"])
+        counts = {phase.value: 0 for phase in Phase}
+        for phase in self.phases():
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, count in sorted(counts.items()):
+            family.add_metric([phase], count)
+        yield family
+
+
+class Telemetry:
+    """Metric objects on their own registry (tests and several operators in one process stay apart)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series: they double the series count for nothing here
+        self.registry = registry or CollectorRegistry()
+        self.decisions = Counter(
+            "robustness_gate_decisions",
+            "Decisions taken, by gate, action (Promote, Rollback, Inconclusive) and operation sent.",
+            ["namespace", "gate", "action", "operation"],
+            registry=self.registry,
+        )
+        self.step_seconds = Histogram(
+            "robustness_gate_analysis_step_seconds",
+            "Duration of one analysis step (target, Prometheus queries, judgement, status).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.prometheus_errors = Counter(
+            "robustness_gate_prometheus_errors",
+            "Failed metric queries, by gate and kind (unreachable, timeout, http, promql, malformed, data, auth).",
+            ["namespace", "gate", "kind"],
+            registry=self.registry,
+        )
+        self.score = Gauge(
+            "robustness_gate_score", "Last score (0-100) of the gate's analysis.", ["namespace", "gate"],
+            registry=self.registry,
+        )
+        self.looks = Gauge(
+            "robustness_gate_looks", "Looks taken in the gate's current analysis.", ["namespace", "gate"],
+            registry=self.registry,
+        )
+
+    def watch_phases(self, phases: Callable[[], Iterable[str]]) -> None:
+        self.registry.register(_PhaseCollector(phases))
+
+    def forget(self, namespace: str, gate: str) -> None:
+        """Drop a deleted gate's per-gate series."""
+        for gauge in (self.score, self.looks):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, gate)
