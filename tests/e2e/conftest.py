@@ -3,10 +3,14 @@ controller, the CRD, and the operator as a child process that tests may kill and
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import config
@@ -27,7 +31,9 @@ def crd(cluster: LocalCluster) -> None:
     for args in (["apply", "--server-side"], ["wait", "--for=condition=Established", "--timeout=60s"]):
         subprocess.run(
             [kubectl, "--kubeconfig", str(cluster.kubeconfig), *args, "-f", str(ROOT / "crds")],
-            check=True, capture_output=True, timeout=90,
+            check=True,
+            capture_output=True,
+            timeout=90,
         )
 
 
@@ -36,9 +42,51 @@ def kube(cluster: LocalCluster, crd: None) -> Kubectl:
     return Kubectl(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
 
 
+class Inbox:
+    """A loopback webhook receiver: the decision notifications the operator posted."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                inbox.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/decisions"
+
+    def texts(self) -> list[str]:
+        return [str(body.get("text")) for body in self.bodies]
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: LocalCluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    process = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("operator")).start()
+def inbox() -> Iterator[Inbox]:
+    receiver = Inbox()
+    try:
+        yield receiver
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: LocalCluster, crd: None, inbox: Inbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    process = Operator(
+        cluster.kubeconfig, tmp_path_factory.mktemp("operator"), env={"RG_NOTIFY_WEBHOOK_URL": inbox.url}
+    ).start()
     process.wait_ready()
     try:
         yield process

@@ -4,6 +4,7 @@ or aborts it through the real Argo Rollouts controller. Every outcome is read fr
 from __future__ import annotations
 
 import re
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ def reasons(kube: Kubectl, release: Release) -> list[str]:
     ],
 )
 def test_harmful_canary_is_aborted_and_stable_keeps_serving(
-    harm: str, canary: Behaviour, failing_metric: str, kube: Kubectl, operator: Operator, release: Any
+    harm: str, canary: Behaviour, failing_metric: str, kube: Kubectl, operator: Operator, release: Any, inbox: Any
 ) -> None:
     rel: Release = release(canary)
     kube.create_gate(gate_for(rel))
@@ -112,6 +113,17 @@ def test_harmful_canary_is_aborted_and_stable_keeps_serving(
     assert failing_metric in failed, status["metrics"]
     assert_aborted_and_stable_serving(kube, rel)
     assert reasons(kube, rel).count("Rollback") == 1
+    # The operator's own metrics and the decision webhook saw it too.
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    assert (
+        f'robustness_gate_decisions_total{{action="Rollback",gate="fraud-gate",namespace="{rel.namespace}",'
+        'operation="Rollback"} 1.0'
+    ) in metrics
+    wait_for("the decision webhook", lambda: [t for t in inbox.texts() if f"{rel.namespace}/fraud-gate" in t], 30)
+    assert [t for t in inbox.texts() if f"{rel.namespace}/fraud-gate" in t] == [
+        f"robustness-gate {rel.namespace}/fraud-gate: canary {rel.canary} Rollback (Rollback)"
+    ]
 
 
 def test_healthy_canary_is_promoted_and_becomes_stable(kube: Kubectl, operator: Operator, release: Any) -> None:
