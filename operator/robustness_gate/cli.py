@@ -94,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--metrics-address", default="127.0.0.1:8090", help="Prometheus /metrics; '' to disable")
     run_cmd.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run_cmd.add_argument("--log-format", default="text", choices=("text", "json"))
+    run_cmd.add_argument(
+        "--leader-elect", action="store_true", help="hold a Lease so that only one of several replicas acts"
+    )
+    run_cmd.add_argument(
+        "--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    run_cmd.add_argument("--lease-name", default="robustness-gate", help="name of the Lease")
+    run_cmd.add_argument("--lease-duration", type=int, default=15, help="seconds a leader's Lease lasts")
     run_cmd.set_defaults(handler=_run_command)
 
     check_cmd = commands.add_parser(
@@ -125,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_command(args: argparse.Namespace) -> int:
     # Imported here: `analyze` and `crds` need neither kopf nor the Kubernetes client.
+    import socket
     import threading
 
     from prometheus_client import start_http_server
@@ -133,6 +143,7 @@ def _run_command(args: argparse.Namespace) -> int:
     from robustness_gate.controller import Controller
     from robustness_gate.handlers import GateWorkers, run
     from robustness_gate.kube import Kube, api_client
+    from robustness_gate.leader import LeaderElector
     from robustness_gate.notify import WebhookNotifier
     from robustness_gate.server import OperatorServer
     from robustness_gate.telemetry import Telemetry
@@ -144,7 +155,12 @@ def _run_command(args: argparse.Namespace) -> int:
     telemetry = Telemetry()
     webhook = os.environ.get("RG_NOTIFY_WEBHOOK_URL", "").strip()
     notifier = WebhookNotifier(webhook) if webhook else None
-    workers = GateWorkers(kube, Controller(kube, telemetry=telemetry, notify=notifier), telemetry)
+    elector = None
+    if args.leader_elect:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaderElector(kube, args.lease_namespace, args.lease_name, identity, args.lease_duration).start()
+    leading = elector.leading.is_set if elector is not None else (lambda: True)
+    workers = GateWorkers(kube, Controller(kube, telemetry=telemetry, notify=notifier), telemetry, leading)
     ready = threading.Event()
     server = None
     if args.http_address:
@@ -160,6 +176,8 @@ def _run_command(args: argparse.Namespace) -> int:
             server.stop()
         if notifier is not None:
             notifier.close()
+        if elector is not None:
+            elector.stop()
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from robustness_gate.telemetry import Telemetry
 log = logging.getLogger("robustness_gate.handlers")
 API_RETRY_SECONDS = 5.0
 CRASH_RETRY_SECONDS = 30.0
+STANDBY_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -39,10 +41,17 @@ class _Worker:
 class GateWorkers:
     """One thread per gate, each looping `Controller.step` at the delay the step asks for."""
 
-    def __init__(self, kube: Kube, controller: Controller, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        controller: Controller,
+        telemetry: Telemetry | None = None,
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.kube = kube
         self.controller = controller
         self.telemetry = telemetry
+        self.leading = leading  # with several replicas, only the Lease holder steps gates
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
         if telemetry is not None:
@@ -98,6 +107,10 @@ class GateWorkers:
     def _run(self, worker: _Worker) -> None:
         key = f"{worker.namespace}/{worker.name}"
         while not worker.stop.is_set():
+            if not self.leading():
+                worker.wake.wait(STANDBY_POLL_SECONDS)
+                worker.wake.clear()
+                continue
             delay = CRASH_RETRY_SECONDS
             try:
                 body = self.kube.gate(worker.namespace, worker.name)

@@ -70,6 +70,7 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.coordination = client.CoordinationV1Api(api)
         self.instance = socket.gethostname()
 
     # ------------------------------------------------------------ reads
@@ -141,7 +142,29 @@ class Kube:
         except (binascii.Error, UnicodeDecodeError):
             raise KubeError(f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 text") from None
 
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(self.coordination.read_namespaced_lease(name, namespace, _preload_content=False))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _error(error, f"reading Lease {namespace}/{name}") from None
+
     # ------------------------------------------------------------ writes
+
+    def write_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> bool:
+        """Create or replace (optimistically, by resourceVersion); False when another replica wrote first."""
+        body: Any = lease
+        try:
+            if lease["metadata"].get("resourceVersion"):
+                self.coordination.replace_namespaced_lease(name, namespace, body)
+            else:
+                self.coordination.create_namespaced_lease(namespace, body)
+            return True
+        except ApiException as error:
+            if error.status in (409, 422):
+                return False
+            raise _error(error, f"writing Lease {namespace}/{name}") from None
 
     def apply(self, namespace: str, patch: Patch) -> None:
         """Send one target patch with its exact content type (merge or JSON patch)."""
