@@ -78,6 +78,12 @@ class OnInconclusive(StrEnum):
     NONE = "None"
 
 
+class OnError(StrEnum):
+    PAUSE = "Pause"
+    ROLLBACK = "Rollback"
+    NONE = "None"
+
+
 class Verdict(StrEnum):
     PASS = "Pass"
     MARGINAL = "Marginal"
@@ -219,6 +225,9 @@ class AnalysisSpec(Model):
         description="Chance of rolling back a healthy canary, held over all looks and metrics.",
     )
     min_traffic: MinTraffic = Field(default_factory=MinTraffic, description="Minimum traffic per side.")
+    error_limit: int = Field(
+        5, ge=1, le=1000, description="Consecutive looks without metrics (Prometheus faults) before onError applies."
+    )
 
     @model_validator(mode="after")
     def _durations_consistent(self) -> AnalysisSpec:
@@ -437,6 +446,11 @@ class RobustnessGateSpec(Model):
         OnInconclusive.ROLLBACK,
         description="At maxDuration without a verdict: Rollback, Pause, Promote or None.",
     )
+    on_error: OnError = Field(
+        OnError.PAUSE,
+        description="After analysis.errorLimit looks without metrics: Pause (hold the canary where it is and "
+        "resume the analysis when metrics return), Rollback, or None (only report).",
+    )
     dry_run: bool = Field(False, description="Record decisions, change nothing.")
 
     @model_validator(mode="after")
@@ -508,6 +522,8 @@ class RobustnessGateStatus(Model):
     decision: DecisionStatus | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    consecutive_errors: int = Field(0, description="Looks in a row that could not read metrics.")
+    held_for_errors: bool = Field(False, description="The target was paused by onError: Pause; resumed on recovery.")
     message: str = ""
 
 

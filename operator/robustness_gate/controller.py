@@ -24,6 +24,7 @@ from robustness_gate.api import (
     Condition,
     DecisionStatus,
     GateValidationError,
+    OnError,
     OnPass,
     Operation,
     Phase,
@@ -270,7 +271,7 @@ class Controller:
         next_look = start + (math.floor((now - start) / interval + 1e-9) + 1) * interval
         delay = max(0.5, next_look - now)
         # Back from Invalid (a fixed spec) or another state: this revision is being analysed.
-        status.phase = Phase.ANALYZING
+        status.phase = Phase.PAUSED if status.held_for_errors else Phase.ANALYZING
         writer.condition(status, "Analyzing", "True", "Analyzing", f"analysing canary {status.revision}")
         if now - start < interval:
             writer.write(status)
@@ -291,6 +292,7 @@ class Controller:
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
+        self._recover(gate, target, status, writer)
         self._record(status, report)
         if self.telemetry is not None:
             self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
@@ -316,20 +318,76 @@ class Controller:
         error: MetricsError,
         elapsed: float,
     ) -> float | None:
-        """Metric errors never promote; past maxDuration they make the analysis inconclusive."""
+        """Metric errors never promote. After errorLimit looks in a row onError applies; past maxDuration the
+        analysis is inconclusive."""
         message = str(error)
         if self.telemetry is not None:
             self.telemetry.prometheus_errors.labels(writer.namespace, writer.name, error.kind).inc()
         writer.condition(status, "MetricsAvailable", "False", "QueryFailed", message)
-        status.message = f"metrics unavailable: {message}"
+        first = status.consecutive_errors == 0 or not status.message.endswith(message)
+        status.consecutive_errors += 1
+        status.message = f"metrics unavailable for {status.consecutive_errors} look(s): {message}"
+        limit = gate.spec.analysis.error_limit
         if elapsed >= gate.spec.analysis.max_duration_seconds:
             reason = f"maxDuration {gate.spec.analysis.max_duration} reached while metrics were unavailable: {message}"
             self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason, never_promote=True)
             return gate.spec.analysis.interval_seconds
-        if writer.write(status):
+        if status.consecutive_errors >= limit and not status.held_for_errors:
+            reason = f"no metrics for {status.consecutive_errors} looks in a row (errorLimit {limit}): {message}"
+            if gate.spec.on_error is OnError.ROLLBACK:
+                self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason, operation=Operation.ROLLBACK)
+                return gate.spec.analysis.interval_seconds
+            if gate.spec.on_error is OnError.PAUSE:
+                self._hold(gate, target, status, writer, reason)
+                return None
+        if writer.write(status) and first:
             writer.event("Warning", "MetricsUnavailable", message)
         self.logger.warning("gate %s: %s", writer.key, message)
         return None
+
+    def _hold(
+        self,
+        gate: RobustnessGate,
+        target: LiveTarget,
+        status: RobustnessGateStatus,
+        writer: _StatusWriter,
+        reason: str,
+    ) -> None:
+        """onError: Pause: hold the canary where it is while blind; the analysis goes on and resumes it."""
+        sent = []
+        if not gate.spec.dry_run:
+            for patch in target.patches(Operation.PAUSE):
+                self.kube.apply(writer.namespace, patch)
+                sent.append(patch.describe())
+        status.held_for_errors = True
+        status.phase = Phase.PAUSED
+        note = "; ".join(sent) if sent else ("dryRun: target not paused" if gate.spec.dry_run else "nothing to pause")
+        status.message = f"{reason} (Pause: {note})"
+        writer.write(status)
+        writer.event("Warning", "PausedWithoutMetrics", status.message)
+        self.logger.warning("gate %s: %s", writer.key, status.message)
+
+    def _recover(
+        self, gate: RobustnessGate, target: LiveTarget, status: RobustnessGateStatus, writer: _StatusWriter
+    ) -> None:
+        """Metrics answer again: undo our own pause, if any, and go on analysing."""
+        errors = status.consecutive_errors
+        status.consecutive_errors = 0
+        if not status.held_for_errors:
+            return
+        sent = []
+        if not gate.spec.dry_run:
+            for patch in target.resume():
+                self.kube.apply(writer.namespace, patch)
+                sent.append(patch.describe())
+        status.held_for_errors = False
+        status.phase = Phase.ANALYZING
+        writer.event(
+            "Normal",
+            "MetricsRecovered",
+            f"metrics answer again after {errors} failed look(s); analysis resumed"
+            + (f" ({'; '.join(sent)})" if sent else ""),
+        )
 
     def _record(self, status: RobustnessGateStatus, report: AnalysisReport) -> None:
         status.looks = report.looks
@@ -347,8 +405,9 @@ class Controller:
         action: Action,
         reason: str,
         never_promote: bool = False,
+        operation: Operation | None = None,
     ) -> None:
-        operation = operation_for(action, gate)
+        operation = operation if operation is not None else operation_for(action, gate)
         if never_promote and operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
             # Missing metrics are never grounds for a promotion, whatever onInconclusive says.
             operation = Operation.NONE
@@ -413,8 +472,16 @@ class Controller:
             ).inc()
         if self.notify is not None:
             self.notify(
-                Notice(writer.namespace, writer.name, decision.revision, decision.action.value, operation.value,
-                       decision.dry_run, status.score, f"{decision.reason} ({note})")
+                Notice(
+                    writer.namespace,
+                    writer.name,
+                    decision.revision,
+                    decision.action.value,
+                    operation.value,
+                    decision.dry_run,
+                    status.score,
+                    f"{decision.reason} ({note})",
+                )
             )
         self.logger.info(
             "gate %s: canary %s %s: %s (%s)",

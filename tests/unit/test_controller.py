@@ -604,13 +604,14 @@ def test_a_gate_whose_target_appears_later_starts_analysing() -> None:
 
 
 def test_metric_errors_never_promote_and_mark_metrics_unavailable() -> None:
-    h = harness(rollout=make_rollout(), **HEALTHY)
+    h = harness(make_gate(onError="None"), make_rollout(), **HEALTHY)
     h.source.error = PROMETHEUS_DOWN
     h.step()
     h.next()
     status = h.kube.status
     assert status["phase"] == "Analyzing"
-    assert status["message"] == f"metrics unavailable: {PROMETHEUS_DOWN}"
+    assert status["message"] == f"metrics unavailable for 1 look(s): {PROMETHEUS_DOWN}"
+    assert status["consecutiveErrors"] == 1
     available = h.kube.condition("MetricsAvailable")
     assert (available["status"], available["reason"]) == ("False", "QueryFailed")
     assert str(PROMETHEUS_DOWN) in available["message"]
@@ -657,7 +658,8 @@ def test_a_passing_canary_is_not_promoted_while_metrics_are_down_and_is_once_the
 def test_metrics_down_until_max_duration_is_inconclusive(
     on_inconclusive: str, expected: list[Patch], phase: str
 ) -> None:
-    h = harness(make_gate(onInconclusive=on_inconclusive), make_rollout(), **HEALTHY)
+    # onError: None, so that only maxDuration acts (onError has its own tests below).
+    h = harness(make_gate(onInconclusive=on_inconclusive, onError="None"), make_rollout(), **HEALTHY)
     h.source.error = PROMETHEUS_DOWN
     h.step()
     while "decision" not in h.kube.status:
@@ -988,10 +990,51 @@ def test_rollout_selectors_on_names_are_reported_invalid_and_never_act() -> None
 
 
 def test_on_inconclusive_promote_never_promotes_when_metrics_never_answered() -> None:
-    h = harness(make_gate(onInconclusive="Promote"), make_rollout(), **HEALTHY)
+    h = harness(make_gate(onInconclusive="Promote", onError="None"), make_rollout(), **HEALTHY)
     h.source.error = PROMETHEUS_DOWN
     h.step()
     for _ in range(31):
         h.next()
     assert h.kube.applied() == []
     assert h.kube.status["phase"] == "Inconclusive" and "not promoted without metrics" in h.kube.status["message"]
+
+
+def test_on_error_pause_holds_the_canary_after_error_limit_and_resumes_when_metrics_return() -> None:
+    h = harness(rollout=make_rollout(), **HEALTHY)  # onError defaults to Pause, errorLimit to 5
+    h.step()
+    h.source.error = PROMETHEUS_DOWN
+    for _ in range(4):
+        h.next()
+    assert h.kube.applied() == [] and h.kube.status["consecutiveErrors"] == 4
+    h.next()
+    assert [p.body for p in h.kube.applied()] == [{"spec": {"paused": True}}]
+    assert h.kube.status["phase"] == "Paused" and h.kube.status["heldForErrors"] is True
+    assert "errorLimit 5" in h.kube.status["message"]
+    for _ in range(3):  # still blind: nothing more is sent
+        h.next()
+    assert len(h.kube.applied()) == 1
+    h.source.error = None
+    h.next()  # past minDuration by now: the same look that sees metrics again may promote
+    bodies = [p.body for p in h.kube.applied()]
+    assert bodies[1] == {"spec": {"paused": False}}  # our own pause is undone first
+    assert h.kube.status["consecutiveErrors"] == 0
+    assert "heldForErrors" not in h.kube.status or h.kube.status["heldForErrors"] is False
+    assert [e[1] for e in h.kube.events()].count("MetricsRecovered") == 1
+    while h.kube.status["phase"] == "Analyzing":
+        h.next()
+    assert h.kube.status["phase"] == "Promoted"
+    assert {"status": {"pauseConditions": None}} in [p.body for p in h.kube.applied()]
+
+
+def test_on_error_rollback_rolls_back_after_error_limit_and_never_promotes() -> None:
+    h = harness(make_gate(onError="Rollback", analysis={"interval": "10s", "minDuration": "30s", "maxDuration": "5m",
+                                                        "errorLimit": 3, "minTraffic": {"canary": 10, "baseline": 10}}),
+                make_rollout(), **HEALTHY)
+    h.step()
+    h.source.error = PROMETHEUS_DOWN
+    for _ in range(3):
+        h.next()
+    assert [p.body for p in h.kube.applied()] == [{"status": {"abort": True}}]
+    decision = h.kube.status["decision"]
+    assert decision["action"] == "Inconclusive" and decision["operation"] == "Rollback"
+    assert "3 looks in a row" in decision["reason"] and h.kube.status["phase"] == "RolledBack"

@@ -137,3 +137,10 @@ def abort(rollout: dict[str, Any]) -> list[Patch]:
 def pause(rollout: dict[str, Any]) -> list[Patch]:
     """`kubectl argo rollouts pause`."""
     return [Patch(ObjectRef("Rollout", str(_get(rollout, "metadata", "name"))), {"spec": {"paused": True}})]
+
+
+def resume(rollout: dict[str, Any]) -> list[Patch]:
+    """Undo `pause` (`spec.paused: false`) when set; the canary's own pause steps stay as they are."""
+    if not _get(rollout, "spec", "paused"):
+        return []
+    return [Patch(ObjectRef("Rollout", str(_get(rollout, "metadata", "name"))), {"spec": {"paused": False}})]

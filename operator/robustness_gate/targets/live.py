@@ -26,9 +26,14 @@ class LiveTarget:
     observation: Observation
     default_selectors: tuple[str, str]
     _patches: Callable[[Operation], list[Patch]]
+    _resume: Callable[[], list[Patch]] = lambda: []
 
     def patches(self, operation: Operation) -> list[Patch]:
         return self._patches(operation)
+
+    def resume(self) -> list[Patch]:
+        """Undo a Pause (spec.paused: false) if the target is paused; nothing else moves."""
+        return self._resume()
 
 
 def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) -> LiveTarget:
@@ -58,6 +63,7 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
             argo_rollout.observe(rollout),
             (argo_rollout.DEFAULT_CANARY_SELECTOR, argo_rollout.DEFAULT_BASELINE_SELECTOR),
             rollout_patches,
+            lambda: argo_rollout.resume(rollout),
         )
     canary = _workload(reader, namespace, ref.name, "spec.targetRef")
     defaults = (deployment.DEFAULT_CANARY_SELECTOR, deployment.DEFAULT_BASELINE_SELECTOR)
@@ -78,6 +84,7 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
             deployment.observe_pair(canary, stable),
             defaults,
             pair_patches,
+            lambda: deployment.promote_single(canary),
         )
 
     def single_patches(operation: Operation) -> list[Patch]:
@@ -89,7 +96,13 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
             return deployment.pause(canary)
         return []
 
-    return LiveTarget(f"Deployment/{ref.name}", deployment.observe_single(canary), defaults, single_patches)
+    return LiveTarget(
+        f"Deployment/{ref.name}",
+        deployment.observe_single(canary),
+        defaults,
+        single_patches,
+        lambda: deployment.promote_single(canary),
+    )
 
 
 def _workload(reader: TargetReader, namespace: str, name: str, field: str) -> Workload:
