@@ -9,7 +9,7 @@ CLUSTER_DIR ?= .cluster
 CLUSTER_ARGS ?=
 
 .PHONY: all deps venv lint typecheck crds crds-check unit integration test demo clean \
-	cluster-build cluster-up cluster-down cluster-status k8s e2e
+	cluster-build cluster-up cluster-down cluster-status k8s e2e chart-lint
 
 all: test
 
@@ -70,3 +70,9 @@ demo: deps venv cluster-build
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# `helm lint --strict` of the chart, cluster-wide and namespaced (helm comes from `make cluster-build`).
+chart-lint: cluster-build
+	@helm="$${TESTBIN:-$$HOME/.cache/robustness-gate/testbin}/bin/helm"; \
+	"$$helm" lint --strict charts/robustness-gate && \
+	"$$helm" lint --strict charts/robustness-gate --set-json 'watchNamespaces=["team-a"]' --set-json 'rbac.secretNames=["prom-auth"]'
