@@ -28,6 +28,7 @@ lint: venv
 	$(BIN)/ruff check operator tests hack
 	$(BIN)/mypy operator/robustness_gate hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
 		hack/scenario.py hack/demo.py
+	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
 
 crds: venv
 	$(BIN)/robustness-gate crds
@@ -41,7 +42,7 @@ unit: venv
 integration: venv deps
 	$(BIN)/python -m pytest tests/integration -q
 
-test: deps venv lint crds-check cluster-build
+test: deps venv lint crds-check cluster-build chart-lint
 	$(BIN)/python -m pytest tests/unit tests/integration tests/k8s tests/e2e -q
 
 # Local cluster binaries (etcd, kube-*, kwok, rollouts-controller, helm) from the Go module proxy, cached in

@@ -139,6 +139,9 @@ def registry(workers: GateWorkers) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=reg)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.WARNING
+        # Watch exactly the given namespaces (or all): no CRD or Namespace scanning, which least-privilege
+        # RBAC does not grant.
+        settings.scanning.disabled = True
         # One line per watch event would drown the decisions; handler failures still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         settings.watching.server_timeout = 300
