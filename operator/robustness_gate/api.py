@@ -32,6 +32,8 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 LABEL_MATCHERS = r'^\s*([a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"([^"\\]|\\.)*"\s*(,\s*|$))*$'
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 MAX_LOOKS = 10_000
+# Longest query template: queries travel in URLs, and a gate should stay readable.
+MAX_QUERY = 10_000
 
 
 class Model(BaseModel):
@@ -151,12 +153,14 @@ class Selectors(Model):
     canary: str | None = Field(
         None,
         min_length=1,
+        max_length=2000,
         description="Matchers for the canary's series. Default: rollouts_pod_template_hash=\"{{canaryHash}}\" "
         "for a Rollout, pod_template_hash=\"{{canaryHash}}\" for Deployments.",
     )
     baseline: str | None = Field(
         None,
         min_length=1,
+        max_length=2000,
         description="Matchers for the baseline's series. Default: the same label with {{stableHash}}.",
     )
 
@@ -267,15 +271,15 @@ class AnalysisSpec(Model):
 class ErrorRateSource(Model):
     """Bad events over all events, e.g. 5xx responses over requests."""
 
-    errors: str = Field(min_length=1, description="PromQL template counting bad events in {{window}}.")
-    total: str = Field(min_length=1, description="PromQL template counting all events in {{window}}.")
+    errors: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting bad events in {{window}}.")
+    total: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting all events in {{window}}.")
 
 
 class RatioSource(Model):
     """Any count ratio, e.g. predictions with a null feature over all predictions."""
 
-    numerator: str = Field(min_length=1, description="PromQL template counting events in {{window}}.")
-    denominator: str = Field(min_length=1, description="PromQL template counting the population.")
+    numerator: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting events in {{window}}.")
+    denominator: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting the population.")
 
 
 class HistogramSource(Model):
@@ -283,7 +287,7 @@ class HistogramSource(Model):
 
     histogram: str = Field(pattern=METRIC_NAME, description="Base name, without _bucket.")
     labels: str = Field(
-        "", pattern=LABEL_MATCHERS, description='Extra label matchers, e.g. app="fraud",route="/score".'
+        "", pattern=LABEL_MATCHERS, max_length=2000, description='Extra label matchers, e.g. app="fraud",route="/score".'
     )
 
 
@@ -297,7 +301,7 @@ class DriftSource(HistogramSource):
 class CustomSource(Model):
     """Any PromQL template returning one value per side; checked with plain thresholds."""
 
-    query: str = Field(min_length=1, description="PromQL template returning one value per side.")
+    query: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template returning one value per side.")
     consecutive: int = Field(
         3, ge=1, le=100, description="Looks in a row outside the SLO bounds before the metric fails."
     )

@@ -7,15 +7,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "robustnessgates.robustness.dev.yaml"
 
 HACK_DIR = Path(__file__).resolve().parents[2] / "hack"
 if str(HACK_DIR) not in sys.path:
     sys.path.insert(0, str(HACK_DIR))
-
 
 
 @pytest.fixture
@@ -38,3 +41,24 @@ def namespace(kube_api: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crd(kube_api: client.ApiClient) -> dict[str, Any]:
+    extensions = client.ApiextensionsV1Api(kube_api)
+    body = yaml.safe_load(CRD_FILE.read_text())
+    try:
+        extensions.create_custom_resource_definition(body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        stored = extensions.read_custom_resource_definition(body["metadata"]["name"])
+        conditions = {c.type: c.status for c in stored.status.conditions or []}
+        if conditions.get("Established") == "True":
+            # The first requests after Established can still see "storage is (re)initializing".
+            time.sleep(1)
+            return body
+        time.sleep(0.2)
+    pytest.fail("the RobustnessGate CRD did not become Established in 30 s")

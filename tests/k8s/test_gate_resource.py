@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -23,27 +22,6 @@ from robustness_gate.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "robustnessgates.robustness.dev.yaml"
-
-
-@pytest.fixture(scope="module")
-def crd(kube_api: client.ApiClient) -> dict[str, Any]:
-    extensions = client.ApiextensionsV1Api(kube_api)
-    body = yaml.safe_load(CRD_FILE.read_text())
-    try:
-        extensions.create_custom_resource_definition(body)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        stored = extensions.read_custom_resource_definition(body["metadata"]["name"])
-        conditions = {c.type: c.status for c in stored.status.conditions or []}
-        if conditions.get("Established") == "True":
-            # The first requests after Established can still see "storage is (re)initializing".
-            time.sleep(1)
-            return body
-        time.sleep(0.2)
-    pytest.fail("the RobustnessGate CRD did not become Established in 30 s")
 
 
 def gate(namespace: str, name: str = "fraud", **spec_changes: Any) -> dict[str, Any]:
