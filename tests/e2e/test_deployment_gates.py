@@ -41,7 +41,7 @@ def current_hash(kube: Kubectl, namespace: str, name: str) -> str | None:
     return None
 
 
-def decided(kube: Kubectl, namespace: str, timeout: float = 150) -> dict[str, Any]:
+def decided(kube: Kubectl, namespace: str, timeout: float = 240) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         status = (kube.gate(namespace, "gate") or {}).get("status") or {}
         return status if status.get("phase") in DECIDED and (status.get("decision") or {}).get("applied") else None
@@ -65,9 +65,11 @@ def start_pair(kube: Kubectl, namespace: str) -> tuple[str, str]:
     return stable, canary
 
 
-def pair_gate(namespace: str, prometheus: str) -> dict[str, Any]:
+def pair_gate(namespace: str, prometheus: str, harmful: bool) -> dict[str, Any]:
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud-canary"}
-    return gate_manifest(namespace, "gate", target, prometheus, app="fraud", stable="fraud", label=LABEL)
+    # A harmful canary must be caught by evidence: a long minDuration rules out a promotion for lack of it.
+    durations = {"min_duration": "3m", "max_duration": "6m"} if harmful else {}
+    return gate_manifest(namespace, "gate", target, prometheus, app="fraud", stable="fraud", label=LABEL, **durations)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +81,7 @@ def test_deployment_pair(
     namespace = kube.namespace(namespace_for(request.node.name))
     stable, canary = start_pair(kube, namespace)
     flow = traffic("fraud", stable, canary, behaviour)
-    kube.create_gate(pair_gate(namespace, flow.url))
+    kube.create_gate(pair_gate(namespace, flow.url, harmful=outcome != "promoted"))
     status = decided(kube, namespace)
     assert status["revision"] == canary and status["stableRevision"] == stable
     canary_deployment = wait_for(
@@ -120,7 +122,11 @@ def test_single_deployment_bad_update_is_undone(
     v2 = wait_for("v2 ReplicaSet", lambda: (h := current_hash(kube, namespace, "fraud")) != v1 and h, 60)
     flow = traffic("fraud", v1, v2, Behaviour(error_rate=0.05))
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud"}
-    kube.create_gate(gate_manifest(namespace, "gate", target, flow.url, app="fraud", label=LABEL))
+    kube.create_gate(
+        gate_manifest(
+            namespace, "gate", target, flow.url, app="fraud", label=LABEL, min_duration="3m", max_duration="6m"
+        )
+    )
     status = decided(kube, namespace)
     assert status["phase"] == "RolledBack" and status["revision"] == v2, status
     deployment = kube.deployment(namespace, "fraud")

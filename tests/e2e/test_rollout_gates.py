@@ -55,7 +55,7 @@ def gate_for(release: Release, **options: Any) -> dict[str, Any]:
     return gate_manifest(release.namespace, "fraud-gate", target, release.traffic.url, app=release.name, **options)
 
 
-def decided(kube: Kubectl, release: Release, timeout: float = 150) -> dict[str, Any]:
+def decided(kube: Kubectl, release: Release, timeout: float = 240) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         gate = kube.gate(release.namespace, "fraud-gate")
         status = (gate or {}).get("status") or {}
@@ -103,7 +103,8 @@ def test_harmful_canary_is_aborted_and_stable_keeps_serving(
     harm: str, canary: Behaviour, failing_metric: str, kube: Kubectl, operator: Operator, release: Any, inbox: Any
 ) -> None:
     rel: Release = release(canary)
-    kube.create_gate(gate_for(rel))
+    # A long minDuration: a harmful canary must be caught by evidence, never promoted for lack of it in time.
+    kube.create_gate(gate_for(rel, min_duration="3m", max_duration="6m"))
     gate = decided(kube, rel)
     status = gate["status"]
     assert status["phase"] == "RolledBack", status
@@ -145,7 +146,7 @@ def test_healthy_canary_is_promoted_and_becomes_stable(kube: Kubectl, operator: 
 def test_dry_run_records_the_decision_and_changes_nothing(kube: Kubectl, operator: Operator, release: Any) -> None:
     rel: Release = release(Behaviour(error_rate=0.05))
     before = kube.rollout(rel.namespace, rel.name)
-    kube.create_gate(gate_for(rel, dry_run=True))
+    kube.create_gate(gate_for(rel, dry_run=True, min_duration="3m", max_duration="6m"))
     gate = decided(kube, rel)
     status = gate["status"]
     assert status["phase"] == "Failed" and status["decision"]["dryRun"] is True, status
