@@ -359,11 +359,12 @@ class Operator:
     """
 
     def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, extra_args: Sequence[str] = (), name: str = "operator") -> None:
         from promlab import free_port
 
         self.kubeconfig, self.workdir, self.namespaces = kubeconfig, workdir, list(namespaces)
         self.env = env or {}
+        self.extra_args, self.name = list(extra_args), name
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.http_port, self.metrics_port = free_port(), free_port()
@@ -382,13 +383,14 @@ class Operator:
         from promlab import die_with_parent_prefix
 
         self.starts += 1
-        log = open(self.workdir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
+        log = open(self.workdir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
         command = [*die_with_parent_prefix(), sys.executable, "-m", "robustness_gate.cli", "run",
                    "--kubeconfig", str(self.kubeconfig),
                    "--http-address", f"127.0.0.1:{self.http_port}",
                    "--metrics-address", f"127.0.0.1:{self.metrics_port}"]
         for namespace in self.namespaces:
             command += ["--namespace", namespace]
+        command += self.extra_args
         self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env})
         log.close()
@@ -426,4 +428,4 @@ class Operator:
                 self.proc.wait(10)
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("operator-*.log")))
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"{self.name}-*.log")))
