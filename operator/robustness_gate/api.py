@@ -271,15 +271,23 @@ class AnalysisSpec(Model):
 class ErrorRateSource(Model):
     """Bad events over all events, e.g. 5xx responses over requests."""
 
-    errors: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting bad events in {{window}}.")
-    total: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting all events in {{window}}.")
+    errors: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="PromQL template counting bad events in {{window}}."
+    )
+    total: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="PromQL template counting all events in {{window}}."
+    )
 
 
 class RatioSource(Model):
     """Any count ratio, e.g. predictions with a null feature over all predictions."""
 
-    numerator: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting events in {{window}}.")
-    denominator: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting the population.")
+    numerator: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="PromQL template counting events in {{window}}."
+    )
+    denominator: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="PromQL template counting the population."
+    )
 
 
 class HistogramSource(Model):
@@ -287,7 +295,10 @@ class HistogramSource(Model):
 
     histogram: str = Field(pattern=METRIC_NAME, description="Base name, without _bucket.")
     labels: str = Field(
-        "", pattern=LABEL_MATCHERS, max_length=2000, description='Extra label matchers, e.g. app="fraud",route="/score".'
+        "",
+        pattern=LABEL_MATCHERS,
+        max_length=2000,
+        description='Extra label matchers, e.g. app="fraud",route="/score".',
     )
 
 
@@ -301,7 +312,9 @@ class DriftSource(HistogramSource):
 class CustomSource(Model):
     """Any PromQL template returning one value per side; checked with plain thresholds."""
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template returning one value per side.")
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="PromQL template returning one value per side."
+    )
     consecutive: int = Field(
         3, ge=1, le=100, description="Looks in a row outside the SLO bounds before the metric fails."
     )
