@@ -444,7 +444,8 @@ class Controller:
             note = f"dryRun: would {operation.value}; the target was not changed"
         elif operation is Operation.NONE:
             note = "no operation configured for this outcome"
-        elif resumed and target.observation.state != decision.target_state:
+        elif resumed and target.observation.state != decision.target_state and not target.idempotent(operation):
+            # Most likely this very operation went out before the restart; sending it twice would act twice.
             note = f"the target changed since the decision; {operation.value} was not sent again"
         else:
             for patch in target.patches(operation):
@@ -454,8 +455,6 @@ class Controller:
         decision.applied = True
         status.decision = decision
         status.phase = _phase_for(decision)
-        if resumed and not sent and not decision.dry_run and target.observation.state != decision.target_state:
-            status.phase = _VERDICT_PHASE.get(decision.action, Phase.INCONCLUSIVE)  # judged, but not acted on
         status.message = f"{decision.reason} ({note})"
         writer.condition(status, "Analyzing", "False", "Decided", f"{decision.action.value}: {note}")
         writer.write(status)

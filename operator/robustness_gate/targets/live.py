@@ -27,9 +27,15 @@ class LiveTarget:
     default_selectors: tuple[str, str]
     _patches: Callable[[Operation], list[Patch]]
     _resume: Callable[[], list[Patch]] = lambda: []
+    # Operations that change nothing more when sent twice (abort, pause, scale to 0, promote --full, ...).
+    _idempotent: frozenset[Operation] = frozenset({Operation.PAUSE, Operation.NONE})
 
     def patches(self, operation: Operation) -> list[Patch]:
         return self._patches(operation)
+
+    def idempotent(self, operation: Operation) -> bool:
+        """True when sending the operation again after a restart cannot act twice."""
+        return operation in self._idempotent
 
     def resume(self) -> list[Patch]:
         """Undo a Pause (spec.paused: false) if the target is paused; nothing else moves."""
@@ -64,6 +70,8 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
             (argo_rollout.DEFAULT_CANARY_SELECTOR, argo_rollout.DEFAULT_BASELINE_SELECTOR),
             rollout_patches,
             lambda: argo_rollout.resume(rollout),
+            # A plain promote moves one step further each time it is sent; abort and --full do not.
+            frozenset({Operation.ROLLBACK, Operation.PAUSE, Operation.PROMOTE_FULL, Operation.NONE}),
         )
     canary = _workload(reader, namespace, ref.name, "spec.targetRef")
     defaults = (deployment.DEFAULT_CANARY_SELECTOR, deployment.DEFAULT_BASELINE_SELECTOR)
@@ -85,6 +93,7 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
             defaults,
             pair_patches,
             lambda: deployment.promote_single(canary),
+            frozenset(Operation),  # copying the same template and scaling to 0 again change nothing
         )
 
     def single_patches(operation: Operation) -> list[Patch]:
@@ -102,6 +111,8 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
         defaults,
         single_patches,
         lambda: deployment.promote_single(canary),
+        # A second undo would swap back to the canary's template.
+        frozenset({Operation.PROMOTE, Operation.PROMOTE_FULL, Operation.PAUSE, Operation.NONE}),
     )
 
 

@@ -1,0 +1,137 @@
+"""The operator SIGKILLed again and again while ten gates analyse and act: every restart resumes
+from status, every revision ends with exactly one action, and no analysis restarts."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from test_rollout_gates import namespace_for
+
+from canarylab import Behaviour
+from scenario import ROLLOUTS, Kubectl, Operator, Traffic, gate_manifest, pod_template, rollout_manifest, wait_for
+
+GATES = 10
+KILLS = 30
+DECIDED = {"Promoted", "RolledBack"}
+
+
+def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
+    kube: Kubectl, operator: Operator, tmp_path: Path, request: Any
+) -> None:
+    namespace = kube.namespace(namespace_for(request.node.name))
+    names = [f"model-{i}" for i in range(GATES)]
+    for name in names:
+        kube.custom.create_namespaced_custom_object(
+            *ROLLOUTS[:2], namespace, ROLLOUTS[2], rollout_manifest(namespace, name, "v1", replicas=2)
+        )
+    stable = {
+        n: wait_for(
+            f"{n} healthy",
+            lambda n=n: (
+                _status(kube, namespace, n).get("stableRS")
+                if _status(kube, namespace, n).get("phase") == "Healthy"
+                else None
+            ),
+            90,
+        )
+        for n in names
+    }
+    for name in names:
+        kube.custom.patch_namespaced_custom_object(
+            *ROLLOUTS[:2],
+            namespace,
+            ROLLOUTS[2],
+            name,
+            {"spec": {"template": pod_template(name, "v2")}},
+            _content_type="application/merge-patch+json",
+        )
+    canary = {
+        n: wait_for(
+            f"{n} canary",
+            lambda n=n: (
+                h
+                if (h := _status(kube, namespace, n).get("currentPodHash")) != stable[n]
+                and _status(kube, namespace, n).get("pauseConditions")
+                else None
+            ),
+            90,
+        )
+        for n in names
+    }
+    bad = set(names[::2])  # half the canaries fail 20 % of requests
+    traffic = Traffic(tmp_path / "traffic", "fraud", "rollouts_pod_template_hash", rate=12).start()
+    versions = {stable[n]: Behaviour() for n in names}
+    versions |= {canary[n]: Behaviour(error_rate=0.2) if n in bad else Behaviour() for n in names}
+    traffic.serve(versions)
+    rng = random.Random(20261123)
+    kills = 0
+    kills_while_analysing = 0
+    started_at: dict[str, str] = {}
+    try:
+        for name in names:
+            target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+            gate = gate_manifest(
+                namespace,
+                name,
+                target,
+                traffic.url,
+                app="fraud",
+                interval="2s",
+                min_duration="40s",
+                max_duration="6m",
+                min_traffic=50,
+            )
+            kube.create_gate(gate)
+        deadline = time.monotonic() + 420
+        while kills < KILLS or not all(_phase(kube, namespace, n) in DECIDED for n in names):
+            assert time.monotonic() < deadline, {n: _phase(kube, namespace, n) for n in names}
+            time.sleep(rng.uniform(1.0, 5.0))
+            for name in names:
+                status = (kube.gate(namespace, name) or {}).get("status") or {}
+                if status.get("startedAt"):
+                    started_at.setdefault(name, status["startedAt"])
+                    assert status["startedAt"] == started_at[name], f"{name}: the analysis restarted"
+            if kills < KILLS:
+                analysing = any(_phase(kube, namespace, n) == "Analyzing" for n in names)
+                operator.kill()
+                kills += 1
+                kills_while_analysing += analysing
+                time.sleep(rng.uniform(0.0, 2.0))
+                operator.start()
+        for name in names:
+            gate = kube.gate(namespace, name) or {}
+            status = gate["status"]
+            assert status["phase"] == ("RolledBack" if name in bad else "Promoted"), (name, status)
+            assert status["decision"]["applied"] is True and status["revision"] == canary[name]
+            assert status["startedAt"] == started_at[name]
+            reasons = [e["reason"] for e in kube.events(namespace, name)]
+            assert reasons.count("Rollback") + reasons.count("Promote") == 1, (name, reasons)
+            assert reasons.count("AnalysisStarted") == 1, (name, reasons)
+            rollout = _status(kube, namespace, name)
+            if name in bad:
+                assert rollout.get("abort") is True and rollout.get("stableRS") == stable[name]
+            else:
+                wait_for(
+                    f"{name} promoted",
+                    lambda name=name: _status(kube, namespace, name).get("stableRS") == canary[name],
+                    60,
+                )
+        print(
+            f"kill trials: {kills} SIGKILLs ({kills_while_analysing} while a gate was analysing), "
+            f"{GATES} gates, 0 wrong or repeated actions"
+        )
+        assert kills >= KILLS and kills_while_analysing >= 10
+    finally:
+        operator.start() if operator.proc is None or operator.proc.poll() is not None else None
+        traffic.stop()
+
+
+def _status(kube: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    return dict(kube.rollout(namespace, name).get("status") or {})
+
+
+def _phase(kube: Kubectl, namespace: str, name: str) -> str:
+    return str(((kube.gate(namespace, name) or {}).get("status") or {}).get("phase"))
