@@ -25,6 +25,13 @@ from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, Met
 from robustness_gate.stats import counts, histograms, kayenta
 
 DEFAULT_LATENCY_QUANTILE = 0.99
+# A comparison passes only on evidence, not on the mere absence of harm: the canary must be shown to
+# be less than PASS_FACTOR times worse than the tolerated ratio, with an e-value of 1 / PASS_BETA.
+# Without it the gate keeps looking, so a regression too small to show by minDuration still has
+# until maxDuration to show; a canary about PASS_FACTOR times worse is promoted early at most PASS_BETA
+# of the time. With 10/90 req/s and 1% errors a healthy canary passes in about 3 minutes.
+PASS_FACTOR = 2.0
+PASS_BETA = 0.1
 
 
 @dataclass(frozen=True)
@@ -210,7 +217,39 @@ def _ratio_compare(
         look = evidence.first_rejection(alpha)
         assert look is not None
         return _Part(True, False, f"{text}: harm shown at look {look + 1}"), evidence, estimate, bounds
-    return _Part(False, True, text + ": no evidence of harm"), evidence, estimate, bounds
+    safe = _shown_safe(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
+    return _Part(False, safe.confirmed, f"{text}: {safe.text}"), evidence, estimate, bounds
+
+
+@dataclass(frozen=True)
+class _Safety:
+    confirmed: bool
+    text: str
+
+
+def _pass_ratio(r0: float, increase: bool) -> float:
+    return r0 * PASS_FACTOR if increase else r0 / PASS_FACTOR
+
+
+def _shown_safe(
+    canary_events: FloatArray,
+    canary_total: FloatArray,
+    baseline_events: FloatArray,
+    baseline_total: FloatArray,
+    r0: float,
+    increase: bool,
+) -> _Safety:
+    """No harm shown; is there evidence that the canary is not much worse (ratio beyond PASS_FACTOR × r0)?"""
+    bound = _pass_ratio(r0, increase)
+    evidence = counts.ratio_log_evalues(
+        canary_events, canary_total, baseline_events, baseline_total, bound, increase=not increase
+    )
+    relation = "below" if increase else "above"
+    if evidence.rejected(PASS_BETA):
+        return _Safety(True, f"no evidence of harm, shown {relation} {bound:g}")
+    e_value = math.exp(evidence.max_log_evalue)
+    progress = f"e-value {e_value:.2g} of {1 / PASS_BETA:g}"
+    return _Safety(False, f"no evidence of harm yet, not yet shown {relation} {bound:g} ({progress})")
 
 
 def _null_ratio(metric: MetricSpec) -> tuple[bool, float]:
@@ -421,7 +460,19 @@ def _latency_compare(
         look = evidence.first_rejection(alpha_each)
         assert look is not None
         return _Part(True, False, f"{text}: canary slower, shown at look {look + 1}"), p_value, ratio
-    return _Part(False, True, f"{text}: no evidence of a slowdown"), p_value, ratio
+    # Passing needs evidence at the boundary users read: the one at the baseline's quantile.
+    safe = _shown_safe(
+        data.canary[:, reported + 1 :].sum(axis=1),
+        canary_total,
+        data.baseline[:, reported + 1 :].sum(axis=1),
+        baseline_total,
+        r0,
+        increase,
+    )
+    safe_text = safe.text.replace("harm", "a slowdown")
+    if reported != index:
+        safe_text += f" (slower than {data.bounds[reported]:g}s)"
+    return _Part(False, safe.confirmed, f"{text}: {safe_text}"), p_value, ratio
 
 
 def _share(counts_per_look: FloatArray, index: int) -> tuple[float, float]:

@@ -16,7 +16,8 @@ class Decision:
 
 
 def decide(verdict: GateVerdict, elapsed_seconds: float, analysis: AnalysisSpec) -> Decision:
-    """Roll back on shown harm at any look; promote only after minDuration on a passing gate."""
+    """Roll back on shown harm at any look; promote after minDuration on a passing gate, or at maxDuration
+    when every metric was measured and none showed harm; otherwise maxDuration is inconclusive."""
     elapsed = format_duration(elapsed_seconds)
     if verdict.verdict is Verdict.FAIL:
         return Decision(Action.ROLLBACK, verdict.reason)
@@ -28,11 +29,27 @@ def decide(verdict: GateVerdict, elapsed_seconds: float, analysis: AnalysisSpec)
     if verdict.verdict is Verdict.PASS:
         return Decision(Action.PROMOTE, f"{verdict.reason} after {elapsed}")
     if elapsed_seconds >= analysis.max_duration_seconds:
+        if _no_harm_shown(verdict):
+            return Decision(
+                Action.PROMOTE,
+                f"maxDuration {analysis.max_duration} reached with every metric measured and no harm shown: "
+                f"{verdict.reason}",
+            )
         return Decision(
             Action.INCONCLUSIVE,
             f"maxDuration {analysis.max_duration} reached without a verdict: {verdict.reason}",
         )
     return Decision(Action.CONTINUE, f"{elapsed} elapsed, {_state(verdict)}")
+
+
+def _no_harm_shown(verdict: GateVerdict) -> bool:
+    """Marginal with data everywhere and no failure: the analysis ran its course without finding harm."""
+    live = [m for m in verdict.metrics if not m.dry_run]
+    return (
+        verdict.verdict is Verdict.MARGINAL
+        and bool(live)
+        and all(m.verdict in (Verdict.PASS, Verdict.MARGINAL) for m in live)
+    )
 
 
 def _state(verdict: GateVerdict) -> str:

@@ -104,7 +104,7 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
         for name in names:
             gate = kube.gate(namespace, name) or {}
             status = gate["status"]
-            assert status["phase"] == ("RolledBack" if name in bad else "Promoted"), (name, status)
+            assert status["phase"] == ("RolledBack" if name in bad else "Promoted"), (name, _explain(status))
             assert status["decision"]["applied"] is True and status["revision"] == canary[name]
             assert status["startedAt"] == started_at[name]
             reasons = [e["reason"] for e in kube.events(namespace, name)]
@@ -131,6 +131,15 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
 
 def _status(kube: Kubectl, namespace: str, name: str) -> dict[str, Any]:
     return dict(kube.rollout(namespace, name).get("status") or {})
+
+
+def _explain(status: dict[str, Any]) -> dict[str, Any]:
+    """The decision and each metric's verdict and message: enough to tell why a gate decided."""
+    return {
+        "decision": status.get("decision"),
+        "metrics": [(m.get("name"), m.get("verdict"), m.get("message")) for m in status.get("metrics") or []],
+        "looks": status.get("looks"),
+    }
 
 
 def _phase(kube: Kubectl, namespace: str, name: str) -> str:

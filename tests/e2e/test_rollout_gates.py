@@ -73,8 +73,17 @@ def assert_aborted_and_stable_serving(kube: Kubectl, release: Release) -> None:
         60,
     )
     assert rollout["status"]["stableRS"] == release.stable
-    stable_rs = kube.replica_sets(release.namespace, f"rollouts-pod-template-hash={release.stable}")
-    assert stable_rs[0]["status"].get("readyReplicas") == 4
+    # The abort scales the stable ReplicaSet back to full size a moment after the canary goes to 0.
+    wait_for(
+        "the stable ReplicaSet back at 4 ready pods",
+        lambda: _ready_replicas(kube, release.namespace, release.stable) == 4 or None,
+        60,
+    )
+
+
+def _ready_replicas(kube: Kubectl, namespace: str, pod_hash: str) -> int | None:
+    found = kube.replica_sets(namespace, f"rollouts-pod-template-hash={pod_hash}")
+    return found[0]["status"].get("readyReplicas") if found else None
 
 
 def _aborted(rollout: dict[str, Any], kube: Kubectl, release: Release) -> dict[str, Any] | None:

@@ -33,3 +33,28 @@ def test_decision_table(verdict: Verdict, elapsed: float, action: Action, fragme
 def test_promotion_never_happens_before_min_duration() -> None:
     for elapsed in range(0, 300, 30):
         assert decide(GateVerdict(Verdict.PASS, 100.0, "ok"), elapsed, ANALYSIS).action is Action.CONTINUE
+
+
+def _verdict_with(*verdicts: Verdict, gate: Verdict = Verdict.MARGINAL) -> GateVerdict:
+    from robustness_gate.judge import MetricResult
+
+    metrics = [MetricResult(f"m{i}", "errorRate", v, "t", "msg") for i, v in enumerate(verdicts)]
+    return GateVerdict(gate, 50.0, "why", metrics)
+
+
+def test_max_duration_promotes_when_every_metric_was_measured_and_none_showed_harm() -> None:
+    decision = decide(_verdict_with(Verdict.PASS, Verdict.MARGINAL), 1800, ANALYSIS)
+    assert decision.action is Action.PROMOTE and "maxDuration 30m reached" in decision.reason
+    assert "no harm shown" in decision.reason
+    # Before maxDuration the same verdict keeps looking: passing early needs evidence of safety.
+    assert decide(_verdict_with(Verdict.PASS, Verdict.MARGINAL), 1790, ANALYSIS).action is Action.CONTINUE
+
+
+@pytest.mark.parametrize(
+    "verdicts",
+    [(Verdict.MARGINAL, Verdict.NO_DATA), (Verdict.MARGINAL, Verdict.FAIL), ()],
+    ids=["a metric without data", "a non-critical failure", "no metrics"],
+)
+def test_max_duration_is_inconclusive_without_data_or_with_a_failure(verdicts: tuple[Verdict, ...]) -> None:
+    decision = decide(_verdict_with(*verdicts), 1800, ANALYSIS)
+    assert decision.action is Action.INCONCLUSIVE and "without a verdict" in decision.reason
