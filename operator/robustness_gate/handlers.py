@@ -8,6 +8,7 @@ deleting a gate stops its worker and leaves the target as it is, even while the 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,8 @@ from robustness_gate.kube import Kube, KubeError
 from robustness_gate.telemetry import Telemetry
 
 log = logging.getLogger("robustness_gate.handlers")
-API_RETRY_SECONDS = 5.0
+API_RETRY_SECONDS = 2.0  # first retry after an API failure; doubled per failure in a row
+API_RETRY_MAX_SECONDS = 60.0
 CRASH_RETRY_SECONDS = 30.0
 STANDBY_POLL_SECONDS = 1.0
 
@@ -106,6 +108,7 @@ class GateWorkers:
 
     def _run(self, worker: _Worker) -> None:
         key = f"{worker.namespace}/{worker.name}"
+        api_failures = 0
         while not worker.stop.is_set():
             if not self.leading():
                 worker.wake.wait(STANDBY_POLL_SECONDS)
@@ -121,15 +124,24 @@ class GateWorkers:
                     return
                 started = time.monotonic()
                 delay = self.controller.step(body)
+                api_failures = 0
                 if self.telemetry is not None:
                     self.telemetry.step_seconds.observe(time.monotonic() - started)
             except KubeError as error:
-                log.warning("gate %s: %s; retrying in %.0fs", key, error, API_RETRY_SECONDS)
-                delay = API_RETRY_SECONDS
+                api_failures += 1
+                delay = api_retry_delay(api_failures)
+                log.warning("gate %s: %s; retrying in %.1fs", key, error, delay)
             except Exception:  # one gate's bug must not stop the others or the operator
                 log.exception("gate %s: step failed; retrying in %.0fs", key, CRASH_RETRY_SECONDS)
             worker.wake.wait(delay)
             worker.wake.clear()
+
+
+def api_retry_delay(failures: int, jitter: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter after `failures` API errors in a row: an apiserver that is down
+    or overloaded is not hammered by every gate at once, and comes back to a steady trickle."""
+    base: float = min(API_RETRY_MAX_SECONDS, API_RETRY_SECONDS * 2.0 ** min(failures - 1, 16))
+    return base * (0.5 + 0.5 * float(jitter()))
 
 
 def registry(workers: GateWorkers) -> kopf.OperatorRegistry:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from robustness_gate.api import Action, Operation, parse_gate
 from robustness_gate.controller import Controller, iso, merge_patch, operation_for
+from robustness_gate.kube import KubeError
 from robustness_gate.metrics.source import MetricsError, Window
 from robustness_gate.metrics.templates import Matcher, Sides
 from robustness_gate.series import CountSeries
@@ -73,6 +74,9 @@ class FakeKube:
     sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     crash_on_apply: bool = False
+    # API answers to inject: each write pops the next status code of its list and fails with it.
+    apply_failures: list[int] = field(default_factory=list)
+    status_failures: list[int] = field(default_factory=list)
 
     # TargetReader
     def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -94,6 +98,8 @@ class FakeKube:
         if self.crash_on_apply:
             self.crash_on_apply = False
             raise OperatorCrashError("killed before the PATCH reached the API server")
+        if self.apply_failures:
+            raise KubeError(f"patching {patch.target.kind}/{patch.target.name}: conflict", self.apply_failures.pop(0))
         self.calls.append(("apply", patch))
         if patch.target.kind == "Rollout" and patch.content_type == MERGE_PATCH:
             rollout = self.rollouts[patch.target.name]
@@ -107,6 +113,8 @@ class FakeKube:
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         assert (namespace, name) == (self.gate["metadata"]["namespace"], self.gate["metadata"]["name"])
+        if self.status_failures:
+            raise KubeError(f"writing status of RobustnessGate {name}: conflict", self.status_failures.pop(0))
         self.calls.append(("status", copy.deepcopy(status)))
         self.gate["status"] = json_merge(self.gate.get("status") or {}, status)
 
@@ -494,6 +502,34 @@ def test_a_restart_between_decision_and_patch_sends_the_operation_exactly_once()
     for _ in range(10):
         h.next()
     assert len(h.kube.applied()) == 1
+
+
+@pytest.mark.parametrize("verdict", ["Rollback", "Promote"])
+@pytest.mark.parametrize("status", [409, 500, 503, 0])
+def test_api_failures_on_target_and_status_patches_are_retried_and_act_once(verdict: str, status: int) -> None:
+    """409 conflicts, 5xx and an unreachable apiserver on the decision's status write and on the target
+    patch: the step fails (the worker backs off and retries), and the revision still gets one action."""
+    h = harness(rollout=make_rollout(), **(BAD if verdict == "Rollback" else HEALTHY))
+    h.step()
+    h.kube.status_failures = [status, status]
+    h.kube.apply_failures = [status, status]
+    failures = 0
+    for _ in range(60):
+        try:
+            h.next()
+        except KubeError as error:
+            assert error.status == status
+            failures += 1
+            h.clock.advance(2)  # the worker's first back-off
+            h.delays.append(0)
+        if decided(h).get("applied"):
+            break
+    assert failures == 4
+    assert decided(h)["action"] == verdict and decided(h)["applied"] is True
+    for _ in range(10):
+        h.next()
+    assert len(h.kube.applied()) == 1
+    assert [e[1] for e in h.kube.events()].count(verdict) == 1
 
 
 def test_an_abort_pending_at_a_restart_is_sent_again_even_if_the_target_changed() -> None:
