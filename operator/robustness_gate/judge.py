@@ -433,10 +433,10 @@ def _latency_compare(
     baseline_q = histograms.interpolated_quantile(data.bounds, data.baseline.sum(axis=0), quantile)
     reported = next((i for i, b in enumerate(data.bounds) if b >= baseline_q), boundaries - 1)
     best: tuple[float, int, counts.RatioEvidence] | None = None
+    canary_slow, baseline_slow = _slower_than_each_boundary(data.canary), _slower_than_each_boundary(data.baseline)
+    log_e = counts.ratio_log_evalue_columns(canary_slow, canary_total, baseline_slow, baseline_total, r0, increase)
     for index in range(boundaries):
-        canary_slow = data.canary[:, index + 1 :].sum(axis=1)
-        baseline_slow = data.baseline[:, index + 1 :].sum(axis=1)
-        evidence = counts.ratio_log_evalues(canary_slow, canary_total, baseline_slow, baseline_total, r0, increase)
+        evidence = counts.RatioEvidence(log_evalues=log_e[:, index], r0=r0, increase=increase)
         stronger = best is None or evidence.max_log_evalue > best[0]
         tie_at_reported = best is not None and evidence.max_log_evalue == best[0] and index == reported
         if stronger or tie_at_reported:
@@ -461,18 +461,17 @@ def _latency_compare(
         assert look is not None
         return _Part(True, False, f"{text}: canary slower, shown at look {look + 1}"), p_value, ratio
     # Passing needs evidence at the boundary users read: the one at the baseline's quantile.
-    safe = _shown_safe(
-        data.canary[:, reported + 1 :].sum(axis=1),
-        canary_total,
-        data.baseline[:, reported + 1 :].sum(axis=1),
-        baseline_total,
-        r0,
-        increase,
-    )
+    safe = _shown_safe(canary_slow[:, reported], canary_total, baseline_slow[:, reported], baseline_total, r0, increase)
     safe_text = safe.text.replace("harm", "a slowdown")
     if reported != index:
         safe_text += f" (slower than {data.bounds[reported]:g}s)"
     return _Part(False, safe.confirmed, f"{text}: {safe_text}"), p_value, ratio
+
+
+def _slower_than_each_boundary(counts_per_look: FloatArray) -> FloatArray:
+    """Per look and finite boundary b: observations above b (all later buckets, +Inf included)."""
+    above = np.cumsum(counts_per_look[:, ::-1], axis=1)[:, ::-1]
+    return np.asarray(above[:, 1:], dtype=float)
 
 
 def _share(counts_per_look: FloatArray, index: int) -> tuple[float, float]:

@@ -155,3 +155,31 @@ def test_ab_regressions_are_detected() -> None:
     hits = [d for d in detected if d is not None]
     assert len(hits) / runs >= 0.95
     assert np.median(hits) <= 15  # looks of 30 s: a doubled error rate is shown within ~7 minutes
+
+
+def test_logsumexp_rows_matches_scipy() -> None:
+    from scipy.special import logsumexp
+
+    from robustness_gate.stats.counts import logsumexp_rows
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 50, (40, 24))
+    np.testing.assert_allclose(logsumexp_rows(values), logsumexp(values, axis=1), rtol=1e-12, atol=1e-9)
+
+
+def test_column_e_processes_equal_one_at_a_time_and_final_only_equals_the_last_look() -> None:
+    from robustness_gate.stats.counts import ratio_log_evalue_columns, ratio_log_evalues
+
+    rng = np.random.default_rng(4)
+    looks, columns = 30, 7
+    ct, bt = rng.poisson(50, looks).astype(float), rng.poisson(400, looks).astype(float)
+    ct[3] = 0.0  # a look without canary traffic carries no evidence
+    ce = rng.binomial(ct.astype(int)[:, None], 0.05, (looks, columns)).astype(float)
+    be = rng.binomial(bt.astype(int)[:, None], 0.03, (looks, columns)).astype(float)
+    for increase in (True, False):
+        matrix = ratio_log_evalue_columns(ce, ct, be, bt, 1.2, increase)
+        last = ratio_log_evalue_columns(ce, ct, be, bt, 1.2, increase, final_only=True)
+        for c in range(columns):
+            one = ratio_log_evalues(ce[:, c], ct, be[:, c], bt, 1.2, increase).log_evalues
+            np.testing.assert_allclose(matrix[:, c], one, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(last[0], matrix[-1], rtol=1e-12, atol=1e-12)

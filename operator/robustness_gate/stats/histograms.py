@@ -9,7 +9,7 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 
 from robustness_gate.series import FloatArray
-from robustness_gate.stats.counts import ratio_log_evalues
+from robustness_gate.stats.counts import ratio_log_evalue_columns
 
 # Smoothing for empty buckets before PSI (a share of 0 makes the log-ratio infinite).
 PSI_EPSILON = 1e-4
@@ -126,11 +126,7 @@ def drift_log_evalues(canary: FloatArray, baseline: FloatArray) -> FloatArray:
     baseline = np.asarray(baseline, dtype=float)
     canary_total = canary.sum(axis=1)
     baseline_total = baseline.sum(axis=1)
-    log_e = np.zeros(canary.shape[0])
-    for bucket in range(canary.shape[1]):
-        if canary[:, bucket].sum() + baseline[:, bucket].sum() <= 0:
-            continue
-        up = ratio_log_evalues(canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, True)
-        down = ratio_log_evalues(canary[:, bucket], canary_total, baseline[:, bucket], baseline_total, 1.0, False)
-        log_e += np.logaddexp(up.log_evalues, down.log_evalues) - math.log(2.0)
-    return log_e
+    # All buckets at once; a bucket that never saw an observation contributes log 1 = 0.
+    up = ratio_log_evalue_columns(canary, canary_total, baseline, baseline_total, 1.0, True)
+    down = ratio_log_evalue_columns(canary, canary_total, baseline, baseline_total, 1.0, False)
+    return np.asarray(np.sum(np.logaddexp(up, down) - math.log(2.0), axis=1), dtype=float)
