@@ -447,6 +447,24 @@ class LocalCluster:
         self._ready = False
         self.timings["stop"] = time.monotonic() - t0
 
+    def restart_apiserver(self, downtime: float = 0.0, timeout: float = 60.0) -> float:
+        """SIGKILL kube-apiserver, leave it down `downtime` seconds, start it again with the same flags (etcd
+        keeps the data). Returns the seconds from the new launch until /readyz answers ok."""
+        old = next((p for p in self._procs if p.name == "kube-apiserver"), None)
+        if old is None or old.popen is None:
+            raise ClusterError("kube-apiserver", "only a cluster started by this process can restart its apiserver")
+        old.popen.kill()
+        old.popen.wait(10)
+        self._procs.remove(old)
+        old.log.replace(old.log.with_name(f"kube-apiserver.{int(time.time())}.log"))
+        time.sleep(downtime)
+        new = self._launch("kube-apiserver", old.cmd)
+        ctx = self._ssl_context(self.workdir / "pki")
+        port = self._ports["apiserver"]
+        self._wait([_Check("kube-apiserver", "kube-apiserver", lambda: _ok(_https_get(port, "/readyz", ctx)),
+                           new.launched)], time.monotonic() + timeout)
+        return time.monotonic() - new.launched
+
     def rss_mib(self) -> dict[str, float]:
         """Resident memory of each running component process, in MiB."""
         out: dict[str, float] = {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from urllib3.exceptions import HTTPError as TransportError
 
 from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.controller import Controller
@@ -127,7 +128,9 @@ class GateWorkers:
                 api_failures = 0
                 if self.telemetry is not None:
                     self.telemetry.step_seconds.observe(time.monotonic() - started)
-            except KubeError as error:
+            # An apiserver that is down or restarting: refused connections and broken streams come up from
+            # the HTTP library as they are, not as API answers.
+            except (KubeError, TransportError, ConnectionError) as error:
                 api_failures += 1
                 delay = api_retry_delay(api_failures)
                 log.warning("gate %s: %s; retrying in %.1fs", key, error, delay)

@@ -460,11 +460,14 @@ def _latency_compare(
         look = evidence.first_rejection(alpha_each)
         assert look is not None
         return _Part(True, False, f"{text}: canary slower, shown at look {look + 1}"), p_value, ratio
-    # Passing needs evidence at the boundary users read: the one at the baseline's quantile.
-    safe = _shown_safe(canary_slow[:, reported], canary_total, baseline_slow[:, reported], baseline_total, r0, increase)
+    # Passing needs evidence in the tail users read: at the last boundary at or below the baseline's quantile,
+    # where at least 1 - q of the baseline's requests are slower (the one above may see no slow request at all).
+    at_or_below = [i for i, b in enumerate(data.bounds) if b <= baseline_q]
+    tail = at_or_below[-1] if at_or_below else 0
+    safe = _shown_safe(canary_slow[:, tail], canary_total, baseline_slow[:, tail], baseline_total, r0, increase)
     safe_text = safe.text.replace("harm", "a slowdown")
-    if reported != index:
-        safe_text += f" (slower than {data.bounds[reported]:g}s)"
+    if tail != index:
+        safe_text += f" (requests slower than {data.bounds[tail]:g}s)"
     return _Part(False, safe.confirmed, f"{text}: {safe_text}"), p_value, ratio
 
 

@@ -81,11 +81,13 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
                 app="fraud",
                 interval="2s",
                 min_duration="40s",
-                max_duration="6m",
+                # At 12 req/s a healthy canary is often shown safe only near here: then "no harm shown by
+                # maxDuration" promotes it, the other way to a promotion.
+                max_duration="4m",
                 min_traffic=50,
             )
             kube.create_gate(gate)
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + 540
         while kills < KILLS or not all(_phase(kube, namespace, n) in DECIDED for n in names):
             assert time.monotonic() < deadline, {n: _phase(kube, namespace, n) for n in names}
             time.sleep(rng.uniform(1.0, 5.0))

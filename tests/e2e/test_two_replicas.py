@@ -90,7 +90,7 @@ def test_only_the_leader_acts_and_the_standby_takes_over_after_a_sigkill(
             lambda: (
                 s if (s := (kube.gate(namespace, "fraud-gate") or {})["status"]).get("phase") == "Promoted" else None
             ),
-            120,
+            200,
         )
         assert status["startedAt"] == before["startedAt"]  # resumed, not restarted
         reasons = [e["reason"] for e in kube.events(namespace, "fraud-gate")]

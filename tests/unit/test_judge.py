@@ -391,9 +391,10 @@ def test_a_canary_at_the_pass_bound_is_rarely_shown_safe() -> None:
 
 def test_latency_passes_only_with_evidence_at_the_baselines_quantile() -> None:
     metric = _metric(latency={"histogram": "h"}, compare={"tolerance": 0.1})
-    few = HistogramSeries(BOUNDS, _histogram(1, 0.05, 0.6, 200, 1), _histogram(1, 0.05, 0.6, 200, 2))
+    # p99 just above the 0.05 s boundary: about 1.2 % of requests are slower than 0.05 s on each side.
+    few = HistogramSeries(BOUNDS, _histogram(1, 0.0129, 0.6, 150, 1), _histogram(1, 0.0129, 0.6, 150, 2))
     early = judge_metric(metric, few, LOOSE)
     assert early.verdict is Verdict.MARGINAL and "not yet shown below 2.2" in early.message, early.message
-    many = HistogramSeries(BOUNDS, _histogram(30, 0.05, 0.6, 500, 1), _histogram(30, 0.05, 0.6, 500, 2))
+    many = HistogramSeries(BOUNDS, _histogram(30, 0.0129, 0.6, 500, 1), _histogram(30, 0.0129, 0.6, 500, 2))
     later = judge_metric(metric, many, LOOSE)
     assert later.verdict is Verdict.PASS and "shown below 2.2" in later.message, later.message

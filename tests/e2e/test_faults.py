@@ -1,0 +1,285 @@
+"""Faults during real analyses: a fault-injecting proxy in front of the real Prometheus (down, slow,
+5xx, malformed JSON, Inf values, empty answers, a restart that loses the data) and the kube-apiserver
+restarted mid-analysis. Never a promotion while blind, no wrong or repeated action, and the analyses
+carry on when the parts come back."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_rollout_gates import LABEL, namespace_for
+
+from canarylab import Behaviour
+from localcluster import LocalCluster
+from promlab import PrometheusServer
+from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+
+TIMEOUT_SECONDS = 5  # the gates' prometheus.timeout
+FAULT_SECONDS = 12.0  # each fault lasts six 2 s looks: more than errorLimit
+ERROR_LIMIT = 3
+# What the gate's status must say during each fault (lower case).
+FAULTS: dict[str, tuple[str, ...]] = {
+    "refuse": ("cannot reach prometheus",),
+    "slow": ("did not answer",),
+    "5xx": ("http 503",),
+    "malformed": ("malformed",),
+    "inf": ("inf",),
+    "empty": ("not enough traffic", "no data", "no metric has enough data"),
+}
+
+
+class FaultProxy:
+    """Loopback HTTP proxy to Prometheus that answers with the fault set in `mode` ("pass" forwards)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.mode = "pass"
+        self.served: dict[str, int] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                proxy._handle(self, None)
+
+            def do_POST(self) -> None:
+                proxy._handle(self, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes | None) -> None:
+        mode = self.mode
+        self.served[mode] = self.served.get(mode, 0) + 1
+        try:
+            if mode == "refuse":
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if mode == "slow":
+                time.sleep(TIMEOUT_SECONDS + 1.5)  # bounded: the client has given up by then
+                return self._send(handler, 503, b'{"status":"error","error":"too late"}')
+            if mode == "5xx":
+                return self._send(handler, 503, b'{"status":"error","errorType":"unavailable","error":"injected"}')
+            if mode == "malformed":
+                return self._send(handler, 200, b'{"status": "success", "data": {"resultType": "matr')
+            if mode == "empty":
+                return self._send(handler, 200, b'{"status":"success","data":{"resultType":"matrix","result":[]}}')
+            status, answer = self._forward(handler.path, body, handler.headers.get("Content-Type"))
+            if mode == "inf" and status == 200:
+                document = json.loads(answer)
+                for series in document.get("data", {}).get("result", []):
+                    series["values"] = [[point[0], "+Inf"] for point in series.get("values", [])]
+                answer = json.dumps(document).encode()
+            self._send(handler, status, answer)
+        except OSError:
+            return  # the client went away (timeouts): nothing to answer
+
+    def _forward(self, path: str, body: bytes | None, content_type: str | None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.upstream + path, data=body, method="POST" if body is not None else "GET")
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+        except OSError as error:  # upstream down (a Prometheus restart): a gateway error
+            return 502, json.dumps({"status": "error", "error": f"upstream: {error}"}).encode()
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+
+@dataclass
+class Watch:
+    """Samples both gates and Rollouts every 0.5 s in the background, tagged with the fault then active."""
+
+    kube: Kubectl
+    namespace: str
+    names: list[str]
+    proxy: FaultProxy
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            for name in self.names:
+                try:
+                    gate = self.kube.gate(self.namespace, name) or {}
+                    rollout = self.kube.rollout(self.namespace, name)
+                except Exception:  # a sample lost to an API hiccup is not a finding
+                    continue
+                status = gate.get("status") or {}
+                self.samples.append({
+                    "mode": self.proxy.mode,
+                    "name": name,
+                    "phase": status.get("phase"),
+                    "message": str(status.get("message") or ""),
+                    "decision": (status.get("decision") or {}).get("action"),
+                    "paused": bool((rollout.get("spec") or {}).get("paused")),
+                    "stableRS": (rollout.get("status") or {}).get("stableRS"),
+                    "abort": bool((rollout.get("status") or {}).get("abort")),
+                })
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def two_canaries(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Two Rollouts paused on their canaries, one healthy and one failing 6 % of requests, under load."""
+    namespace = kube.namespace(namespace_for(request.node.name))
+    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("healthy", "bad")}
+    traffic = Traffic(tmp_path / "traffic", "fraud", LABEL).start()
+    try:
+        traffic.serve({
+            hashes["healthy"][0]: Behaviour(),
+            hashes["healthy"][1]: Behaviour(),
+            hashes["bad"][0]: Behaviour(),
+            hashes["bad"][1]: Behaviour(error_rate=0.06),
+        })
+        yield namespace, hashes, traffic
+    finally:
+        traffic.stop()
+
+
+def _gate(namespace: str, name: str, prometheus: str) -> dict[str, Any]:
+    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+    gate = gate_manifest(namespace, name, target, prometheus, app="fraud", min_duration="20s", max_duration="10m")
+    gate["spec"]["analysis"]["errorLimit"] = ERROR_LIMIT
+    return gate
+
+
+def _reasons(kube: Kubectl, namespace: str, name: str) -> list[str]:
+    return [event["reason"] for event in kube.events(namespace, name)]
+
+
+def _assert_one_correct_action_each(kube: Kubectl, namespace: str, hashes: dict[str, tuple[str, str]]) -> None:
+    for name, phase, action in (("healthy", "Promoted", "Promote"), ("bad", "RolledBack", "Rollback")):
+        status = wait_for(
+            f"gate {name} decided and applied",
+            lambda name=name: (
+                s if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") in (
+                    "Promoted", "RolledBack", "Inconclusive", "Passed", "Failed"
+                ) and (s.get("decision") or {}).get("applied") else None
+            ),
+            300,
+        )
+        assert status["phase"] == phase, status
+        assert status["revision"] == hashes[name][1]
+        reasons = _reasons(kube, namespace, name)
+        assert reasons.count(action) == 1 and reasons.count("AnalysisStarted") == 1, reasons
+
+
+def test_prometheus_faults_never_promote_and_analyses_resume(
+    kube: Kubectl, operator: Operator, two_canaries: Any
+) -> None:
+    namespace, hashes, traffic = two_canaries
+    proxy = FaultProxy(traffic.url)
+    proxy.mode = "refuse"  # blind from the first look
+    for name in hashes:
+        kube.create_gate(_gate(namespace, name, proxy.url))
+    watch = Watch(kube, namespace, list(hashes), proxy)
+    try:
+        for mode in FAULTS:
+            proxy.mode = mode
+            time.sleep(FAULT_SECONDS)
+        # A Prometheus restart that loses everything scraped so far: a new server, empty TSDB.
+        assert traffic.prometheus is not None
+        traffic.prometheus.stop()
+        proxy.mode = "restart"
+        fresh = PrometheusServer(file_sd=traffic.targets_file, scrape_interval="1s", max_lifetime=900).start()
+        traffic.prometheus = fresh
+        proxy.upstream = fresh.url
+        proxy.mode = "pass"
+        recovered_at = len(watch.samples)
+        _assert_one_correct_action_each(kube, namespace, hashes)
+    finally:
+        watch.close()
+        proxy.stop()
+    blind = watch.samples[:recovered_at]
+    assert blind, "no samples while Prometheus was faulty"
+    for sample in blind:
+        assert sample["phase"] not in ("Promoted", "Passed", "RolledBack", "Failed"), sample
+        assert sample["decision"] in (None, "Continue"), sample
+        assert sample["stableRS"] == hashes[sample["name"]][0] and not sample["abort"], sample
+    for mode, phrases in FAULTS.items():
+        assert proxy.served.get(mode, 0) > 0, f"the proxy never served {mode}"
+        messages = [s["message"].lower() for s in blind if s["mode"] == mode]
+        assert any(p in m for m in messages for p in phrases), (mode, sorted(set(messages))[:5])
+    # errorLimit consecutive errors paused both canaries (onError: Pause), and the gate undid its pause.
+    for name in hashes:
+        assert any(s["paused"] and s["phase"] == "Paused" for s in blind if s["name"] == name), name
+    assert not (kube.rollout(namespace, "bad").get("spec") or {}).get("paused")
+    wait_for(
+        "the healthy canary to become stable",
+        lambda: (kube.rollout(namespace, "healthy").get("status") or {}).get("stableRS") == hashes["healthy"][1],
+        90,
+    )
+    assert operator.proc is not None and operator.proc.poll() is None, "the operator exited"
+    print(f"prometheus faults: {len(FAULTS)} kinds + a restart; requests per fault {proxy.served}")
+
+
+def test_apiserver_restart_mid_analysis_loses_nothing(
+    cluster: LocalCluster, kube: Kubectl, operator: Operator, two_canaries: Any
+) -> None:
+    namespace, hashes, traffic = two_canaries
+    for name in hashes:
+        gate = _gate(namespace, name, traffic.url)
+        gate["spec"]["analysis"]["minDuration"] = "40s"
+        kube.create_gate(gate)
+    started = {
+        name: wait_for(
+            f"gate {name} analysing",
+            lambda name=name: (
+                s.get("startedAt")
+                if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") == "Analyzing"
+                and s.get("looks", 0) >= 2
+                else None
+            ),
+            60,
+        )
+        for name in hashes
+    }
+    down_at = time.monotonic()
+    ready_after = cluster.restart_apiserver(downtime=5.0)
+    print(f"apiserver restart: down {time.monotonic() - down_at:.1f}s in all, /readyz {ready_after:.1f}s after launch")
+    _assert_one_correct_action_each(kube, namespace, hashes)
+    for name in hashes:
+        status = (kube.gate(namespace, name) or {})["status"]
+        assert status["startedAt"] == started[name], "the analysis restarted instead of resuming"
+    assert operator.proc is not None and operator.proc.poll() is None, "the operator exited"
+    assert "retrying in" in operator.logs(), "no API failure was seen: the restart did not hit the operator"
