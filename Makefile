@@ -9,7 +9,7 @@ CLUSTER_DIR ?= .cluster
 CLUSTER_ARGS ?=
 
 .PHONY: all deps venv lint typecheck crds crds-check unit integration test demo clean \
-	cluster-build cluster-up cluster-down cluster-status k8s e2e chart-lint
+	cluster-build cluster-up cluster-down cluster-status k8s e2e chart-lint bench
 
 all: test
 
@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check operator tests hack
-	$(BIN)/mypy operator/robustness_gate hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
+	$(BIN)/ruff check operator tests hack bench
+	$(BIN)/mypy operator/robustness_gate bench/detection hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
 		hack/scenario.py hack/demo.py
 	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
 
@@ -68,6 +68,10 @@ e2e: venv deps cluster-build
 
 demo: deps venv cluster-build
 	$(BIN)/python hack/demo.py
+
+# Detection benchmark (about 20 min on 2 cores): regenerates docs/benchmarks.md and docs/benchmarks-detection.png.
+bench: venv
+	$(BIN)/python -m bench.detection
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

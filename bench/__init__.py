@@ -1,0 +1,1 @@
+"""Benchmarks of robustness-gate (run as modules, e.g. ``python -m bench.detection``)."""
