@@ -4,7 +4,7 @@
 object for every gate state, including "not enough data yet": released Argo Rollouts versions
 count an empty or non-JSON body as Successful whatever the conditions say. An unknown gate is a
 404 JSON object; an API failure a 503 JSON object. The answer carries the verdict, the numbers
-and the reason, never credentials.
+and the reason, never credentials. HEAD is answered like GET without the body; other methods get 405.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ _BY_PHASE = {
 }
 
 GateReader = Callable[[str, str], "dict[str, Any] | None"]
+ALLOW = "GET, HEAD"
+MAX_BODY = 65536  # a request body (never used) up to this size is read and dropped; a larger one closes the connection
+IDLE_SECONDS = 10.0  # a connection that sends nothing for this long is closed
+_LENGTH = re.compile(r"[0-9]{1,9}")
 
 
 def verdict_document(body: dict[str, Any], revision: str | None = None) -> dict[str, Any]:
@@ -117,18 +121,58 @@ class OperatorServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "robustness-gate"
+            timeout = IDLE_SECONDS
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
 
-            def _json(self, code: int, document: dict[str, Any]) -> None:
+            def _drop_body(self) -> None:
+                """Read and drop a request body so that the next request on a kept-alive connection is read from
+                its first byte; a body that cannot be read safely (chunked, unusable or large length) closes the
+                connection after the answer instead."""
+                length = self.headers.get("Content-Length")
+                if self.headers.get("Transfer-Encoding") is not None or (
+                    length is not None and (not _LENGTH.fullmatch(length.strip()) or int(length) > MAX_BODY)
+                ):
+                    self.close_connection = True
+                elif length is not None and int(length) > 0:
+                    self.rfile.read(int(length))
+
+            def _json(self, code: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                self._drop_body()
                 body = json.dumps(document).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _not_allowed(self) -> None:
+                self._json(405, {"error": "only GET is served"}, {"Allow": ALLOW})
+
+            def do_POST(self) -> None:
+                self._not_allowed()
+
+            def do_PUT(self) -> None:
+                self._not_allowed()
+
+            def do_DELETE(self) -> None:
+                self._not_allowed()
+
+            def do_PATCH(self) -> None:
+                self._not_allowed()
+
+            def do_OPTIONS(self) -> None:
+                self._not_allowed()
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
@@ -155,14 +199,5 @@ class OperatorServer:
                     self._json(404, {"error": f"RobustnessGate {namespace}/{name} not found", "verdict": None})
                     return
                 self._json(200, verdict_document(body, revision))
-
-            def do_POST(self) -> None:
-                self._json(405, {"error": "only GET is served"})
-
-            def do_PUT(self) -> None:
-                self._json(405, {"error": "only GET is served"})
-
-            def do_DELETE(self) -> None:
-                self._json(405, {"error": "only GET is served"})
 
         return Handler
