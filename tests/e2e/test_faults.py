@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,11 @@ def _reasons(kube: Kubectl, namespace: str, name: str) -> list[str]:
     return [event["reason"] for event in kube.events(namespace, name)]
 
 
-def _assert_one_correct_action_each(kube: Kubectl, namespace: str, hashes: dict[str, tuple[str, str]]) -> None:
+def _assert_one_correct_action_each(
+    kube: Kubectl, namespace: str, hashes: dict[str, tuple[str, str]], since: datetime
+) -> dict[str, float]:
+    """Each gate's one correct action; returns the seconds from `since` to each decision."""
+    after: dict[str, float] = {}
     for name, phase, action in (("healthy", "Promoted", "Promote"), ("bad", "RolledBack", "Rollback")):
         status = wait_for(
             f"gate {name} decided and applied",
@@ -202,6 +207,9 @@ def _assert_one_correct_action_each(kube: Kubectl, namespace: str, hashes: dict[
         assert status["revision"] == hashes[name][1]
         reasons = _reasons(kube, namespace, name)
         assert reasons.count(action) == 1 and reasons.count("AnalysisStarted") == 1, reasons
+        decided_at = datetime.fromisoformat(status["decision"]["at"].replace("Z", "+00:00"))
+        after[name] = (decided_at - since).total_seconds()
+    return after
 
 
 def test_prometheus_faults_never_promote_and_analyses_resume(
@@ -225,8 +233,8 @@ def test_prometheus_faults_never_promote_and_analyses_resume(
         traffic.prometheus = fresh
         proxy.upstream = fresh.url
         proxy.mode = "pass"
-        recovered_at = len(watch.samples)
-        _assert_one_correct_action_each(kube, namespace, hashes)
+        recovered_at, recovered = len(watch.samples), datetime.now(UTC)
+        decided_after = _assert_one_correct_action_each(kube, namespace, hashes, recovered)
     finally:
         watch.close()
         proxy.stop()
@@ -250,7 +258,11 @@ def test_prometheus_faults_never_promote_and_analyses_resume(
         90,
     )
     assert operator.proc is not None and operator.proc.poll() is None, "the operator exited"
-    print(f"prometheus faults: {len(FAULTS)} kinds + a restart; requests per fault {proxy.served}")
+    print(
+        f"prometheus faults: {len(FAULTS)} kinds + a restart; requests per fault {proxy.served}; decided "
+        + ", ".join(f"{name} {seconds:.0f}s" for name, seconds in decided_after.items())
+        + " after Prometheus came back"
+    )
 
 
 def test_apiserver_restart_mid_analysis_loses_nothing(
@@ -276,8 +288,12 @@ def test_apiserver_restart_mid_analysis_loses_nothing(
     }
     down_at = time.monotonic()
     ready_after = cluster.restart_apiserver(downtime=5.0)
-    print(f"apiserver restart: down {time.monotonic() - down_at:.1f}s in all, /readyz {ready_after:.1f}s after launch")
-    _assert_one_correct_action_each(kube, namespace, hashes)
+    back, down_for = datetime.now(UTC), time.monotonic() - down_at
+    decided_after = _assert_one_correct_action_each(kube, namespace, hashes, back)
+    print(
+        f"apiserver restart: down {down_for:.1f}s in all, /readyz {ready_after:.1f}s after "
+        "launch; decided " + ", ".join(f"{n} {s:.0f}s" for n, s in decided_after.items()) + " after it was back"
+    )
     for name in hashes:
         status = (kube.gate(namespace, name) or {})["status"]
         assert status["startedAt"] == started[name], "the analysis restarted instead of resuming"
