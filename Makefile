@@ -26,7 +26,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check operator tests hack bench
-	$(BIN)/mypy operator/robustness_gate bench/detection hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
+	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
 		hack/scenario.py hack/demo.py
 	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
 
@@ -69,9 +69,11 @@ e2e: venv deps cluster-build
 demo: deps venv cluster-build
 	$(BIN)/python hack/demo.py
 
-# Detection benchmark (about 20 min on 2 cores): regenerates docs/benchmarks.md and docs/benchmarks-detection.png.
-bench: venv
+# Benchmarks: detection power against peers' rules (about 20 min on 2 cores) and operator scale on the local
+# cluster (about 25 min); they regenerate docs/benchmarks.md and docs/benchmarks-detection.png.
+bench: venv deps cluster-build
 	$(BIN)/python -m bench.detection
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ from robustness_gate.api import (
     Action,
     FieldProblem,
     GateValidationError,
+    PrometheusSpec,
     RobustnessGate,
     RobustnessGateStatus,
     Verdict,
@@ -36,7 +37,7 @@ from robustness_gate.durations import format_duration, parse_duration
 from robustness_gate.judge import MetricResult
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
 from robustness_gate.metrics.queries import metric_queries
-from robustness_gate.metrics.source import MetricsError
+from robustness_gate.metrics.source import MetricsError, MetricSource
 from robustness_gate.metrics.templates import Sides, TemplateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_PENDING, EXIT_ERROR = 0, 1, 2, 3
@@ -140,19 +141,26 @@ def _run_command(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from robustness_gate import logs
-    from robustness_gate.controller import Controller
+    from robustness_gate.controller import Controller, prometheus_source
     from robustness_gate.handlers import GateWorkers, run
     from robustness_gate.kube import Kube, api_client
     from robustness_gate.leader import LeaderElector
     from robustness_gate.notify import WebhookNotifier
-    from robustness_gate.server import OperatorServer
+    from robustness_gate.server import OperatorServer, watched_only
     from robustness_gate.telemetry import Telemetry
 
     logs.configure(args.log_level, args.log_format)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from the same file
-    kube = Kube(api_client(args.kubeconfig))
     telemetry = Telemetry()
+    kube = Kube(api_client(args.kubeconfig), telemetry)
+
+    def counted_source(spec: PrometheusSpec, credentials: Credentials) -> MetricSource:
+        source = prometheus_source(spec, credentials)
+        if isinstance(source, PrometheusSource):
+            source.telemetry = telemetry  # robustness_gate_prometheus_queries_total
+        return source
+
     webhook = os.environ.get("RG_NOTIFY_WEBHOOK_URL", "").strip()
     notifier = WebhookNotifier(webhook) if webhook else None
     elector = None
@@ -160,11 +168,13 @@ def _run_command(args: argparse.Namespace) -> int:
         identity = f"{socket.gethostname()}-{os.getpid()}"
         elector = LeaderElector(kube, args.lease_namespace, args.lease_name, identity, args.lease_duration).start()
     leading = elector.leading.is_set if elector is not None else (lambda: True)
-    workers = GateWorkers(kube, Controller(kube, telemetry=telemetry, notify=notifier), telemetry, leading)
+    controller = Controller(kube, source_factory=counted_source, telemetry=telemetry, notify=notifier)
+    workers = GateWorkers(kube, controller, telemetry, leading)
     ready = threading.Event()
     server = None
     if args.http_address:
-        server = OperatorServer(args.http_address, kube.gate, ready.is_set).start()
+        reader = watched_only(kube.gate, list(args.namespace))
+        server = OperatorServer(args.http_address, reader, ready.is_set).start()
         logging.getLogger("robustness_gate").info("verdict API on http://%s", args.http_address)
     if args.metrics_address:
         host, _, port = args.metrics_address.rpartition(":")

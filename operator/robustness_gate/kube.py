@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -21,10 +21,14 @@ from kubernetes.client.exceptions import ApiException
 from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.targets.model import Patch
 
+if TYPE_CHECKING:
+    from robustness_gate.telemetry import Telemetry
+
 ROLLOUTS_GROUP = "argoproj.io"
 ROLLOUTS_VERSION = "v1alpha1"
 ROLLOUTS_PLURAL = "rollouts"
 COMPONENT = "robustness-gate"
+CONNECTION_POOL_SIZE = 100  # idle apiserver connections kept for reuse
 
 
 class KubeError(Exception):
@@ -37,13 +41,17 @@ class KubeError(Exception):
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context
-    )
-    return api
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+    # Every gate thread shares this client. The default pool (5 per CPU) is soon too small: each request
+    # beyond it opened, and then dropped, a TLS connection of its own.
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return client.ApiClient(configuration)
 
 
 def _error(error: ApiException, what: str) -> KubeError:
@@ -63,20 +71,29 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 class Kube:
-    """Reads targets, applies target patches, writes gate status and Events."""
+    """Reads targets, applies target patches, writes gate status and Events.
 
-    def __init__(self, api: client.ApiClient) -> None:
+    With `telemetry`, every request is counted (by verb and kind) before it is sent, failed ones included.
+    """
+
+    def __init__(self, api: client.ApiClient, telemetry: Telemetry | None = None) -> None:
         self.api = api
+        self.telemetry = telemetry
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.coordination = client.CoordinationV1Api(api)
         self.instance = socket.gethostname()
 
+    def _count(self, verb: str, kind: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.api_request(verb, kind)
+
     # ------------------------------------------------------------ reads
 
     def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The gate as stored now (each step starts from the stored status, not a cached copy)."""
+        self._count("get", "RobustnessGate")
         try:
             return _json(
                 self.custom.get_namespaced_custom_object(
@@ -89,6 +106,7 @@ class Kube:
             raise _error(error, f"reading RobustnessGate {namespace}/{name}") from None
 
     def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._count("get", "Rollout")
         try:
             return _json(
                 self.custom.get_namespaced_custom_object(
@@ -101,6 +119,7 @@ class Kube:
             raise _error(error, f"reading Rollout {namespace}/{name}") from None
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._count("get", "Deployment")
         try:
             return _json(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
         except ApiException as error:
@@ -113,6 +132,7 @@ class Kube:
         meta = deployment["metadata"]
         labels = (deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        self._count("list", "ReplicaSet")
         try:
             listing = _json(
                 self.apps.list_namespaced_replica_set(
@@ -130,6 +150,7 @@ class Kube:
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         """One key of a Secret, decoded; errors name the Secret and key, never the value."""
+        self._count("get", "Secret")
         try:
             secret = _json(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
         except ApiException as error:
@@ -143,6 +164,7 @@ class Kube:
             raise KubeError(f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 text") from None
 
     def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._count("get", "Lease")
         try:
             return _json(self.coordination.read_namespaced_lease(name, namespace, _preload_content=False))
         except ApiException as error:
@@ -155,6 +177,7 @@ class Kube:
     def write_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> bool:
         """Create or replace (optimistically, by resourceVersion); False when another replica wrote first."""
         body: Any = lease
+        self._count("update" if lease["metadata"].get("resourceVersion") else "create", "Lease")
         try:
             if lease["metadata"].get("resourceVersion"):
                 self.coordination.replace_namespaced_lease(name, namespace, body)
@@ -169,6 +192,7 @@ class Kube:
     def apply(self, namespace: str, patch: Patch) -> None:
         """Send one target patch with its exact content type (merge or JSON patch)."""
         what = f"{patch.describe()} in {namespace}"
+        self._count("patch", patch.target.kind)
         try:
             if patch.target.kind == "Rollout":
                 if patch.subresource == "status":
@@ -199,6 +223,7 @@ class Kube:
             raise _error(error, what) from None
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._count("patch", "RobustnessGate")
         try:
             self.custom.patch_namespaced_custom_object_status(
                 GROUP,
@@ -237,6 +262,7 @@ class Kube:
             "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,
         }
+        self._count("create", "Event")
         try:
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as error:

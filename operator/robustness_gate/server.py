@@ -46,6 +46,19 @@ IDLE_SECONDS = 10.0  # a connection that sends nothing for this long is closed
 _LENGTH = re.compile(r"[0-9]{1,9}")
 
 
+def watched_only(gates: GateReader, namespaces: list[str]) -> GateReader:
+    """With --namespace, the verdict API answers only for the namespaces the operator watches: a gate
+    elsewhere is unknown (404) and is never read, whatever the operator's credentials may read."""
+    if not namespaces:
+        return gates
+    allowed = frozenset(namespaces)
+
+    def read(namespace: str, name: str) -> dict[str, Any] | None:
+        return gates(namespace, name) if namespace in allowed else None
+
+    return read
+
+
 def verdict_document(body: dict[str, Any], revision: str | None = None) -> dict[str, Any]:
     """A gate as Argo Rollouts should read it: verdict pass | fail | pending | inconclusive | invalid."""
     meta = body.get("metadata") or {}

@@ -5,6 +5,7 @@ while the same setup in a is analysed and promoted."""
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from functools import partial
@@ -82,6 +83,14 @@ def test_an_operator_watching_one_namespace_never_touches_another(
         with urllib.request.urlopen(namespaced.metrics_url, timeout=5) as response:
             metrics = response.read().decode()
         assert f'namespace="{watched}"' in metrics and f'namespace="{other}"' not in metrics
+        # Its verdict API knows only the watched namespace's gates, although its credentials may read the other's.
+        with urllib.request.urlopen(f"{namespaced.http_url}/api/v1/verdict/{watched}/fraud-gate", timeout=5) as ok:
+            assert ok.status == 200
+        try:
+            urllib.request.urlopen(f"{namespaced.http_url}/api/v1/verdict/{other}/fraud-gate", timeout=5)
+            raise AssertionError("the verdict API answered for a namespace it does not watch")
+        except urllib.error.HTTPError as error:
+            assert error.code == 404, error.code
 
         # Control: the setup in the other namespace is actionable. An operator watching it promotes it.
         namespaced.stop()

@@ -107,3 +107,19 @@ def test_the_notification_payload_is_slack_compatible_and_carries_no_url() -> No
     }
     dry = Notice("ml", "fraud", "abc", "Promote", "Promote", True, 100, "ok").payload()
     assert "would Promote" in dry["text"]
+
+
+def test_with_namespaces_the_verdict_api_never_reads_outside_them() -> None:
+    from robustness_gate.server import watched_only
+
+    reads: list[tuple[str, str]] = []
+
+    def reader(namespace: str, name: str) -> dict[str, Any] | None:
+        reads.append((namespace, name))
+        return {"metadata": {"namespace": namespace, "name": name}}
+
+    limited = watched_only(reader, ["team-a"])
+    assert limited("team-a", "gate") is not None
+    assert limited("team-b", "gate") is None  # unknown: 404, and not even read
+    assert reads == [("team-a", "gate")]
+    assert watched_only(reader, []) is reader  # watching every namespace: every gate may be asked for

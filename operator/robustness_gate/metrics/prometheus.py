@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -20,10 +20,13 @@ from urllib3.util.retry import Retry
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.durations import format_duration
-from robustness_gate.metrics.queries import Query, metric_queries
-from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
+from robustness_gate.metrics.queries import Query, combine, metric_queries
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, split_parts
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import MetricData
+
+if TYPE_CHECKING:
+    from robustness_gate.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class PrometheusSource:
     headers: dict[str, str] = field(default_factory=dict)
     credentials: Credentials = field(default_factory=Credentials)
     verify_tls: bool = True
+    telemetry: Telemetry | None = None  # counts every query sent
     queries_run: int = 0
     _client: PrometheusConnect | None = field(default=None, init=False, repr=False)
     _last_response: requests.Response | None = field(default=None, init=False, repr=False)
@@ -85,10 +89,23 @@ class PrometheusSource:
             self._client = None
 
     def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
+        """One range query for all parts of the metric.
+
+        When Prometheus refuses the combined query, or its answer lost the part labels, the parts are
+        sent one by one: a broken part is then named with Prometheus' own message, and parts that only
+        fail combined (a template that returns a scalar cannot be tagged) still give their answers.
+        """
         queries = metric_queries(metric, sides, window.step)
-        raw: dict[Query, RawSeries] = {}
-        for query in queries:
-            raw[query] = self.range_query(query.promql, window, f"metric {metric.name} ({query.role})")
+        raw: dict[Query, RawSeries] | None = None
+        if len(queries) > 1:
+            where = f"metric {metric.name} ({', '.join(dict.fromkeys(query.role for query in queries))})"
+            try:
+                raw = split_parts(queries, self.range_query(combine(queries), window, where))
+            except MetricsError as error:
+                if error.kind != "promql":
+                    raise
+        if raw is None:
+            raw = {q: self.range_query(q.promql, window, f"metric {metric.name} ({q.role})") for q in queries}
         return assemble(metric, sides, window, raw)
 
     def range_query(self, promql: str, window: Window, where: str) -> RawSeries:
@@ -96,6 +113,8 @@ class PrometheusSource:
             return []
         client = self._connect()
         self.queries_run += 1
+        if self.telemetry is not None:
+            self.telemetry.prometheus_query()
         self._last_response = None
         try:
             result = client.custom_query_range(

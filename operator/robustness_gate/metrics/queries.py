@@ -3,6 +3,11 @@
 A template that uses {{by}} is run once with {{selector}} matching both sides and {{by}} set to
 the telling label; otherwise it is run once per side with {{by}} empty (`sum by () (x)` is `sum(x)`).
 Histogram queries are generated, so they always fetch both sides at once when possible.
+
+The parts of one metric (errors and total, or one per side) are then sent as one query: each part
+is tagged with `PART_LABEL` by label_replace and the parts are joined with `or` (their tags differ,
+so `or` keeps every series of every part), and the answer is split by that label again. One query
+per metric and look costs Prometheus one evaluation and makes all parts read the same data.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from robustness_gate.metrics.templates import Sides, render, render_matchers, us
 CANARY = "canary"
 BASELINE = "baseline"
 BOTH = "both"
+# Tags each part's series in a combined query. Not a reserved "__" name, which some stores drop.
+PART_LABEL = "robustness_gate_part"
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,19 @@ class Query:
     side: str
     promql: str
     split_label: str | None = None
+
+    @property
+    def part(self) -> str:
+        """This query's tag in a combined query: role and side are unique within one metric."""
+        return f"{self.role}-{self.side}"
+
+
+def combine(queries: list[Query]) -> str:
+    """One PromQL expression answering all `queries`; a single query is sent as it is."""
+    if len(queries) == 1:
+        return queries[0].promql
+    parts = (f'label_replace({query.promql}, "{PART_LABEL}", "{query.part}", "", "")' for query in queries)
+    return " or ".join(parts)
 
 
 def template_queries(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:

@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from robustness_gate.api import MetricSpec
-from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, Query
+from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, PART_LABEL, Query
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
 from robustness_gate.stats.histograms import per_bucket
@@ -78,6 +78,22 @@ def _per_look(samples: list[tuple[float, float]], window: Window, where: str) ->
             raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
         values[index] = value
     return values
+
+
+def split_parts(queries: list[Query], answer: RawSeries) -> dict[Query, RawSeries] | None:
+    """The answer to `combine(queries)` as the answers to each query, without the part label.
+
+    None when a series carries no known part label (a store that drops it): ask part by part then.
+    """
+    if len(queries) == 1:
+        return {queries[0]: answer}
+    by_part: dict[str, RawSeries] = {query.part: [] for query in queries}
+    for labels, samples in answer:
+        part = labels.get(PART_LABEL)
+        if part is None or part not in by_part:
+            return None
+        by_part[part].append(({k: v for k, v in labels.items() if k != PART_LABEL}, samples))
+    return {query: by_part[query.part] for query in queries}
 
 
 def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> MetricData:

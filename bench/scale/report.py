@@ -1,0 +1,247 @@
+"""The "## Operator scale" section of docs/benchmarks.md: targets judged from the measurements, then tables.
+
+Only that section (from its heading to the end of the file) is rewritten; everything above it
+belongs to other benchmarks and is kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.scale import measure
+from bench.scale.run import INTERVAL_SECONDS, METRICS_PER_GATE, SCRAPE_INTERVAL, Measurement
+
+HEADING = "## Operator scale"
+TARGET_GATES = 500
+MAX_CORES = 1.0
+KEEP_UP = 0.95  # share of the expected steps per second that counts as keeping up
+MAX_RSS_MIB = 300.0
+MAX_STEP_SECONDS = 1.0
+MAX_QUERIES_PER_METRIC = 1.0
+EDGE_TOLERANCE = 0.01  # steps in flight at the window's edges are counted on one side only
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    command: str
+    date: str
+    machine: str
+    python: str
+    load: str
+
+
+def _verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{1000 * seconds:.0f} ms"
+
+
+def _step(m: Measurement, q: float) -> str:
+    """A step-time quantile; beyond the largest finite bucket only a lower bound is known."""
+    finite = [bound for bound, _ in m.step_buckets if not math.isinf(bound)]
+    value = measure.quantile(q, m.step_buckets)
+    if finite and m.step_buckets[-1][1] > 0 and measure.share_at_most(finite[-1], m.step_buckets) < q:
+        return f"> {finite[-1]:g} s"
+    return _ms(value)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def edge_uncertainty(m: Measurement) -> float:
+    """Relative error of a per-step ratio from steps under way at the window's edges (at least 1%)."""
+    return max(EDGE_TOLERANCE, m.in_flight / m.steps if m.steps else math.inf)
+
+
+def keeps_up(m: Measurement) -> bool:
+    return m.steps_per_second >= KEEP_UP * m.expected_steps_per_second
+
+
+def targets(results: list[Measurement], failures: dict[int, str] | None = None) -> list[str]:
+    lines = []
+    big = next((m for m in results if m.gates == TARGET_GATES), None)
+    if big is None:
+        largest = max((m.gates for m in results), default=0)
+        reason = (failures or {}).get(TARGET_GATES, f"not run; largest run: {largest} gates")
+        lines.append(f"1. **{TARGET_GATES} gates on one core: NOT MEASURED** ({reason}).")
+    else:
+        ok = big.cpu_share <= MAX_CORES and keeps_up(big)
+        detail = (
+            f"{_num(big.cpu_share)} cores (CPU seconds per wall second) while stepping "
+            f"{_num(big.steps_per_second, 1)} gates/s of the {_num(big.expected_steps_per_second, 1)} due"
+        )
+        if not ok:
+            over = []
+            if big.cpu_share > MAX_CORES:
+                over.append(f"CPU {_pct(big.cpu_share / MAX_CORES - 1)} over one core")
+            if not keeps_up(big):
+                over.append(f"only {_pct(big.steps_per_second / big.expected_steps_per_second)} of the due steps "
+                            f"taken, with steps taking {_step(big, 0.5)} at the median")
+            detail += f"; missed: {', '.join(over)}"
+            needed = big.cpu_per_step * big.expected_steps_per_second
+            detail += (f". At its {_ms(big.cpu_per_step)} of CPU per step, {big.gates} gates would need "
+                       f"{_num(needed)} cores")
+            if needed > MAX_CORES:
+                detail += f", {_num(needed / MAX_CORES)}× the target"
+            others = [m for m in results if m is not big]
+            if others:
+                detail += " (" + ", ".join(f"N={m.gates}: {_ms(m.cpu_per_step)}" for m in others) + " per step)"
+            if big.profile is not None and big.profile.layers:
+                layer, share = big.profile.layers[0]
+                detail += f"; the largest share of its CPU goes to {layer} ({_pct(share)}, profile below)"
+        lines.append(f"1. **{TARGET_GATES} gates on one core (≤ {MAX_CORES:g} core, keeping up): {_verdict(ok)}.** "
+                     f"{detail}.")
+    rss_ok = all(m.peak_rss_mib <= MAX_RSS_MIB for m in results)
+    rss = "; ".join(f"N={m.gates}: {m.peak_rss_mib:.0f} MiB" for m in results)
+    lines.append(f"2. **Peak RSS ≤ {MAX_RSS_MIB:.0f} MiB: {_verdict(rss_ok)}.** {rss}.")
+    step_ok = all(m.within_one_second >= 0.99 for m in results)
+    steps = "; ".join(f"N={m.gates}: {_pct(m.within_one_second)} of steps ≤ 1 s, p99 {_step(m, 0.99)}"
+                      for m in results)
+    lines.append(f"3. **Step p99 ≤ {MAX_STEP_SECONDS:g} s: {_verdict(step_ok)}.** {steps}.")
+    query_ok = all(m.queries_per_metric_step <= MAX_QUERIES_PER_METRIC * (1 + edge_uncertainty(m)) for m in results)
+    queries = "; ".join(f"N={m.gates}: {_num(m.queries_per_metric_step, 3)} (± {_pct(edge_uncertainty(m))})"
+                        for m in results)
+    lines.append(f"4. **≤ {MAX_QUERIES_PER_METRIC:g} Prometheus query per metric per step: {_verdict(query_ok)}.** "
+                 f"{queries}; the ± is for steps under way at the window's edges, whose queries are counted "
+                 "before the step is.")
+    return lines
+
+
+def results_table(results: list[Measurement]) -> list[str]:
+    lines = [
+        "| gates | window | CPU (cores) | CPU per step | peak RSS | steps/s (due) | step p50 | step p99 | steps ≤ 1 s "
+        "| queries per metric·step (operator / Prometheus) | API requests per step | Prometheus errors "
+        "| gates Analyzing | looks per gate |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in results:
+        served = m.per_step(m.prometheus_query_range_requests) / METRICS_PER_GATE
+        lines.append(
+            f"| {m.gates} | {m.window_seconds:.0f} s | {_num(m.cpu_share)} | {_ms(m.cpu_per_step)} "
+            f"| {m.peak_rss_mib:.0f} MiB "
+            f"| {_num(m.steps_per_second, 1)} ({_num(m.expected_steps_per_second, 1)}) | {_step(m, 0.5)} "
+            f"| {_step(m, 0.99)} | {_pct(m.within_one_second)} | {_num(m.queries_per_metric_step, 3)} / "
+            f"{_num(served, 3)} | {_num(m.api_requests_per_step)} | {m.prometheus_errors:.0f} "
+            f"| {m.analysing}/{m.gates} | {_num(m.mean_looks, 0)} |"
+        )
+    return lines
+
+
+def api_table(results: list[Measurement]) -> list[str]:
+    kinds = sorted({key for m in results for key, value in m.api_requests.items() if value > 0})
+    lines = ["| request | " + " | ".join(f"N={m.gates}" for m in results) + " |",
+             "| --- | " + " | ".join("---:" for _ in results) + " |"]
+    for key in kinds:
+        lines.append(f"| {key} | " + " | ".join(_num(m.per_step(m.api_requests.get(key, 0.0))) for m in results)
+                     + " |")
+    return lines
+
+
+def profile_section(results: list[Measurement]) -> list[str]:
+    profiled = [m for m in results if m.profile is not None and m.profile.samples]
+    if not profiled:
+        return ["No profile was taken (py-spy missing from the virtualenv, or profiling disabled)."]
+    lines: list[str] = []
+    for m in profiled:
+        assert m.profile is not None
+        lines += [
+            f"N={m.gates}: {m.profile.samples} py-spy samples of the thread holding the GIL "
+            "(`py-spy record --gil`), each counted for the innermost layer it runs in.",
+            "",
+            "| layer | share of samples |",
+            "| --- | ---: |",
+            *(f"| {name} | {_pct(share)} |" for name, share in m.profile.layers),
+            "",
+            "| innermost function | share of samples |",
+            "| --- | ---: |",
+            *(f"| `{name}` | {_pct(share)} |" for name, share in m.profile.functions),
+            "",
+        ]
+    return lines
+
+
+def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] | None = None) -> str:
+    lines = [
+        HEADING,
+        "",
+        f"Generated by `{info.command}` on {info.date}: {info.machine}; Python {info.python}; "
+        f"load average {info.load} before the run (other jobs share the machine). Do not edit by hand: the "
+        "next run rewrites this section.",
+        "",
+        "### Targets (judged by the generator from the results below)",
+        "",
+        *targets(results, failures),
+        "",
+        "### Results",
+        "",
+        *results_table(results),
+        "",
+        *(f"N={count} was not measured: {reason}." for count, reason in sorted((failures or {}).items())),
+        *([""] if failures else []),
+        "Kubernetes API requests per step, by verb and kind (from `robustness_gate_api_requests_total`; the "
+        "gate read before each step included):",
+        "",
+        *api_table(results),
+        "",
+        "### Setup",
+        "",
+        "* One local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok fake nodes; "
+        "`hack/localcluster.py`) on 127.0.0.1. Per N, a namespace with N canary/stable Deployment pairs "
+        "(1 replica each, pods Running on kwok nodes).",
+        f"* One exporter process (`bench/scale/exporter.py`) serves every pair's series: request counters by "
+        "code, a latency histogram (12 buckets) and a prediction-score histogram (11 buckets), per pod-template "
+        f"hash; a real Prometheus (`hack/promlab.py`) scrapes it every {SCRAPE_INTERVAL}.",
+        f"* N gates (`hack/scenario.py`'s error rate, latency p99 and prediction drift: {METRICS_PER_GATE} "
+        f"metrics), interval {INTERVAL_SECONDS:g} s, minDuration 1h, maxDuration 2h, so every gate keeps "
+        "analysing (Continue). They are created evenly over one interval, as independent releases would start "
+        "them, while the operator (`robustness-gate run --namespace <ns>`, a child process) runs.",
+        "* After every gate has taken a look and a warm-up, the window starts. CPU is utime + stime of the "
+        "operator from `/proc/<pid>/stat`, per wall second; peak RSS is `VmHWM` from `/proc/<pid>/status` at "
+        "the end (the whole life of the process). Steps, step latency, queries and API requests are the "
+        "differences of the operator's own counters and `robustness_gate_analysis_step_seconds` histogram "
+        "across the window; Prometheus' `prometheus_http_requests_total{handler=\"/api/v1/query_range\"}` "
+        "cross-checks the query count. p50/p99 are interpolated within histogram buckets as "
+        "`histogram_quantile` does; \"steps ≤ 1 s\" is exact (1 s is a bucket bound).",
+        "* Every step queries and parses all looks since the analysis started (a restarted operator recomputes "
+        "them from Prometheus), so a step's Prometheus answer, its parsing and the judge's work grow with the "
+        "looks taken: these numbers hold for analyses of the age in the \"looks per gate\" column; a gate at a "
+        f"1 h minDuration has {3600 / INTERVAL_SECONDS:.0f} looks.",
+        f"* \"On one core\": at most {MAX_CORES:g} CPU second per wall second while stepping at least "
+        f"{100 * KEEP_UP:.0f}% of the N/{INTERVAL_SECONDS:g}s steps due. Per-step ratios are uncertain by the "
+        "steps under way at the window's edges, estimated by Little's law (steps per second × mean step time, "
+        f"at least {100 * EDGE_TOLERANCE:.0f}%).",
+        "* The apiserver, etcd, Prometheus, the exporter and the operator share the machine's CPUs with each "
+        "other and with the other jobs in the load average above: step times include their queueing.",
+        "",
+        "### Profile",
+        "",
+        *profile_section(results),
+    ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def replace_section(existing: str | None, section: str) -> str:
+    """`existing` up to the heading, then `section`; the section alone if there is no file yet."""
+    if not existing:
+        return section
+    lines = existing.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.rstrip() == HEADING:
+            return "".join(lines[:index]) + section
+    return existing.rstrip("\n") + "\n\n" + section
+
+
+def write_report(
+    path: Path, results: list[Measurement], info: RunInfo, failures: dict[int, str] | None = None
+) -> None:
+    existing = path.read_text(encoding="utf-8") if path.exists() else None
+    path.write_text(replace_section(existing, render(results, info, failures)), encoding="utf-8")

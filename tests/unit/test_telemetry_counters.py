@@ -1,0 +1,351 @@
+"""The operator counts its Kubernetes API requests and Prometheus queries, and sends one query per metric
+and look: fake API objects and a fake Prometheus client, no network."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from robustness_gate.analysis import analyze
+from robustness_gate.api import MetricSpec, parse_gate
+from robustness_gate.kube import CONNECTION_POOL_SIZE, Kube, KubeError, api_client
+from robustness_gate.metrics.prometheus import PrometheusSource
+from robustness_gate.metrics.queries import PART_LABEL, Query, combine, metric_queries
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, split_parts
+from robustness_gate.metrics.templates import Sides
+from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
+from robustness_gate.targets.model import ObjectRef, Patch
+from robustness_gate.telemetry import Telemetry
+
+# ---------------------------------------------------------------- Kubernetes API requests
+
+
+class _Response:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = json.dumps(data).encode()
+
+
+class _Api:
+    """Stands in for every generated API class: any method answers `answer`, or raises `error`."""
+
+    def __init__(self, answer: dict[str, Any] | None = None, error: ApiException | None = None) -> None:
+        self.answer = answer or {"metadata": {"name": "x"}, "items": []}
+        self.error = error
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> _Response:
+            self.calls.append(name)
+            if self.error is not None:
+                raise self.error
+            return _Response(self.answer)
+
+        return call
+
+
+def _kube(telemetry: Telemetry | None, api: _Api) -> Kube:
+    kube = Kube(client.ApiClient(), telemetry)
+    kube.apps = kube.core = kube.custom = kube.coordination = api  # type: ignore[assignment]
+    return kube
+
+
+def _requests(telemetry: Telemetry, verb: str, kind: str) -> float:
+    value = telemetry.registry.get_sample_value("robustness_gate_api_requests_total", {"verb": verb, "kind": kind})
+    return value or 0.0
+
+
+GATE = {"metadata": {"name": "g", "namespace": "ns", "uid": "u"}}
+DEPLOYMENT = {"metadata": {"name": "d", "namespace": "ns", "uid": "u"}, "spec": {"selector": {"matchLabels": {}}}}
+
+
+def test_every_kube_call_is_counted_by_verb_and_kind() -> None:
+    telemetry = Telemetry()
+    api = _Api({"metadata": {"name": "x"}, "items": [], "data": {"k": "dmFsdWU="}})
+    kube = _kube(telemetry, api)
+    kube.gate("ns", "g")
+    kube.gate("ns", "g")
+    kube.rollout("ns", "r")
+    kube.deployment("ns", "d")
+    kube.replica_sets(DEPLOYMENT)
+    assert kube.secret_value("ns", "s", "k") == "value"
+    kube.read_lease("ns", "l")
+    kube.write_lease("ns", "l", {"metadata": {}})
+    kube.write_lease("ns", "l", {"metadata": {"resourceVersion": "7"}})
+    kube.apply("ns", Patch(ObjectRef("Deployment", "d"), {"spec": {"replicas": 0}}))
+    kube.apply("ns", Patch(ObjectRef("Rollout", "r"), {"status": {"abort": True}}, subresource="status"))
+    kube.patch_gate_status("ns", "g", {"phase": "Analyzing"})
+    kube.event(GATE, "Normal", "Test", "message")
+    expected = {
+        ("get", "RobustnessGate"): 2,
+        ("get", "Rollout"): 1,
+        ("get", "Deployment"): 1,
+        ("list", "ReplicaSet"): 1,
+        ("get", "Secret"): 1,
+        ("get", "Lease"): 1,
+        ("create", "Lease"): 1,
+        ("update", "Lease"): 1,
+        ("patch", "Deployment"): 1,
+        ("patch", "Rollout"): 1,
+        ("patch", "RobustnessGate"): 1,
+        ("create", "Event"): 1,
+    }
+    assert {key: _requests(telemetry, *key) for key in expected} == expected
+    assert len(api.calls) == sum(expected.values())  # one counted request per API call, no more
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_failed_requests_are_counted_too(status: int) -> None:
+    telemetry = Telemetry()
+    kube = _kube(telemetry, _Api(error=ApiException(status=status, reason="boom")))
+    if status == 404:
+        assert kube.deployment("ns", "d") is None
+    else:
+        with pytest.raises(KubeError):
+            kube.deployment("ns", "d")
+    with pytest.raises(KubeError):
+        kube.patch_gate_status("ns", "g", {})
+    assert _requests(telemetry, "get", "Deployment") == 1 and _requests(telemetry, "patch", "RobustnessGate") == 1
+
+
+def test_the_api_client_keeps_enough_connections_for_many_gate_threads(tmp_path: Path) -> None:
+    """Requests beyond the pool open a TLS connection each (and drop it): the pool is sized for many gates."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }))  # fmt: skip
+    api = api_client(str(kubeconfig))
+    assert api.configuration.host == "https://127.0.0.1:6443"
+    assert api.configuration.connection_pool_maxsize == CONNECTION_POOL_SIZE >= 100
+    assert api.rest_client.pool_manager.connection_pool_kw["maxsize"] == CONNECTION_POOL_SIZE
+
+
+def test_kube_without_telemetry_counts_nothing_and_works() -> None:
+    api = _Api()
+    assert _kube(None, api).gate("ns", "g") == {"metadata": {"name": "x"}, "items": []}
+    assert api.calls == ["get_namespaced_custom_object"]
+
+
+# ---------------------------------------------------------------- Prometheus queries
+
+SPLIT = Sides.by_label("version", "v2", "v1")
+PER_SIDE = Sides.parse('version="v2"', 'track="stable"')
+WINDOW = Window(start=1000.0, step=10.0, looks=3)
+
+
+def _samples(*values: float) -> list[tuple[float, float]]:
+    return [(WINDOW.first + i * WINDOW.step, v) for i, v in enumerate(values)]
+
+
+def _series(series: RawSeries) -> list[dict[str, Any]]:
+    return [{"metric": labels, "values": [[t, str(v)] for t, v in samples]} for labels, samples in series]
+
+
+class _Prometheus:
+    """Answers each part's PromQL with fixed series, and their combination as Prometheus would: the union,
+    each series tagged with its part."""
+
+    def __init__(self, parts: dict[Query, RawSeries], error: Exception | None = None) -> None:
+        self.parts, self.error = parts, error
+        self.sent: list[str] = []
+
+    def custom_query_range(self, promql: str, **_: Any) -> list[dict[str, Any]]:
+        self.sent.append(promql)
+        if self.error is not None:
+            raise self.error
+        tagged = [q for q in self.parts if f'label_replace({q.promql}, "{PART_LABEL}", "{q.part}", "", "")' in promql]
+        if tagged:
+            return [
+                {"metric": {**item["metric"], PART_LABEL: query.part}, "values": item["values"]}
+                for query in tagged
+                for item in _series(self.parts[query])
+            ]
+        return next(_series(series) for query, series in self.parts.items() if query.promql == promql)
+
+    def close(self) -> None:
+        pass
+
+
+def _source(fake: _Prometheus, telemetry: Telemetry) -> PrometheusSource:
+    source = PrometheusSource("http://127.0.0.1:9", telemetry=telemetry)
+    source._client = fake  # type: ignore[assignment]
+    return source
+
+
+def _queries_sent(telemetry: Telemetry) -> float:
+    return telemetry.registry.get_sample_value("robustness_gate_prometheus_queries_total") or 0.0
+
+
+def _counts_metric(kind: str, by: bool) -> MetricSpec:
+    group = "sum by ({{by}})" if by else "sum"
+    fields = ("errors", "total") if kind == "errorRate" else ("numerator", "denominator")
+    return MetricSpec.model_validate(
+        {
+            "name": "m",
+            "slo": {"max": 0.1},
+            kind: {
+                fields[0]: group + " (increase(e{ {{selector}} }[{{window}}]))",
+                fields[1]: group + " (increase(t{ {{selector}} }[{{window}}]))",
+            },
+        }
+    )
+
+
+def _answers(queries: list[Query], sides: Sides) -> dict[Query, RawSeries]:
+    """Different numbers for every part and side, so that a mix-up would show."""
+    answers: dict[Query, RawSeries] = {}
+    for index, query in enumerate(queries):
+        base = 10.0 * (index + 1)
+        if query.role == "buckets":
+            per_side = [("v2", 1.0), ("v1", 3.0)] if query.side == "both" else [("", 1.0 + index)]
+            answers[query] = [
+                ({**({"version": value} if value else {}), "le": le}, _samples(scale * n, scale * n, scale * n))
+                for value, scale in per_side
+                for le, n in (("0.5", 1.0), ("1", 3.0), ("+Inf", 4.0))
+            ]
+        elif query.side == "both":
+            answers[query] = [({"version": "v2"}, _samples(base, base + 1, base + 2)),
+                              ({"version": "v1"}, _samples(base * 2, base * 2, base * 3))]
+        else:
+            answers[query] = [({}, _samples(base + 0.5, math.nan, base + 1))]
+    return answers
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    return all(
+        np.array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), equal_nan=True)
+        for name in a.__dataclass_fields__
+    )
+
+
+METRICS = {
+    "errorRate by label": (_counts_metric("errorRate", True), SPLIT, 2, CountSeries),
+    "errorRate per side": (_counts_metric("errorRate", False), PER_SIDE, 4, CountSeries),
+    "ratio per side": (_counts_metric("ratio", False), PER_SIDE, 4, CountSeries),
+    "latency by label": (
+        MetricSpec.model_validate({"name": "m", "latency": {"histogram": "h"}, "slo": {"quantile": 0.9, "max": 1}}),
+        SPLIT, 1, HistogramSeries,
+    ),
+    "drift per side": (
+        MetricSpec.model_validate({"name": "m", "drift": {"histogram": "s"}}), PER_SIDE, 2, HistogramSeries,
+    ),
+    "custom per side": (
+        MetricSpec.model_validate({"name": "m", "custom": {"query": "avg(x{ {{selector}} })"}, "slo": {"max": 1}}),
+        PER_SIDE, 2, ValueSeries,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(METRICS))
+def test_each_metric_kind_sends_one_query_per_look_with_the_same_result(case: str) -> None:
+    metric, sides, parts, kind = METRICS[case]
+    queries = metric_queries(metric, sides, WINDOW.step)
+    assert len(queries) == parts
+    answers = _answers(queries, sides)
+    telemetry = Telemetry()
+    fake = _Prometheus(answers)
+    data = _source(fake, telemetry).fetch(metric, sides, WINDOW)
+    assert fake.sent == [combine(queries)] and _queries_sent(telemetry) == 1
+    assert isinstance(data, kind)
+    assert _same(data, assemble(metric, sides, WINDOW, answers))  # what the separate queries would give
+
+
+def test_one_step_of_a_three_metric_gate_sends_three_queries() -> None:
+    gate = parse_gate(
+        {
+            "apiVersion": "robustness.dev/v1alpha1",
+            "kind": "RobustnessGate",
+            "metadata": {"name": "g", "namespace": "ns"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                "analysis": {"interval": "10s"},
+                "prometheus": {"address": "http://127.0.0.1:9"},
+                "metrics": [
+                    {"name": name, **METRICS[case][0].model_dump(by_alias=True, exclude_none=True, exclude={"name"})}
+                    for name, case in (("e", "errorRate by label"), ("l", "latency by label"), ("c", "custom per side"))
+                ],
+            },
+        }
+    )
+    answers: dict[Query, RawSeries] = {}
+    for metric in gate.spec.metrics:
+        answers.update(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
+    telemetry = Telemetry()
+    fake = _Prometheus(answers)
+    report = analyze(gate, SPLIT, _source(fake, telemetry), WINDOW.start, WINDOW.last)
+    assert report.looks == 3
+    assert len(fake.sent) == 3 and _queries_sent(telemetry) == 3
+
+
+def test_failed_queries_are_counted() -> None:
+    telemetry = Telemetry()
+    metric = _counts_metric("errorRate", True)
+    fake = _Prometheus(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT),
+                       error=requests.exceptions.ConnectionError("refused"))
+    with pytest.raises(MetricsError, match="cannot reach Prometheus"):
+        _source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
+    assert _queries_sent(telemetry) == 1  # unreachable: no second try part by part
+
+
+def test_a_store_that_drops_the_part_label_is_asked_part_by_part() -> None:
+    metric = _counts_metric("errorRate", True)
+    queries = metric_queries(metric, SPLIT, WINDOW.step)
+    answers = _answers(queries, SPLIT)
+
+    class _Untagged(_Prometheus):
+        def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
+            result = super().custom_query_range(promql, **kwargs)
+            return [{"metric": {k: v for k, v in r["metric"].items() if k != PART_LABEL}, "values": r["values"]}
+                    for r in result]
+
+    telemetry = Telemetry()
+    fake = _Untagged(answers)
+    data = _source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
+    assert fake.sent == [combine(queries), queries[0].promql, queries[1].promql] and _queries_sent(telemetry) == 3
+    assert _same(data, assemble(metric, SPLIT, WINDOW, answers))
+
+
+def test_combine_tags_each_part_and_split_parts_undoes_it() -> None:
+    metric = _counts_metric("errorRate", False)
+    queries = metric_queries(metric, PER_SIDE, 30)
+    promql = combine(queries)
+    assert promql.count(" or ") == 3 and promql.count(f'"{PART_LABEL}"') == 4
+    for query in queries:
+        assert f'label_replace({query.promql}, "{PART_LABEL}", "{query.part}", "", "")' in promql
+    assert len({query.part for query in queries}) == 4
+    single = metric_queries(MetricSpec.model_validate({"name": "m", "drift": {"histogram": "s"}}), SPLIT, 30)
+    assert combine(single) == single[0].promql  # nothing to combine: sent as it is
+    answer: RawSeries = [({PART_LABEL: q.part, "a": str(i)}, _samples(i)) for i, q in enumerate(queries)]
+    split = split_parts(queries, answer)
+    assert split == {q: [({"a": str(i)}, _samples(i))] for i, q in enumerate(queries)}
+    assert split_parts(queries, [({"a": "1"}, _samples(1))]) is None
+    assert split_parts(queries, [({PART_LABEL: "nonsense"}, _samples(1))]) is None
+
+
+def test_range_query_window_is_unchanged() -> None:
+    """The combined query covers the same looks as the separate ones did."""
+    seen: dict[str, Any] = {}
+
+    class _Spy(_Prometheus):
+        def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
+            seen.update(kwargs)
+            return super().custom_query_range(promql, **kwargs)
+
+    metric = _counts_metric("errorRate", True)
+    fake = _Spy(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
+    _source(fake, Telemetry()).fetch(metric, SPLIT, WINDOW)
+    assert seen["start_time"] == datetime.fromtimestamp(WINDOW.first, seen["start_time"].tzinfo)
+    assert seen["end_time"] == datetime.fromtimestamp(WINDOW.last, seen["end_time"].tzinfo) and seen["step"] == "10s"
