@@ -27,7 +27,7 @@ venv: $(STAMP)
 lint: venv
 	$(BIN)/ruff check operator tests hack bench
 	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
-		hack/scenario.py hack/demo.py
+		hack/scenario.py hack/demo.py hack/apiproxy.py
 	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
 
 crds: venv
