@@ -446,7 +446,10 @@ class Controller:
             note = "no operation configured for this outcome"
         elif resumed and target.observation.state != decision.target_state and not target.idempotent(operation):
             # Most likely this very operation went out before the restart; sending it twice would act twice.
-            note = f"the target changed since the decision; {operation.value} was not sent again"
+            note = (
+                f"the target moved since the decision, most likely by this {operation.value} sent before an "
+                f"interruption; {operation.value} was not sent again"
+            )
         else:
             for patch in target.patches(operation):
                 self.kube.apply(writer.namespace, patch)
