@@ -89,7 +89,7 @@ def test_deployment_pair(
     )
     stable_deployment = kube.deployment(namespace, "fraud")
     if outcome == "promoted":
-        assert status["phase"] == "Promoted", status
+        assert status["phase"] == "Promoted", (status.get("decision"), status.get("metrics"))
         assert image(stable_deployment) == image(canary_deployment) == "registry.invalid/fraud:v2"
         # The stable Deployment keeps its own selector labels.
         assert stable_deployment["spec"]["template"]["metadata"]["labels"] == {"app": "fraud", "track": "stable"}
@@ -99,7 +99,7 @@ def test_deployment_pair(
             60,
         )
     else:
-        assert status["phase"] == "RolledBack", status
+        assert status["phase"] == "RolledBack", (status.get("decision"), status.get("metrics"))
         assert image(stable_deployment) == "registry.invalid/fraud:v1"
         assert current_hash(kube, namespace, "fraud") == stable
         assert stable_deployment["metadata"]["generation"] == 1  # untouched

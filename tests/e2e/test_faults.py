@@ -24,7 +24,7 @@ from test_rollout_gates import LABEL, namespace_for
 from canarylab import Behaviour
 from localcluster import LocalCluster
 from promlab import PrometheusServer
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from scenario import SCRAPE_INTERVAL, Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
 
 TIMEOUT_SECONDS = 5  # the gates' prometheus.timeout
 FAULT_SECONDS = 12.0  # each fault lasts six 2 s looks: more than errorLimit
@@ -229,7 +229,9 @@ def test_prometheus_faults_never_promote_and_analyses_resume(
         assert traffic.prometheus is not None
         traffic.prometheus.stop()
         proxy.mode = "restart"
-        fresh = PrometheusServer(file_sd=traffic.targets_file, scrape_interval="1s", max_lifetime=900).start()
+        fresh = PrometheusServer(
+            file_sd=traffic.targets_file, scrape_interval=SCRAPE_INTERVAL, max_lifetime=900
+        ).start()
         traffic.prometheus = fresh
         proxy.upstream = fresh.url
         proxy.mode = "pass"
