@@ -30,7 +30,7 @@ T = TypeVar("T")
 ROLLOUTS = ("argoproj.io", "v1alpha1", "rollouts")
 GATES = ("robustness.dev", "v1alpha1", "robustnessgates")
 HEALTHY = Behaviour()
-SCRAPE_INTERVAL = "250ms"
+SCRAPE_INTERVAL = "1s"
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
@@ -252,9 +252,8 @@ class Traffic:
     def start(self) -> Traffic:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.targets_file.write_text("[]")
-        # Scraped 8 times per 2 s look. Prometheus' increase() over a look's window counts only the samples inside
-        # it and extrapolates to the window's edges: with 2 samples a look, half the error increments are dropped
-        # and the other half counted twice, which over-disperses the counts the judge tests (see docs/statistics.md).
+        # Scraped twice per 2 s look: the operator's per-look counts are exact counter changes, which
+        # increase() over so few samples would not be (see docs/statistics.md).
         self.prometheus = PrometheusServer(
             file_sd=self.targets_file, scrape_interval=SCRAPE_INTERVAL, max_lifetime=self.duration + 300
         ).start()

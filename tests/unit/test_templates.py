@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from robustness_gate.api import MetricSpec
+from robustness_gate.metrics.increments import exact_form
 from robustness_gate.metrics.queries import BOTH, CANARY, metric_queries
 from robustness_gate.metrics.templates import (
     Matcher,
@@ -82,7 +83,8 @@ def test_by_template_runs_once_for_both_sides() -> None:
     )
     queries = metric_queries(metric, Sides.by_label("version", "v2", "v1"), 30)
     assert [(q.role, q.side) for q in queries] == [("errors", BOTH), ("total", BOTH)]
-    assert queries[0].promql == 'sum by (version) (increase(e{ version=~"v2|v1" }[30s]))'
+    selector = 'e{ version=~"v2|v1" }'
+    assert queries[0].promql == "sum by (version) (" + exact_form(selector, "30s") + ")"
 
 
 def test_template_without_by_runs_per_side() -> None:
@@ -100,8 +102,9 @@ def test_template_without_by_runs_per_side() -> None:
         ("total", "canary"),
         ("total", "baseline"),
     ]
-    assert queries[0].promql == 'sum(increase(e{ version="v2" }[1m30s]))'
-    assert queries[1].promql == 'sum(increase(e{ track="stable" }[1m30s]))'
+    canary, baseline = 'e{ version="v2" }', 'e{ track="stable" }'
+    assert queries[0].promql == "sum(" + exact_form(canary, "1m30s") + ")"
+    assert queries[1].promql == "sum(" + exact_form(baseline, "1m30s") + ")"
 
 
 def test_histogram_queries_are_generated() -> None:
@@ -110,9 +113,9 @@ def test_histogram_queries_are_generated() -> None:
         slo={"quantile": 0.99, "max": 0.1},
     )
     (query,) = metric_queries(metric, Sides.by_label("rollouts_pod_template_hash", "abc", "def"), 30)
+    buckets = 'http_request_duration_seconds_bucket{app="fraud",rollouts_pod_template_hash=~"abc|def"}'
     assert query.promql == (
-        "sum by (le, rollouts_pod_template_hash) (increase(http_request_duration_seconds_bucket"
-        '{app="fraud",rollouts_pod_template_hash=~"abc|def"}[30s]))'
+        f"sum by (le, rollouts_pod_template_hash) (({buckets} - {buckets} offset 30s) >= 0 or increase({buckets}[30s]))"
     )
     per_side = metric_queries(metric, Sides.parse('version="v2"', 'track="stable"'), 30)
     assert [q.side for q in per_side] == [CANARY, "baseline"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.durations import format_duration
+from robustness_gate.metrics.increments import exact_form, exact_increments
 from robustness_gate.metrics.templates import Sides, render, render_matchers, uses
 
 CANARY = "canary"
@@ -50,14 +51,20 @@ def combine(queries: list[Query]) -> str:
 
 def template_queries(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:
     window = format_duration(window_seconds)
+
+    def rendered(variables: dict[str, str]) -> str:
+        promql = render(template, variables, where)
+        # Counts per look must be exact counter differences (see increments.py); custom values are not counts.
+        return promql if role == "value" else exact_increments(promql, window)
+
     split = sides.split()
     if split is not None and uses(template, "by"):
         variables = {"selector": split.selector(), "window": window, "by": split.label}
-        return [Query(role, BOTH, render(template, variables, where), split.label)]
+        return [Query(role, BOTH, rendered(variables), split.label)]
     queries = []
     for side, matchers in ((CANARY, sides.canary), (BASELINE, sides.baseline)):
         variables = {"selector": render_matchers(matchers), "window": window, "by": ""}
-        queries.append(Query(role, side, render(template, variables, where)))
+        queries.append(Query(role, side, rendered(variables)))
     return queries
 
 
@@ -67,12 +74,12 @@ def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds:
     split = sides.split()
     if split is not None:
         selector = ",".join(part for part in (extra, split.selector()) if part)
-        promql = f"sum by (le, {split.label}) (increase({histogram}_bucket{{{selector}}}[{window}]))"
+        promql = f"sum by (le, {split.label}) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
         return [Query("buckets", BOTH, promql, split.label)]
     queries = []
     for side, matchers in ((CANARY, sides.canary), (BASELINE, sides.baseline)):
         selector = ",".join(part for part in (extra, render_matchers(matchers)) if part)
-        promql = f"sum by (le) (increase({histogram}_bucket{{{selector}}}[{window}]))"
+        promql = f"sum by (le) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
         queries.append(Query("buckets", side, promql))
     return queries
 
