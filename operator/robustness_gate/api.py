@@ -306,7 +306,11 @@ class DriftSource(HistogramSource):
     """Prediction-score (or feature) histogram compared between canary and baseline."""
 
     effect: DriftEffect = Field(DriftEffect.PSI, description="Effect size that must exceed max to fail.")
-    max: float = Field(0.25, gt=0, description="Effect size above which a significant drift fails.")
+    max: float = Field(
+        0.2,
+        gt=0,
+        description="Effect size above which a significant drift fails (PSI: 0.1-0.25 is moderate, over 0.25 major).",
+    )
 
 
 class CustomSource(Model):

@@ -32,6 +32,9 @@ DEFAULT_LATENCY_QUANTILE = 0.99
 # of the time. With 10/90 req/s and 1% errors a healthy canary passes in about 3 minutes.
 PASS_FACTOR = 2.0
 PASS_BETA = 0.1
+# A drift with PSI at drift.max is shown absent when PSI's upper bound at this confidence is below it;
+# re-checked at every look on growing data, so stricter than 1 - PASS_BETA.
+DRIFT_PASS_CONFIDENCE = 0.99
 
 
 @dataclass(frozen=True)
@@ -505,14 +508,24 @@ def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSetti
     significant = max_log_e >= math.log(1 / settings.alpha)
     large = not math.isnan(effect) and effect >= metric.drift.max
     text = f"{effect_name.value} {_num(effect)} (fails at {metric.drift.max:g}), same-distribution test p={p_value:.2g}"
+    # A small estimate is not yet evidence: PSI's upper bound must be below drift.max too.
+    upper = (
+        histograms.psi_upper_bound(canary_counts, baseline_counts, DRIFT_PASS_CONFIDENCE)
+        if effect_name is DriftEffect.PSI
+        else effect
+    )
+    shown_small = not math.isnan(upper) and upper < metric.drift.max
+    bound_text = f", upper bound {_num(upper)}" if effect_name is DriftEffect.PSI else ""
     if significant and large:
         part = _Part(True, False, f"prediction drift: {text}")
     elif large:
         part = _Part(False, False, f"{text}: large but not yet significant")
+    elif not shown_small:
+        part = _Part(False, False, f"{text}{bound_text}: not yet shown below {metric.drift.max:g}")
     elif significant:
-        part = _Part(False, True, f"{text}: a real but small shift")
+        part = _Part(False, True, f"{text}{bound_text}: a real but small shift")
     else:
-        part = _Part(False, True, f"{text}: no drift")
+        part = _Part(False, True, f"{text}{bound_text}: no drift")
     traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, True)
     return _combine(
         metric,

@@ -38,7 +38,7 @@ def test_example_parses_with_defaults() -> None:
     assert isinstance(gate, RobustnessGate)
     assert gate.spec.analysis.interval_seconds == 30
     assert gate.spec.metrics[0].kind == "errorRate"
-    assert gate.spec.metrics[2].drift is not None and gate.spec.metrics[2].drift.max == 0.25
+    assert gate.spec.metrics[2].drift is not None and gate.spec.metrics[2].drift.max == 0.2
     assert gate.spec.scoring.pass_ == 95
     minimal = parse_gate(
         {

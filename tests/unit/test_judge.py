@@ -139,6 +139,14 @@ def test_drift_needs_significance_and_size() -> None:
         LOOSE,
     )
     assert small.verdict is Verdict.PASS and "real but small" in small.message
+    # A low estimate from a few predictions is not yet evidence of no drift.
+    early = judge_metric(
+        _metric(drift={"histogram": "score", "max": 0.1}),
+        HistogramSeries(BOUNDS, _histogram(1, 0.2, 0.8, 100, 8), _histogram(1, 0.2, 0.8, 400, 9)),
+        LOOSE,
+    )
+    assert early.effect is not None and early.effect < 0.1
+    assert early.verdict is Verdict.MARGINAL and "not yet shown below 0.1" in early.message
 
 
 def test_jensen_shannon_and_wasserstein_effects() -> None:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize, stats
 from scipy.spatial.distance import jensenshannon
 
 from robustness_gate.series import FloatArray
@@ -13,6 +14,14 @@ from robustness_gate.stats.counts import ratio_log_evalue_columns
 
 # Smoothing for empty buckets before PSI (a share of 0 makes the log-ratio infinite).
 PSI_EPSILON = 1e-4
+
+
+# Per-bucket share ratios mixed over by the drift test: 1.05 to 3. A shift near the usual PSI
+# thresholds (0.1 to 0.5 on decile buckets) moves bucket shares by factors of about 1.2 to 3, and a
+# grid reaching 10 (the error-rate test's) spends most of its weight where no drift of that size is:
+# simulated at PSI 0.25 (1 and 9 predictions/s), the median time to detect fell from 3 to 2 looks of
+# a minute. Larger shifts carry so much evidence that they are detected quickly anyway.
+DRIFT_EFFECT_GRID: FloatArray = np.linspace(math.log(1.05), math.log(3.0), 16)
 
 
 def per_bucket(cumulative: FloatArray) -> FloatArray:
@@ -88,6 +97,36 @@ def psi(actual: FloatArray, expected: FloatArray, epsilon: float = PSI_EPSILON) 
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def psi_upper_bound(actual: FloatArray, expected: FloatArray, confidence: float) -> float:
+    """One-sided upper confidence bound on the population PSI behind two samples of bucket counts.
+
+    With N and M observations, PSI_hat / (1/N + 1/M) is about noncentral chi-square with B - 1
+    degrees of freedom and noncentrality PSI / (1/N + 1/M) (the second-order expansion of the
+    Jeffreys divergence behind PSI's null distribution); the bound inverts that in the noncentrality.
+    B counts the buckets that saw an observation. Infinite without data on both sides.
+    """
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    n, m = float(actual.sum()), float(expected.sum())
+    if n <= 0 or m <= 0:
+        return math.inf
+    degrees = int(np.count_nonzero(actual + expected)) - 1
+    if degrees < 1:
+        return 0.0  # one bucket holds everything on both sides: the distributions agree
+    scale = 1 / n + 1 / m
+    statistic = psi(actual, expected) / scale
+    beta = 1 - confidence
+    if stats.chi2.cdf(statistic, degrees) <= beta:
+        return 0.0  # smaller than even no shift at all usually gives
+
+    def excess(noncentrality: float) -> float:
+        return float(stats.ncx2.cdf(statistic, degrees, noncentrality)) - beta
+
+    high = max(1.0, 2 * statistic)
+    while excess(high) > 0:
+        high *= 2
+    return float(optimize.brentq(excess, 1e-9, high, xtol=1e-6)) * scale
+
+
 def jensen_shannon(actual: FloatArray, expected: FloatArray) -> float:
     """Jensen-Shannon distance (base 2, so between 0 and 1) between two bucket distributions."""
     return float(jensenshannon(shares(actual), shares(expected), base=2))
@@ -127,6 +166,6 @@ def drift_log_evalues(canary: FloatArray, baseline: FloatArray) -> FloatArray:
     canary_total = canary.sum(axis=1)
     baseline_total = baseline.sum(axis=1)
     # All buckets at once; a bucket that never saw an observation contributes log 1 = 0.
-    up = ratio_log_evalue_columns(canary, canary_total, baseline, baseline_total, 1.0, True)
-    down = ratio_log_evalue_columns(canary, canary_total, baseline, baseline_total, 1.0, False)
+    up = ratio_log_evalue_columns(canary, canary_total, baseline, baseline_total, 1.0, True, DRIFT_EFFECT_GRID)
+    down = ratio_log_evalue_columns(canary, canary_total, baseline, baseline_total, 1.0, False, DRIFT_EFFECT_GRID)
     return np.asarray(np.sum(np.logaddexp(up, down) - math.log(2.0), axis=1), dtype=float)
