@@ -29,8 +29,8 @@ DEFAULT_LATENCY_QUANTILE = 0.99
 # be less than PASS_FACTOR times worse than the tolerated ratio, with an e-value of 1 / PASS_BETA.
 # Without it the gate keeps looking, so a regression too small to show by minDuration still has
 # until maxDuration to show; a canary about PASS_FACTOR times worse is promoted early at most PASS_BETA
-# of the time. With 10/90 req/s and 1% errors a healthy canary passes in about 3 minutes.
-PASS_FACTOR = 2.0
+# of the time. With 10/90 req/s and 1% errors a healthy canary passes after a median of 4 minutes.
+PASS_FACTOR = 1.5
 PASS_BETA = 0.1
 # A drift with PSI at drift.max is shown absent when PSI's upper bound at this confidence is below it;
 # re-checked at every look on growing data, so stricter than 1 - PASS_BETA.

@@ -166,7 +166,7 @@ class FakeSource:
         )
 
 
-HEALTHY: dict[str, Any] = {"canary_rate": 0.01, "baseline_rate": 0.01}
+HEALTHY: dict[str, Any] = {"canary_rate": 0.01, "baseline_rate": 0.01, "per_look": 6000.0}
 BAD: dict[str, Any] = {"canary_rate": 0.10, "baseline_rate": 0.01}
 PROMETHEUS_DOWN = MetricsError("http://prometheus.monitoring:9090 unreachable: connection refused", "unreachable")
 
