@@ -14,6 +14,7 @@ from pathlib import Path
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("judge and statistics", ("robustness_gate/judge.py", "robustness_gate/stats/", "scipy/", "numpy/")),
     ("query assembly", ("robustness_gate/metrics/source.py", "robustness_gate/metrics/queries.py")),
+    ("look cache", ("robustness_gate/metrics/cache.py", "robustness_gate/metrics/gate_sources.py")),
     ("Prometheus client (requests, JSON)", ("prometheus_api_client/", "robustness_gate/metrics/prometheus.py",
                                             "requests/")),
     ("Kubernetes client (urllib3, TLS, JSON)", ("kubernetes/", "robustness_gate/kube.py")),

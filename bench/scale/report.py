@@ -211,10 +211,13 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "across the window; Prometheus' `prometheus_http_requests_total{handler=\"/api/v1/query_range\"}` "
         "cross-checks the query count. p50/p99 are interpolated within histogram buckets as "
         "`histogram_quantile` does; \"steps ≤ 1 s\" is exact (1 s is a bucket bound).",
-        "* Every step queries and parses all looks since the analysis started (a restarted operator recomputes "
-        "them from Prometheus), so a step's Prometheus answer, its parsing and the judge's work grow with the "
-        "looks taken: these numbers hold for analyses of the age in the \"looks per gate\" column; a gate at a "
-        f"1 h minDuration has {3600 / INTERVAL_SECONDS:.0f} looks.",
+        "* Each gate keeps one Prometheus connection and its per-look series across steps "
+        "(`operator/robustness_gate/metrics/cache.py`): a step asks Prometheus only for the looks it has not "
+        "fetched, plus the last 2 again (late samples), so a step's Prometheus answer and its parsing do not grow "
+        "with the analysis' age. The judge still reads every look, so its work grows with the looks taken: these "
+        "numbers hold for analyses of the age in the \"looks per gate\" column; a gate at a 1 h minDuration has "
+        f"{3600 / INTERVAL_SECONDS:.0f} looks. A restarted operator starts with an empty cache and fetches every "
+        "look since the analysis started once.",
         f"* \"On one core\": at most {MAX_CORES:g} CPU second per wall second while stepping at least "
         f"{100 * KEEP_UP:.0f}% of the N/{INTERVAL_SECONDS:g}s steps due. Per-step ratios are uncertain by the "
         "steps under way at the window's edges, estimated by Little's law (steps per second × mean step time, "

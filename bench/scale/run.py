@@ -78,7 +78,7 @@ class Measurement:
     prometheus_errors: float
     analysing: int  # gates in phase Analyzing at the end
     creation_seconds: float
-    mean_looks: float  # looks per gate at the end: each step queries and parses all of them again
+    mean_looks: float  # looks per gate at the end: each step judges all of them again
     profile: Profile | None = None
 
     @property

@@ -34,6 +34,7 @@ from robustness_gate.api import (
     parse_gate,
 )
 from robustness_gate.durations import parse_duration
+from robustness_gate.metrics.gate_sources import GateKey, GateSources, SourceFactory
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
 from robustness_gate.metrics.queries import metric_queries
 from robustness_gate.metrics.source import MetricsError, MetricSource
@@ -70,9 +71,6 @@ class GateKube(TargetReader, Protocol):
     def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
     def secret_value(self, namespace: str, name: str, key: str) -> str: ...
-
-
-SourceFactory = Callable[[PrometheusSpec, Credentials], MetricSource]
 
 
 def prometheus_source(spec: PrometheusSpec, credentials: Credentials) -> MetricSource:
@@ -135,6 +133,18 @@ class Controller:
     logger: logging.Logger = field(default=log)
     telemetry: Telemetry | None = None
     notify: Callable[[Notice], None] | None = None
+    sources: GateSources = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sources = GateSources(self.source_factory, self.clock)
+
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        """The gate is deleted or no longer stepped here: close its Prometheus connection, drop its looks."""
+        self.sources.forget(GateKey(namespace, name, uid))
+
+    def close(self) -> None:
+        """Operator stop: close every gate's Prometheus connection."""
+        self.sources.close()
 
     # ------------------------------------------------------------ entry point
 
@@ -280,18 +290,13 @@ class Controller:
             sides = _sides(gate, target)
         except TemplateError as error:
             return self._invalid(writer, status, "InvalidSpec", f"{error.where}: {error.detail}")
+        gate_key = GateKey(writer.namespace, writer.name, str((writer.body.get("metadata") or {}).get("uid")))
         try:
-            source = self.source_factory(spec.prometheus, self._credentials(gate))
+            # The gate's source lives across steps: its connection, and the looks it fetched already.
+            with self.sources.lease(gate_key, spec.prometheus, self._credentials(gate), interval) as source:
+                report = analyze(gate, sides, source, start, now)
         except MetricsError as error:
             return self._metrics_down(gate, target, status, writer, error, now - start) or delay
-        try:
-            report = analyze(gate, sides, source, start, now)
-        except MetricsError as error:
-            return self._metrics_down(gate, target, status, writer, error, now - start) or delay
-        finally:
-            closer = getattr(source, "close", None)
-            if callable(closer):
-                closer()
         self._recover(gate, target, status, writer)
         self._record(status, report)
         if self.telemetry is not None:

@@ -34,6 +34,7 @@ STANDBY_POLL_SECONDS = 1.0
 class _Worker:
     namespace: str
     name: str
+    uid: str
     generation: Any
     phase: str = "Pending"
     thread: threading.Thread | None = None
@@ -80,7 +81,9 @@ class GateWorkers:
                 return
             phase = str((body.get("status") or {}).get("phase") or "Pending")
             if worker is None:
-                worker = _Worker(str(meta.get("namespace")), str(meta.get("name")), meta.get("generation"), phase)
+                worker = _Worker(
+                    str(meta.get("namespace")), str(meta.get("name")), uid, meta.get("generation"), phase
+                )
                 worker.thread = threading.Thread(
                     target=self._run, args=(worker,), name=f"gate-{worker.name}", daemon=True
                 )
@@ -102,16 +105,26 @@ class GateWorkers:
         for worker in workers:
             if worker.thread is not None:
                 worker.thread.join(timeout)
+        self.controller.close()  # a worker still in a step after the timeout loses its connection here
 
     def count(self) -> int:
         with self._lock:
             return len(self._workers)
 
     def _run(self, worker: _Worker) -> None:
+        try:
+            self._loop(worker)
+        finally:
+            # Deleted, gone or stopped: its Prometheus connection and cached looks go with the worker.
+            self.controller.forget(worker.namespace, worker.name, worker.uid)
+
+    def _loop(self, worker: _Worker) -> None:
         key = f"{worker.namespace}/{worker.name}"
         api_failures = 0
         while not worker.stop.is_set():
             if not self.leading():
+                # A standby replica holds no connections; the leader has its own.
+                self.controller.forget(worker.namespace, worker.name, worker.uid)
                 worker.wake.wait(STANDBY_POLL_SECONDS)
                 worker.wake.clear()
                 continue

@@ -43,6 +43,12 @@ class _Controller:
         self.steps.set()
         return 3600.0
 
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
 
 @pytest.mark.parametrize("status", [409, 503, 0])
 def test_a_worker_backs_off_on_api_failures_and_steps_once_the_api_answers(

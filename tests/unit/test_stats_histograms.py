@@ -164,3 +164,18 @@ def test_a_drift_at_the_threshold_is_rarely_shown_below_it() -> None:
         b = np.cumsum([rng.multinomial(n, base) for n in rng.poisson(270, looks)], axis=0)
         passed += any(h.psi_upper_bound(c[k], b[k], 0.99) < true for k in range(looks))
     assert passed / runs <= PASS_BETA
+
+
+@pytest.mark.parametrize(("shift", "canary_n"), [(0.0, 300), (0.3, 150), (0.6, 500)])
+def test_psi_upper_bound_is_the_noncentral_chi_square_inversion(shift: float, canary_n: int) -> None:
+    """At the bound's noncentrality, scipy's ncx2 puts exactly 1 - confidence below the observed statistic."""
+    rng = np.random.default_rng(31)
+    actual = rng.multinomial(canary_n, _decile_probs(shift)).astype(float)
+    expected = rng.multinomial(9 * canary_n, _decile_probs(0.0)).astype(float)
+    scale = 1 / actual.sum() + 1 / expected.sum()
+    statistic = h.psi(actual, expected) / scale
+    bound = h.psi_upper_bound(actual, expected, 0.99)
+    if bound == 0.0:
+        assert stats.chi2.cdf(statistic, 9) <= 0.01
+    else:
+        assert stats.ncx2.cdf(statistic, 9, bound / scale) == pytest.approx(0.01, rel=1e-6)

@@ -1,7 +1,8 @@
 """Prometheus as a MetricSource, through prometheus-api-client.
 
-Each look is one step of a range query over the analysis so far, so a restarted operator (or the
-CLI) recomputes every look from Prometheus, which holds the data. Faults become MetricsError with
+Each look is one step of a range query. Prometheus holds the data: the CLI and a restarted operator
+ask for every look since the analysis started; a running operator keeps one source per gate and
+asks only for the looks it has not cached yet (cache.py). Faults become MetricsError with
 Prometheus' own message; they never turn into data.
 """
 

@@ -1,0 +1,148 @@
+"""Per-look series kept between the steps of one gate, so a step fetches only the looks it has not seen.
+
+A look's row in the assembled series (CountSeries, HistogramSeries, ValueSeries) depends only on the
+samples of that look's own interval: a narrower range query gives the same rows for the looks it
+covers. So a step asks the wrapped source for the new looks, plus the last `REFETCH_LOOKS` cached
+ones (Prometheus may still ingest late samples for them), and puts the answer after the rows it
+keeps. The cache key holds everything that changes the data (analysis start, interval, the metric
+spec, the sides and the PromQL sent); any change fetches every look again. Nothing depends on the
+cache for correctness: an empty one, as in a restarted operator, fetches everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from robustness_gate.api import MetricSpec
+from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.source import MetricsError, MetricSource, Window
+from robustness_gate.metrics.templates import Sides
+from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+
+# Looks at the end of the cache that are fetched again: the samples of the latest scrapes can land
+# after the step that first read them.
+REFETCH_LOOKS = 2
+
+
+@dataclass(frozen=True)
+class LookKey:
+    """Everything a metric's per-look rows depend on besides the looks themselves."""
+
+    start: float
+    step: float
+    metric: str
+    sides: Sides
+    promql: tuple[str, ...]
+
+    @classmethod
+    def of(cls, metric: MetricSpec, sides: Sides, window: Window) -> LookKey:
+        queries = metric_queries(metric, sides, window.step)
+        return cls(window.start, window.step, metric.model_dump_json(), sides, tuple(q.promql for q in queries))
+
+
+@dataclass(frozen=True)
+class CachedLooks:
+    key: LookKey
+    data: MetricData
+
+    @property
+    def looks(self) -> int:
+        return self.data.looks
+
+    @property
+    def nbytes(self) -> int:
+        return sum(array.nbytes for array in _arrays(self.data))
+
+
+def _arrays(data: MetricData) -> list[FloatArray]:
+    if isinstance(data, CountSeries):
+        return [data.canary_events, data.canary_total, data.baseline_events, data.baseline_total]
+    return [data.canary, data.baseline]
+
+
+def _frozen(data: MetricData) -> MetricData:
+    """Read-only arrays: the judge gets the cached rows themselves, and must not change them."""
+    for array in _arrays(data):
+        array.flags.writeable = False
+    return data
+
+
+def _joined(head: FloatArray, tail: FloatArray) -> FloatArray:
+    return np.concatenate([head, tail]).astype(np.float64, copy=False)
+
+
+def splice(cached: MetricData, keep: int, tail: MetricData) -> MetricData | None:
+    """The first `keep` rows of `cached` followed by `tail`; None when their shapes cannot be joined.
+
+    Histograms only join with the same buckets: the full answer's buckets are those seen in any
+    look, which a tail with other (or no) bucket series does not tell.
+    """
+    if isinstance(cached, CountSeries) and isinstance(tail, CountSeries):
+        return CountSeries(
+            canary_events=_joined(cached.canary_events[:keep], tail.canary_events),
+            canary_total=_joined(cached.canary_total[:keep], tail.canary_total),
+            baseline_events=_joined(cached.baseline_events[:keep], tail.baseline_events),
+            baseline_total=_joined(cached.baseline_total[:keep], tail.baseline_total),
+        )
+    if isinstance(cached, HistogramSeries) and isinstance(tail, HistogramSeries):
+        if cached.bounds != tail.bounds:
+            return None
+        return HistogramSeries(
+            bounds=cached.bounds,
+            canary=_joined(cached.canary[:keep], tail.canary),
+            baseline=_joined(cached.baseline[:keep], tail.baseline),
+        )
+    if isinstance(cached, ValueSeries) and isinstance(tail, ValueSeries):
+        return ValueSeries(
+            canary=_joined(cached.canary[:keep], tail.canary), baseline=_joined(cached.baseline[:keep], tail.baseline)
+        )
+    return None
+
+
+class CachedSource:
+    """A MetricSource for one gate that remembers each metric's rows between steps.
+
+    Used by one worker thread at a time. One fetch of the wrapped source per metric and step; a second
+    one, of every look, only when the new looks cannot be joined to the kept ones: a histogram whose
+    buckets changed, or a check across series that failed on the new looks alone.
+    """
+
+    def __init__(self, inner: MetricSource) -> None:
+        self.inner = inner
+        self._entries: dict[str, CachedLooks] = {}
+
+    def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
+        key = LookKey.of(metric, sides, window)
+        entry = self._entries.get(metric.name)
+        if entry is None or entry.key != key:
+            # Another analysis (or spec): rows of the old one are of no further use.
+            self._entries = {name: e for name, e in self._entries.items() if e.key.start == key.start}
+            entry = None
+        keep = max(0, min(entry.looks, window.looks) - REFETCH_LOOKS) if entry is not None else 0
+        data: MetricData | None = None
+        if entry is not None and keep > 0:
+            tail = Window(window.start + keep * window.step, window.step, window.looks - keep)
+            try:
+                data = splice(entry.data, keep, self.inner.fetch(metric, sides, tail))
+            except MetricsError as error:
+                # Checks across series (one series per side, the same buckets on both sides) can fail on a
+                # few looks and pass on all of them, or the other way round: all the looks decide, as uncached.
+                if error.kind != "data":
+                    raise
+        if data is None:
+            data = self.inner.fetch(metric, sides, window)
+        self._entries[metric.name] = CachedLooks(key, _frozen(data))
+        return data
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.nbytes for entry in self._entries.values())
+
+    def close(self) -> None:
+        self._entries.clear()
+        closer: Any = getattr(self.inner, "close", None)
+        if callable(closer):
+            closer()
