@@ -432,3 +432,18 @@ class Operator:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"{self.name}-*.log")))
+
+
+class OwnOperators:
+    """Operators this test starts (each watching only the given namespaces), all stopped at its end."""
+
+    def __init__(self, kubeconfig: Path, env: dict[str, str]) -> None:
+        self.kubeconfig, self.env = kubeconfig, env
+        self.started: list[Operator] = []
+
+    def start(self, workdir: Path, namespaces: list[str], args: list[str], name: str) -> Operator:
+        workdir.mkdir(parents=True, exist_ok=True)
+        process = Operator(self.kubeconfig, workdir, namespaces, env=self.env, extra_args=args, name=name)
+        self.started.append(process.start())
+        process.wait_ready()
+        return process

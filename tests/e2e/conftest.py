@@ -20,8 +20,11 @@ HACK = ROOT / "hack"
 if str(HACK) not in sys.path:
     sys.path.insert(0, str(HACK))
 
+from test_rollout_gates import LABEL, namespace_for  # noqa: E402
+
+from canarylab import Behaviour  # noqa: E402
 from localcluster import LocalCluster, testbin, versions  # noqa: E402
-from scenario import Kubectl, Operator  # noqa: E402
+from scenario import Kubectl, Operator, OwnOperators, Traffic, start_rollout_canary  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +97,36 @@ def operator(
         process.stop()
         # The operator's log goes into the test report when something failed.
         print(process.logs()[-20000:])
+
+
+@pytest.fixture
+def own_operators(kube: Kubectl, operator: Operator, inbox: Inbox) -> Iterator[OwnOperators]:
+    """The shared cluster-wide operator steps aside while this test runs its own (namespaced) ones."""
+    own = OwnOperators(operator.kubeconfig, {"RG_NOTIFY_WEBHOOK_URL": inbox.url})
+    operator.stop()
+    try:
+        yield own
+    finally:
+        for process in own.started:
+            process.stop()
+            print(process.logs()[-5000:])
+        operator.start()
+        operator.wait_ready()
+
+
+@pytest.fixture
+def two_canaries(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Two Rollouts paused on their canaries, one healthy and one failing 6 % of requests, under load."""
+    namespace = kube.namespace(namespace_for(request.node.name))
+    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("healthy", "bad")}
+    traffic = Traffic(tmp_path / "traffic", "fraud", LABEL).start()
+    try:
+        traffic.serve({
+            hashes["healthy"][0]: Behaviour(),
+            hashes["healthy"][1]: Behaviour(),
+            hashes["bad"][0]: Behaviour(),
+            hashes["bad"][1]: Behaviour(error_rate=0.06),
+        })
+        yield namespace, hashes, traffic
+    finally:
+        traffic.stop()

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_rollout_gates import namespace_for
 
 from apiproxy import ApiFaultProxy
-from canarylab import Behaviour
 from localcluster import LocalCluster
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from scenario import Kubectl, Operator, gate_manifest, wait_for
 
 LABEL = "rollouts_pod_template_hash"
 CONFLICTS = 2  # K: 409s on the first K status patches of each gate, and on the first K patches of each Rollout
@@ -40,24 +38,6 @@ def shared_operator_aside(operator: Operator) -> Iterator[None]:
     finally:
         operator.start()
         operator.wait_ready()
-
-
-@pytest.fixture
-def two_canaries(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Two Rollouts paused on their canaries, one healthy and one failing 6 % of requests, under load."""
-    namespace = kube.namespace(namespace_for(request.node.name))
-    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("healthy", "bad")}
-    traffic = Traffic(tmp_path / "traffic", "fraud", LABEL).start()
-    try:
-        traffic.serve({
-            hashes["healthy"][0]: Behaviour(),
-            hashes["healthy"][1]: Behaviour(),
-            hashes["bad"][0]: Behaviour(),
-            hashes["bad"][1]: Behaviour(error_rate=0.06),
-        })
-        yield namespace, hashes, traffic
-    finally:
-        traffic.stop()
 
 
 def _reasons(kube: Kubectl, namespace: str, name: str) -> list[str]:

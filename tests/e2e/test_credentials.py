@@ -17,7 +17,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 from test_rollout_gates import DECIDED, namespace_for
 
-from scenario import HEALTHY, Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from scenario import HEALTHY, Kubectl, OwnOperators, Traffic, gate_manifest, start_rollout_canary, wait_for
 
 LABEL = "rollouts_pod_template_hash"
 USER = "gate-reader"
@@ -123,36 +123,6 @@ class AuthProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class OwnOperators:
-    """Operators this test starts (each watching only the given namespaces), all stopped at its end."""
-
-    def __init__(self, kubeconfig: Path, env: dict[str, str]) -> None:
-        self.kubeconfig, self.env = kubeconfig, env
-        self.started: list[Operator] = []
-
-    def start(self, workdir: Path, namespaces: list[str], args: list[str], name: str) -> Operator:
-        workdir.mkdir(parents=True, exist_ok=True)
-        process = Operator(self.kubeconfig, workdir, namespaces, env=self.env, extra_args=args, name=name)
-        self.started.append(process.start())
-        process.wait_ready()
-        return process
-
-
-@pytest.fixture
-def own_operators(kube: Kubectl, operator: Operator, inbox: Any) -> Iterator[OwnOperators]:
-    """The shared cluster-wide operator steps aside while this test runs its own (namespaced) ones."""
-    own = OwnOperators(operator.kubeconfig, {"RG_NOTIFY_WEBHOOK_URL": inbox.url})
-    operator.stop()
-    try:
-        yield own
-    finally:
-        for process in own.started:
-            process.stop()
-            print(process.logs()[-5000:])
-        operator.start()
-        operator.wait_ready()
 
 
 def secret(kube: Kubectl, namespace: str, name: str, data: dict[str, str]) -> None:

@@ -11,20 +11,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import pytest
-from test_rollout_gates import LABEL, namespace_for
-
-from canarylab import Behaviour
 from localcluster import LocalCluster
 from promlab import PrometheusServer
-from scenario import SCRAPE_INTERVAL, Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from scenario import SCRAPE_INTERVAL, Kubectl, Operator, gate_manifest, wait_for
 
 TIMEOUT_SECONDS = 5  # the gates' prometheus.timeout
 FAULT_SECONDS = 12.0  # each fault lasts six 2 s looks: more than errorLimit
@@ -157,24 +151,6 @@ class Watch:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(5)
-
-
-@pytest.fixture
-def two_canaries(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Two Rollouts paused on their canaries, one healthy and one failing 6 % of requests, under load."""
-    namespace = kube.namespace(namespace_for(request.node.name))
-    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("healthy", "bad")}
-    traffic = Traffic(tmp_path / "traffic", "fraud", LABEL).start()
-    try:
-        traffic.serve({
-            hashes["healthy"][0]: Behaviour(),
-            hashes["healthy"][1]: Behaviour(),
-            hashes["bad"][0]: Behaviour(),
-            hashes["bad"][1]: Behaviour(error_rate=0.06),
-        })
-        yield namespace, hashes, traffic
-    finally:
-        traffic.stop()
 
 
 def _gate(namespace: str, name: str, prometheus: str) -> dict[str, Any]:

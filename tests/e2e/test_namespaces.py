@@ -7,35 +7,19 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials import OwnOperators, decided, stable_is, status_of
+from test_credentials import decided, stable_is, status_of
 from test_rollout_gates import namespace_for
 
-from scenario import HEALTHY, Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from scenario import HEALTHY, Kubectl, OwnOperators, Traffic, gate_manifest, start_rollout_canary, wait_for
 
 LABEL = "rollouts_pod_template_hash"
 TARGET = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "fraud"}
 INTERVAL_SECONDS = 2
-
-
-@pytest.fixture
-def operators(kube: Kubectl, operator: Operator, inbox: Any) -> Iterator[OwnOperators]:
-    """The shared cluster-wide operator steps aside while this test runs its own ones."""
-    own = OwnOperators(operator.kubeconfig, {"RG_NOTIFY_WEBHOOK_URL": inbox.url})
-    operator.stop()
-    try:
-        yield own
-    finally:
-        for process in own.started:
-            process.stop()
-            print(process.logs()[-5000:])
-        operator.start()
-        operator.wait_ready()
 
 
 def operator_events(kube: Kubectl, namespace: str) -> list[Any]:
@@ -48,7 +32,7 @@ def operator_events(kube: Kubectl, namespace: str) -> list[Any]:
 
 
 def test_an_operator_watching_one_namespace_never_touches_another(
-    kube: Kubectl, operators: OwnOperators, tmp_path: Path, request: pytest.FixtureRequest
+    kube: Kubectl, own_operators: OwnOperators, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     base = namespace_for(request.node.name)[:40].strip("-")
     watched, other = kube.namespace(f"{base}-a"), kube.namespace(f"{base}-b")
@@ -57,7 +41,7 @@ def test_an_operator_watching_one_namespace_never_touches_another(
     try:
         traffic.serve({pod_hash: HEALTHY for pair in hashes.values() for pod_hash in pair})
         rollout_before = kube.rollout(other, "fraud")
-        namespaced = operators.start(tmp_path / "namespaced", [watched], [], "namespaced")
+        namespaced = own_operators.start(tmp_path / "namespaced", [watched], [], "namespaced")
         for namespace in (watched, other):
             gate = gate_manifest(namespace, "fraud-gate", TARGET, traffic.url, app="fraud", max_duration="90s")
             kube.create_gate(gate)
@@ -94,7 +78,7 @@ def test_an_operator_watching_one_namespace_never_touches_another(
 
         # Control: the setup in the other namespace is actionable. An operator watching it promotes it.
         namespaced.stop()
-        operators.start(tmp_path / "other", [other], [], "other")
+        own_operators.start(tmp_path / "other", [other], [], "other")
         wait_for("the gate in the other namespace decided by its own operator",
                  partial(decided, kube, other, "fraud-gate"), 240)
         assert status_of(kube, other, "fraud-gate")["phase"] == "Promoted"
