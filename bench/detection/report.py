@@ -15,6 +15,7 @@ from bench.detection.peers import ArgoRule, FlaggerRule, KayentaRule
 from bench.detection.run import RULES, Cell, Results, ScenarioResult
 from bench.detection.scenarios import HORIZON_SECONDS, LOOK_INTERVAL, REFERENCE
 from bench.detection.summary import Summary, summarise
+from robustness_gate.api import DriftSource
 
 TAIL_HEADING = "## Operator scale"
 TAIL_DEFAULT = f"{TAIL_HEADING}\n\nMeasured by `python -m bench.scale`; see below.\n"
@@ -222,6 +223,9 @@ def setup_text(results: Results) -> list[str]:
     ]
 
 
+DRIFT_MAX = DriftSource(histogram="x").max
+
+
 def notes(results: Results) -> list[str]:
     """Facts about the setup that help read the tables (no verdicts: those are above)."""
     lines = ["### Reading the tables", ""]
@@ -229,9 +233,9 @@ def notes(results: Results) -> list[str]:
         s = result.scenario
         if s.kind == "drift":
             lines.append(
-                f"* {s.id}: the canary's population PSI is {s.shipped_threshold:g}, exactly robustness-gate's default "
-                "`drift.max`; a drift fails only when it is significant and its PSI estimate is at or above "
-                "`drift.max`, so once the estimate settles a drifting canary can pass."
+                f"* {s.id}: the canary's population PSI is {s.shipped_threshold:g}, above robustness-gate's default "
+                f"`drift.max` ({DRIFT_MAX:g}); a drift fails when it is significant and its PSI estimate is at or "
+                "above `drift.max`, and passes only once PSI's 99% upper bound is below it."
             )
         if result.two_sample_floor > HORIZON_SECONDS / 3:
             lines.append(
