@@ -9,7 +9,7 @@ two windows' samples and doubles the rest, which is why the operator does not us
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,13 +108,33 @@ ERROR_RATE = MetricSpec.model_validate(
 SIDES = Sides.by_label("version", "v2", "v1")
 
 
+@pytest.fixture(scope="module")
+def source(history: History, prometheus_bin: str) -> Iterator[PrometheusSource]:
+    """A real Prometheus serving the backfilled history, and a source reading it."""
+    with PrometheusServer(backfill=history.path) as prometheus:
+        yield PrometheusSource(prometheus.url)
+
+
+@pytest.fixture(scope="module")
+def window(history: History) -> Window:
+    """Looks from 10 minutes in (every counter has samples before the first look) to the end."""
+    return Window.between(history.start + 600, history.end - 60, LOOK)
+
+
+def _as_written(source: PrometheusSource, version: str, window: Window) -> np.ndarray:
+    """Per-look `increase()` as Prometheus computes it, for one version's requests."""
+    written = f'sum(increase(requests_total{{version="{version}"}}[30s]))'
+    ((_, samples),) = source.range_query(written, window, "as written")
+    values = np.full(window.looks, np.nan)
+    for timestamp, value in samples:
+        values[round((timestamp - window.first) / LOOK)] = value
+    return values
+
+
 def test_per_look_counts_are_the_exact_counter_changes(
-    history: History, start_prometheus: Callable[..., PrometheusServer]
+    history: History, source: PrometheusSource, window: Window
 ) -> None:
-    prometheus = start_prometheus(backfill=history.path)
-    # Looks from 10 minutes in (both counters have history before the first look) to the end.
-    window = Window.between(history.start + 600, history.end - 60, LOOK)
-    data = PrometheusSource(prometheus.url).fetch(ERROR_RATE, SIDES, window)
+    data = source.fetch(ERROR_RATE, SIDES, window)
     assert isinstance(data, CountSeries) and data.looks == window.looks > 200
     for version, events, total in (("v2", data.canary_events, data.canary_total),
                                    ("v1", data.baseline_events, data.baseline_total)):  # fmt: skip
@@ -129,15 +149,10 @@ def test_per_look_counts_are_the_exact_counter_changes(
 
 
 def test_increase_as_written_is_over_dispersed_and_the_exact_counts_are_not(
-    history: History, start_prometheus: Callable[..., PrometheusServer]
+    source: PrometheusSource, window: Window
 ) -> None:
     """Why the rewrite: Poisson counts have variance/mean 1; increase() over 2 scrapes gives about 2."""
-    prometheus = start_prometheus(backfill=history.path)
-    window = Window.between(history.start + 600, history.end - 60, LOOK)
-    source = PrometheusSource(prometheus.url)
-    written = source.range_query('sum(increase(requests_total{version="v1"}[30s]))', window, "as written")
-    ((_, samples),) = written
-    as_written = np.array([value for _, value in samples])
+    as_written = _as_written(source, "v1", window)
     exact = source.fetch(ERROR_RATE, SIDES, window)
     assert isinstance(exact, CountSeries)
 
@@ -154,12 +169,9 @@ def test_increase_as_written_is_over_dispersed_and_the_exact_counts_are_not(
 
 
 def test_a_restart_or_a_new_series_costs_one_approximate_look(
-    history: History, start_prometheus: Callable[..., PrometheusServer]
+    history: History, source: PrometheusSource, window: Window
 ) -> None:
     """A counter that resets or starts within a look falls back to increase() for that look only."""
-    prometheus = start_prometheus(backfill=history.path)
-    window = Window.between(history.start + 600, history.end - 60, LOOK)
-    source = PrometheusSource(prometheus.url)
     data = source.fetch(ERROR_RATE, Sides.by_label("version", "restarted", "new"), window)
     assert isinstance(data, CountSeries)
     looks = window.first + np.arange(window.looks) * LOOK
@@ -171,7 +183,5 @@ def test_a_restart_or_a_new_series_costs_one_approximate_look(
         exact = np.arange(window.looks) != approximate
         np.testing.assert_array_equal(total[exact], true_requests[exact])
         # That look is what increase() makes of it (handling the reset), never negative.
-        written = f'sum(increase(requests_total{{version="{version}"}}[30s]))'
-        ((_, samples),) = source.range_query(written, window, "as written")
-        extrapolated = {round((t - window.first) / LOOK): value for t, value in samples}[approximate]
+        extrapolated = _as_written(source, version, window)[approximate]
         assert total[approximate] == pytest.approx(extrapolated) and extrapolated > 0
