@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from scipy import integrate, stats
+from scipy.optimize import brentq
 
 from robustness_gate.stats import counts
 
@@ -110,6 +111,33 @@ def test_confidence_sequence_covers_at_every_look() -> None:
         above, below = counts.bound_crossings(s, n, p, 0.05)
         misses += bool(np.any(above | below))
     assert misses / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ratio_bounds_are_where_the_last_looks_evalue_crosses_the_threshold(seed: int) -> None:
+    # Inverting the test one r0 at a time with scipy's brentq gives the same bounds.
+    rng = np.random.default_rng(seed)
+    looks = int(rng.integers(1, 80))
+    ct = rng.poisson(rng.uniform(5, 400), looks).astype(float)
+    bt = rng.poisson(rng.uniform(5, 4000), looks).astype(float)
+    p = rng.uniform(0.001, 0.1)
+    ce = rng.binomial(ct.astype(np.int64), min(1.0, p * rng.uniform(0.5, 3.0))).astype(float)
+    be = rng.binomial(bt.astype(np.int64), p).astype(float)
+    threshold = math.log(2 / 0.01)
+
+    def excess(log_r0: float, increase: bool) -> float:
+        evidence = counts.ratio_log_evalues(ce, ct, be, bt, math.exp(log_r0), increase, final_only=True)
+        return float(evidence.log_evalues[-1]) - threshold
+
+    lower, upper = counts.ratio_confidence_bounds(ce, ct, be, bt, 0.01)
+    if excess(-12, True) < 0:
+        assert lower == 0.0
+    else:
+        assert math.log(lower) == pytest.approx(brentq(excess, -12, 12, args=(True,), xtol=1e-12), abs=1e-5)
+    if excess(12, False) < 0:
+        assert upper == math.inf
+    else:
+        assert math.log(upper) == pytest.approx(brentq(excess, -12, 12, args=(False,), xtol=1e-12), abs=1e-5)
 
 
 def test_ratio_bounds_bracket_the_truth() -> None:

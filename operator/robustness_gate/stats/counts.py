@@ -19,14 +19,13 @@ likelihood ratio is below 1/alpha. It is valid at all looks at once, so "the SLO
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import betaln
 
 from robustness_gate.series import BoolArray, FloatArray
+from robustness_gate.stats.roots import monotone_root
 
 # Alternatives mixed over: log(r / r0) from log(1.05) to log(10), equally weighted. A grid keeps
 # the mixture valid for a different traffic share at every look (a conjugate prior would not).
@@ -34,6 +33,11 @@ from robustness_gate.series import BoolArray, FloatArray
 LOG_EFFECT_GRID: FloatArray = np.linspace(math.log(1.05), math.log(10.0), 24)
 # Prior concentration of the beta mixture for one-sample bounds: weak, centred on the objective.
 BETA_CONCENTRATION = 10.0
+# Confidence bounds are found to within RATIO_BOUND_TOLERANCE of log(ratio), and where the rate's log
+# mixture is within RATE_BOUND_TOLERANCE of its threshold (rates nearer 0 or 1 than RATE_BOUND_EPS: 0 or 1).
+RATIO_BOUND_TOLERANCE = 1e-6
+RATE_BOUND_TOLERANCE = 1e-9
+RATE_BOUND_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -162,26 +166,47 @@ def ratio_confidence_bounds(
     lower = the smallest r0 for which "r <= r0" is not rejected; upper likewise for "r >= r0".
     """
     threshold = math.log(2.0 / alpha)
-
-    def excess(log_r0: float, increase: bool) -> float:
-        evidence = ratio_log_evalues(
-            canary_events, canary_total, baseline_events, baseline_total, math.exp(log_r0), increase, final_only=True
-        )
-        final = evidence.log_evalues[-1] if len(evidence.log_evalues) else 0.0
-        return float(final) - threshold
-
+    final = _FinalRatioEvidence(canary_events, canary_total, baseline_events, baseline_total)
     low, high = -12.0, 12.0
-    lower = 0.0 if excess(low, True) < 0 else math.exp(_bisect(lambda x: excess(x, True), low, high))
-    upper = math.inf if excess(high, False) < 0 else math.exp(_bisect(lambda x: excess(x, False), low, high))
-    return lower, upper
+    lower = monotone_root(lambda x: final.log_evalues(x, True) - threshold, low, high, RATIO_BOUND_TOLERANCE)
+    upper = monotone_root(lambda x: final.log_evalues(x, False) - threshold, low, high, RATIO_BOUND_TOLERANCE)
+    # Nothing rejected even at the far end: the bound is open there.
+    return (0.0 if lower <= low else math.exp(lower)), (math.inf if upper >= high else math.exp(upper))
 
 
-def _bisect(f: Callable[[float], float], low: float, high: float) -> float:
-    """Root of a monotone function that may be flat (step-like); brentq needs a sign change."""
-    f_low, f_high = f(low), f(high)
-    if f_low * f_high > 0:
-        return low if abs(f_low) < abs(f_high) else high
-    return float(brentq(f, low, high, xtol=1e-6))
+class _FinalRatioEvidence:
+    """The last look's log e-value of ratio_log_evalues for many r0 at once (what confidence bounds invert).
+
+    In log-odds, z = logit(rho) + log r, one bad event is the canary's with log-probability z - softplus(z)
+    and the baseline's with -softplus(z); so a look's log likelihood ratio against r0 is
+    canary events * log(r / r0) + all its bad events * (softplus(z0) - softplus(z)).
+    """
+
+    def __init__(
+        self,
+        canary_events: FloatArray,
+        canary_total: FloatArray,
+        baseline_events: FloatArray,
+        baseline_total: FloatArray,
+    ) -> None:
+        ce, be = np.asarray(canary_events, dtype=float), np.asarray(baseline_events, dtype=float)
+        rho, informative = _shares(np.asarray(canary_total, dtype=float), np.asarray(baseline_total, dtype=float))
+        used = informative & ((ce + be) > 0)
+        self.canary_events = float(np.sum(ce[used]))
+        self.bad_events = (ce + be)[used]
+        self.logit = np.log(rho[used]) - np.log1p(-rho[used])
+
+    def log_evalues(self, log_r0: FloatArray, increase: bool) -> FloatArray:
+        log_r0 = np.asarray(log_r0, dtype=float)
+        if not len(self.bad_events):
+            return np.zeros(len(log_r0))
+        shifts = (1.0 if increase else -1.0) * LOG_EFFECT_GRID  # log(r / r0) of each alternative
+        # softplus(z) = log1p(e^z); |z| stays far below exp's overflow (|log r0| <= 12 here, shifts <= log 10).
+        odds0 = np.exp(self.logit[:, None] + log_r0[None, :])  # looks x r0
+        softplus0 = self.bad_events @ np.log1p(odds0)  # r0
+        softplus = np.tensordot(self.bad_events, np.log1p(odds0[:, :, None] * np.exp(shifts)), axes=1)  # r0 x G
+        log_lr = self.canary_events * shifts[None, :] + softplus0[:, None] - softplus
+        return logsumexp_rows(log_lr) - math.log(len(shifts))
 
 
 # ---------------------------------------------------------------- one sample: rate vs a bound
@@ -222,17 +247,34 @@ def binomial_confidence_sequence(events: float, trials: float, alpha: float, cen
     estimate = events / trials
     threshold = math.log(1.0 / alpha)
 
-    def excess(p: float) -> float:
-        return float(binomial_log_mixture(events, trials, p, center)) - threshold
+    a, b = _beta_prior(center)
+    marginal = float(betaln(a + events, b + trials - events) - betaln(a, b)) - threshold
 
-    eps = 1e-12
-    lower = 0.0 if estimate <= eps or excess(eps) < 0 else float(brentq(excess, eps, estimate, xtol=1e-12))
-    upper = (
-        1.0
-        if estimate >= 1 - eps or excess(1 - eps) < 0
-        else float(brentq(excess, max(estimate, eps), 1 - eps, xtol=1e-12))
-    )
+    def excess(log_odds: FloatArray) -> FloatArray:
+        # binomial_log_mixture in log-odds x: log p = -softplus(-x), log(1 - p) = -softplus(x).
+        return np.asarray(
+            marginal + events * np.logaddexp(0.0, -log_odds) + (trials - events) * np.logaddexp(0.0, log_odds),
+            dtype=float,
+        )
+
+    # Searched in log-odds, where the log mixture is smooth and near-quadratic.
+    edge = math.log(RATE_BOUND_EPS) - math.log1p(-RATE_BOUND_EPS)
+    clipped = min(max(estimate, RATE_BOUND_EPS), 1 - RATE_BOUND_EPS)
+    middle = math.log(clipped) - math.log1p(-clipped)
+
+    def rate_where_crossed(low: float, high: float) -> float:
+        root = monotone_root(excess, low, high, 1e-12, value_tolerance=RATE_BOUND_TOLERANCE)
+        return float(_expit(np.array([root]))[0])
+
+    # A bound exists on a side only if even the most extreme rate there is rejected.
+    ends = excess(np.array([edge, -edge]))
+    lower = rate_where_crossed(edge, middle) if estimate > RATE_BOUND_EPS and ends[0] >= 0 else 0.0
+    upper = rate_where_crossed(middle, -edge) if estimate < 1 - RATE_BOUND_EPS and ends[1] >= 0 else 1.0
     return RateBounds(estimate=estimate, lower=lower, upper=upper)
+
+
+def _expit(log_odds: FloatArray) -> FloatArray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(log_odds, dtype=float))), dtype=float)
 
 
 def bound_crossings(

@@ -20,9 +20,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
-from robustness_gate.stats.mannwhitney import mann_whitney_interval
+from robustness_gate.stats.mannwhitney import average_ranks, mann_whitney_interval
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = Sequence[float] | FloatArray
@@ -112,7 +111,7 @@ def cles(control: ArrayLike, experiment: ArrayLike) -> float:
     e = np.asarray(experiment, dtype=np.float64)
     c = np.asarray(control, dtype=np.float64)
     m, n = float(e.size), float(c.size)
-    ranks = rankdata(np.concatenate((e, c)), method="average")
+    ranks = average_ranks(np.concatenate((e, c)))
     rank_sum = float(np.sum(ranks[: e.size]))
     return (2.0 * rank_sum - m * (m + 1.0)) / (2.0 * n * m)
 
