@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Prometheus client (requests, JSON)", ("prometheus_api_client/", "robustness_gate/metrics/prometheus.py",
                                             "requests/")),
     ("Kubernetes client (urllib3, TLS, JSON)", ("kubernetes/", "robustness_gate/kube.py")),
+    ("targets' watch cache", ("robustness_gate/watched.py",)),
     ("status model (pydantic)", ("pydantic/", "pydantic_core/", "robustness_gate/api.py")),
     ("controller and targets", ("robustness_gate/controller.py", "robustness_gate/targets/",
                                 "robustness_gate/analysis.py", "robustness_gate/policy.py")),

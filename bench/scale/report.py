@@ -187,8 +187,10 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "",
         *(f"N={count} was not measured: {reason}." for count, reason in sorted((failures or {}).items())),
         *([""] if failures else []),
-        "Kubernetes API requests per step, by verb and kind (from `robustness_gate_api_requests_total`; the "
-        "gate read before each step included):",
+        "Kubernetes API requests per step, by verb and kind (from `robustness_gate_api_requests_total`). A "
+        "step reads its gate from the API only when the watch's copy is not the version its own last status "
+        "write made, and its target Deployments and ReplicaSets from kopf's watches "
+        "(`operator/robustness_gate/watched.py`) unless the watch lacks them:",
         "",
         *api_table(results),
         "",

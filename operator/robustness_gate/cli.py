@@ -148,12 +148,14 @@ def _run_command(args: argparse.Namespace) -> int:
     from robustness_gate.notify import WebhookNotifier
     from robustness_gate.server import OperatorServer, watched_only
     from robustness_gate.telemetry import Telemetry
+    from robustness_gate.watched import WatchedObjects
 
     logs.configure(args.log_level, args.log_format)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from the same file
     telemetry = Telemetry()
-    kube = Kube(api_client(args.kubeconfig), telemetry)
+    watched = WatchedObjects()  # Deployments and ReplicaSets from kopf's watches: targets without a read per step
+    kube = Kube(api_client(args.kubeconfig), telemetry, watched)
 
     def counted_source(spec: PrometheusSpec, credentials: Credentials) -> MetricSource:
         source = prometheus_source(spec, credentials)
@@ -180,7 +182,7 @@ def _run_command(args: argparse.Namespace) -> int:
         host, _, port = args.metrics_address.rpartition(":")
         start_http_server(int(port), addr=host or "127.0.0.1", registry=telemetry.registry)
     try:
-        run(workers, namespaces=list(args.namespace), ready=ready)
+        run(workers, namespaces=list(args.namespace), ready=ready, watched=watched)
     finally:
         if server is not None:
             server.stop()

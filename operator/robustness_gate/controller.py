@@ -64,6 +64,10 @@ _VERDICT_PHASE = {Action.PROMOTE: Phase.PASSED, Action.ROLLBACK: Phase.FAILED, A
 
 
 class GateKube(TargetReader, Protocol):
+    def uncached(self) -> TargetReader:
+        """Reads that go to the API, never to a watch cache: what an operation is computed from."""
+        ...
+
     def apply(self, namespace: str, patch: Patch) -> None: ...
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
@@ -449,17 +453,8 @@ class Controller:
             note = f"dryRun: would {operation.value}; the target was not changed"
         elif operation is Operation.NONE:
             note = "no operation configured for this outcome"
-        elif resumed and target.observation.state != decision.target_state and not target.idempotent(operation):
-            # Most likely this very operation went out before the restart; sending it twice would act twice.
-            note = (
-                f"the target moved since the decision, most likely by this {operation.value} sent before an "
-                f"interruption; {operation.value} was not sent again"
-            )
         else:
-            for patch in target.patches(operation):
-                self.kube.apply(writer.namespace, patch)
-                sent.append(patch.describe())
-            note = f"{operation.value}: " + ("; ".join(sent) if sent else "nothing to change")
+            sent, note = self._operate(gate, decision, writer.namespace, resumed)
         decision.applied = True
         status.decision = decision
         status.phase = _phase_for(decision)
@@ -498,6 +493,34 @@ class Controller:
             decision.reason,
             note,
         )
+
+    def _operate(
+        self, gate: RobustnessGate, decision: DecisionStatus, namespace: str, resumed: bool
+    ) -> tuple[list[str], str]:
+        """Send the decision's operation, computed from the target as the API has it now (the step may have
+        read a watch cache): what was sent, and a note on it."""
+        operation = decision.operation
+        try:
+            target = read_target(self.kube.uncached(), namespace, gate.spec)
+        except TargetError as problem:
+            return [], f"{problem}; {operation.value} was not sent"
+        if resumed and target.observation.state != decision.target_state and not target.idempotent(operation):
+            # Most likely this very operation went out before the restart; sending it twice would act twice.
+            return [], (
+                f"the target moved since the decision, most likely by this {operation.value} sent before an "
+                f"interruption; {operation.value} was not sent again"
+            )
+        if not resumed and target.observation.revision != decision.revision:
+            # A new canary arrived between the look and the operation: it was not the one judged.
+            return [], (
+                f"the canary changed to {target.observation.revision} after canary {decision.revision} was "
+                f"judged; {operation.value} was not sent"
+            )
+        sent = []
+        for patch in target.patches(operation):
+            self.kube.apply(namespace, patch)
+            sent.append(patch.describe())
+        return sent, f"{operation.value}: " + ("; ".join(sent) if sent else "nothing to change")
 
     def _credentials(self, gate: RobustnessGate) -> Credentials:
         auth = gate.spec.prometheus.auth

@@ -1,12 +1,16 @@
-"""kopf wiring: watch RobustnessGates and keep one worker thread per gate.
+"""kopf wiring: watch RobustnessGates and keep one worker thread per gate; watch Deployments and
+ReplicaSets into the targets' cache.
 
-Handlers only start, wake and stop workers. A worker re-reads its gate from the API before every
-step, so it always acts on the stored status (never on a stale watch copy). No finalizer is used:
-deleting a gate stops its worker and leaves the target as it is, even while the operator is down.
+Handlers only start, wake and stop workers, and feed the cache. A worker steps on the stored status,
+never on a stale watch copy: it steps on the watch's copy of its gate only when that copy is the very
+version its own last status write produced, and reads the gate from the API otherwise. No finalizer
+is used: deleting a gate stops its worker and leaves the target as it is, even while the operator is
+down.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -22,6 +26,7 @@ from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.controller import Controller
 from robustness_gate.kube import Kube, KubeError
 from robustness_gate.telemetry import Telemetry
+from robustness_gate.watched import WatchedObjects
 
 log = logging.getLogger("robustness_gate.handlers")
 API_RETRY_SECONDS = 2.0  # first retry after an API failure; doubled per failure in a row
@@ -37,6 +42,9 @@ class _Worker:
     uid: str
     generation: Any
     phase: str = "Pending"
+    # The watch's latest copy of the gate, as compact JSON (parsed only to step on it), and its resourceVersion.
+    seen_body: str | None = None
+    seen_version: str | None = None
     thread: threading.Thread | None = None
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -84,6 +92,7 @@ class GateWorkers:
                 worker = _Worker(
                     str(meta.get("namespace")), str(meta.get("name")), uid, meta.get("generation"), phase
                 )
+                worker.seen_body, worker.seen_version = json.dumps(body), str(meta.get("resourceVersion"))
                 worker.thread = threading.Thread(
                     target=self._run, args=(worker,), name=f"gate-{worker.name}", daemon=True
                 )
@@ -91,6 +100,7 @@ class GateWorkers:
                 worker.thread.start()
                 return
             worker.phase = phase
+            worker.seen_body, worker.seen_version = json.dumps(body), str(meta.get("resourceVersion"))
             if meta.get("generation") != worker.generation:
                 worker.generation = meta.get("generation")
                 worker.wake.set()  # a changed spec is looked at now, not after the current delay
@@ -117,6 +127,7 @@ class GateWorkers:
         finally:
             # Deleted, gone or stopped: its Prometheus connection and cached looks go with the worker.
             self.controller.forget(worker.namespace, worker.name, worker.uid)
+            self.kube.forget_written(worker.namespace, worker.name)
 
     def _loop(self, worker: _Worker) -> None:
         key = f"{worker.namespace}/{worker.name}"
@@ -130,7 +141,7 @@ class GateWorkers:
                 continue
             delay = CRASH_RETRY_SECONDS
             try:
-                body = self.kube.gate(worker.namespace, worker.name)
+                body = self._current_body(worker)
                 if body is None:
                     log.info("gate %s is gone: its analysis stopped", key)
                     return
@@ -153,6 +164,17 @@ class GateWorkers:
             worker.wake.clear()
 
 
+    def _current_body(self, worker: _Worker) -> dict[str, Any] | None:
+        """The gate as stored: the watch's copy if it is the version our last status write made, else a GET."""
+        with self._lock:
+            text, version = worker.seen_body, worker.seen_version
+        written = self.kube.written_version(worker.namespace, worker.name)
+        if text is not None and written is not None and version == written:
+            body: dict[str, Any] = json.loads(text)
+            return body
+        return self.kube.gate(worker.namespace, worker.name)
+
+
 def api_retry_delay(failures: int, jitter: Callable[[], float] = random.random) -> float:
     """Exponential backoff with jitter after `failures` API errors in a row: an apiserver that is down
     or overloaded is not hammered by every gate at once, and comes back to a steady trickle."""
@@ -160,8 +182,8 @@ def api_retry_delay(failures: int, jitter: Callable[[], float] = random.random) 
     return base * (0.5 + 0.5 * float(jitter()))
 
 
-def registry(workers: GateWorkers) -> kopf.OperatorRegistry:
-    """The kopf handlers, bound to these workers."""
+def registry(workers: GateWorkers, watched: WatchedObjects | None = None) -> kopf.OperatorRegistry:
+    """The kopf handlers, bound to these workers (and feeding `watched`, if given)."""
     reg = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=reg)
@@ -186,6 +208,16 @@ def registry(workers: GateWorkers) -> kopf.OperatorRegistry:
     def gate_event(type: str, body: kopf.Body, **_: Any) -> None:
         workers.seen(dict(body), deleted=type == "DELETED" or bool(body.metadata.get("deletionTimestamp")))
 
+    if watched is not None:
+
+        @kopf.on.event("apps", "v1", "deployments", registry=reg)
+        def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
+            watched.deployment_seen(dict(body), deleted=type == "DELETED")
+
+        @kopf.on.event("apps", "v1", "replicasets", registry=reg)
+        def replica_set_event(type: str, body: kopf.Body, **_: Any) -> None:
+            watched.replica_set_seen(dict(body), deleted=type == "DELETED")
+
     @kopf.on.cleanup(registry=reg)
     def stop(**_: Any) -> None:
         workers.stop_all()
@@ -198,10 +230,11 @@ def run(
     namespaces: list[str],
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    watched: WatchedObjects | None = None,
 ) -> None:
     """Run the operator until it is signalled to stop; `ready` is set once gates are being watched."""
     kopf.run(
-        registry=registry(workers),
+        registry=registry(workers, watched),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import datetime as dt
 import json
 import os
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from robustness_gate.api import GROUP, PLURAL, VERSION
+from robustness_gate.targets.deployment import REVISION
 from robustness_gate.targets.model import Patch
 
 if TYPE_CHECKING:
     from robustness_gate.telemetry import Telemetry
+    from robustness_gate.watched import WatchedObjects
 
 ROLLOUTS_GROUP = "argoproj.io"
 ROLLOUTS_VERSION = "v1alpha1"
@@ -74,11 +78,18 @@ class Kube:
     """Reads targets, applies target patches, writes gate status and Events.
 
     With `telemetry`, every request is counted (by verb and kind) before it is sent, failed ones included.
+    With `watched`, Deployments and their ReplicaSets are read from the watch streams when they are there.
     """
 
-    def __init__(self, api: client.ApiClient, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self, api: client.ApiClient, telemetry: Telemetry | None = None, watched: WatchedObjects | None = None
+    ) -> None:
         self.api = api
         self.telemetry = telemetry
+        self.watched = watched
+        # resourceVersion of each gate after our last status write (a worker may then step on the watch's copy).
+        self._written: dict[tuple[str, str], str] = {}
+        self._written_lock = threading.Lock()
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -88,6 +99,16 @@ class Kube:
     def _count(self, verb: str, kind: str) -> None:
         if self.telemetry is not None:
             self.telemetry.api_request(verb, kind)
+
+    def _watched_read(self, kind: str, hit: bool) -> None:
+        if self.telemetry is not None:
+            self.telemetry.watched_read(kind, hit)
+
+    def uncached(self) -> Kube:
+        """The same client reading everything from the API: what the controller acts on."""
+        live = copy.copy(self)  # shares the client, counters and written versions
+        live.watched = None
+        return live
 
     # ------------------------------------------------------------ reads
 
@@ -119,6 +140,11 @@ class Kube:
             raise _error(error, f"reading Rollout {namespace}/{name}") from None
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.watched is not None:
+            found = self.watched.deployment(namespace, name)
+            self._watched_read("Deployment", found is not None)
+            if found is not None:
+                return found
         self._count("get", "Deployment")
         try:
             return _json(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
@@ -130,6 +156,15 @@ class Kube:
     def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
         """ReplicaSets owned by the Deployment (by owner UID, within its selector's labels)."""
         meta = deployment["metadata"]
+        if self.watched is not None:
+            owned = self.watched.replica_sets(meta["namespace"], meta["uid"])
+            # Only a view that holds the Deployment's current revision is used: the watch may not have
+            # delivered a ReplicaSet the Deployment controller has just made.
+            current = (meta.get("annotations") or {}).get(REVISION)
+            hit = any((rs["metadata"].get("annotations") or {}).get(REVISION) == current for rs in owned)
+            self._watched_read("ReplicaSet", hit)
+            if hit:
+                return owned
         labels = (deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
         self._count("list", "ReplicaSet")
@@ -224,18 +259,36 @@ class Kube:
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._count("patch", "RobustnessGate")
+        with self._written_lock:
+            self._written.pop((namespace, name), None)  # unknown until the API answers
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": status},
-                _content_type="application/merge-patch+json",
+            stored = _json(
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    {"status": status},
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                )
             )
         except ApiException as error:
             raise _error(error, f"writing status of RobustnessGate {namespace}/{name}") from None
+        version = (stored.get("metadata") or {}).get("resourceVersion")
+        if version:
+            with self._written_lock:
+                self._written[(namespace, name)] = str(version)
+
+    def written_version(self, namespace: str, name: str) -> str | None:
+        """The gate's resourceVersion right after our last status write to it, if that write succeeded."""
+        with self._written_lock:
+            return self._written.get((namespace, name))
+
+    def forget_written(self, namespace: str, name: str) -> None:
+        with self._written_lock:
+            self._written.pop((namespace, name), None)
 
     def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the gate (what `kubectl describe rgate` shows)."""

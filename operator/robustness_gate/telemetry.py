@@ -70,6 +70,12 @@ class Telemetry:
             ["verb", "kind"],
             registry=self.registry,
         )
+        self.watched_reads = Counter(
+            "robustness_gate_watched_reads",
+            "Target reads answered from the watch streams (hit) or sent to the API after all (miss), by kind.",
+            ["kind", "result"],
+            registry=self.registry,
+        )
         self.prometheus_queries = Counter(
             "robustness_gate_prometheus_queries",
             "Range queries sent to Prometheus, failed ones included.",
@@ -78,6 +84,9 @@ class Telemetry:
 
     def api_request(self, verb: str, kind: str) -> None:
         self.api_requests.labels(verb, kind).inc()
+
+    def watched_read(self, kind: str, hit: bool) -> None:
+        self.watched_reads.labels(kind, "hit" if hit else "miss").inc()
 
     def prometheus_query(self) -> None:
         self.prometheus_queries.inc()

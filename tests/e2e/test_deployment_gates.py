@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 from test_rollout_gates import DECIDED, namespace_for
 
 from canarylab import Behaviour
@@ -103,6 +105,23 @@ def test_deployment_pair(
         assert image(stable_deployment) == "registry.invalid/fraud:v1"
         assert current_hash(kube, namespace, "fraud") == stable
         assert stable_deployment["metadata"]["generation"] == 1  # untouched
+    # Steps read both Deployments from the watch; only the operation read them from the API again.
+    counters = operator_counters(operator)
+    hits = counters.get(("robustness_gate_watched_reads_total", "Deployment", "hit"), 0.0)
+    gets = counters.get(("robustness_gate_api_requests_total", "Deployment", "get"), 0.0)
+    assert hits >= 2 * status["looks"] and gets < hits, counters
+
+
+def operator_counters(operator: Operator) -> dict[tuple[str, str, str], float]:
+    """The operator's watched-read and API-request counters by (sample name, kind, result or verb)."""
+    text = requests.get(operator.metrics_url, timeout=10).text
+    found: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("robustness_gate_watched_reads_total", "robustness_gate_api_requests_total"):
+                which = sample.labels.get("result") or sample.labels.get("verb", "")
+                found[(sample.name, sample.labels.get("kind", ""), which)] = sample.value
+    return found
 
 
 def _scaled_to_zero(deployment: dict[str, Any]) -> dict[str, Any] | None:

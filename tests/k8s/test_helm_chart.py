@@ -211,8 +211,11 @@ def operator_access(namespace: str) -> list[str]:
         f"patch rollouts.argoproj.io {ns}",
         f"patch rollouts.argoproj.io {ns} --subresource=status",
         f"get deployments.apps {ns}",
+        f"list deployments.apps {ns}",
+        f"watch deployments.apps {ns}",
         f"patch deployments.apps {ns}",
         f"list replicasets.apps {ns}",
+        f"watch replicasets.apps {ns}",
     ]
 
 

@@ -39,8 +39,11 @@ LEAST_PRIVILEGE: set[Rule] = {
     ("argoproj.io", "rollouts", "patch"),
     ("argoproj.io", "rollouts/status", "patch"),
     ("apps", "deployments", "get"),
+    ("apps", "deployments", "list"),
+    ("apps", "deployments", "watch"),
     ("apps", "deployments", "patch"),
     ("apps", "replicasets", "list"),
+    ("apps", "replicasets", "watch"),
 }
 OPERATOR_METRICS = {
     "robustness_gate_gates",

@@ -8,6 +8,7 @@ merge patches to the Rollout, so later steps see what the API server would retur
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,12 +78,19 @@ class FakeKube:
     # API answers to inject: each write pops the next status code of its list and fails with it.
     apply_failures: list[int] = field(default_factory=list)
     status_failures: list[int] = field(default_factory=list)
+    # A watch cache lagging behind the API: the step reads these Rollouts, operations read `rollouts`.
+    watched_rollouts: dict[str, dict[str, Any]] | None = None
+    uncached_reads: int = 0
 
     # TargetReader
     def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
         assert namespace == NAMESPACE
-        found = self.rollouts.get(name)
+        found = (self.watched_rollouts if self.watched_rollouts is not None else self.rollouts).get(name)
         return copy.deepcopy(found) if found is not None else None
+
+    def uncached(self) -> FakeKube:
+        self.uncached_reads += 1
+        return dataclasses.replace(self, watched_rollouts=None) if self.watched_rollouts is not None else self
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         assert namespace == NAMESPACE
@@ -364,6 +372,37 @@ def test_a_bad_canary_is_rolled_back_after_its_decision_is_recorded() -> None:
     assert sides.canary == (Matcher("rollouts_pod_template_hash", "=", CANARY),)
     assert sides.baseline == (Matcher("rollouts_pod_template_hash", "=", STABLE),)
     assert (window.start, window.step, window.looks) == (T0, 10.0, 1)
+
+
+def test_the_operation_is_computed_from_the_target_as_the_api_has_it_not_the_watch_cache() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.kube.watched_rollouts = {"checkout": make_rollout()}
+    h.step()
+    # The API's Rollout moved to its next step; the lagging cache still shows the old one.
+    h.kube.rollouts["checkout"] = make_rollout(step_index=2)
+    h.next()
+    assert h.kube.uncached_reads == 1
+    applied = [call for kind, call in h.kube.calls if kind == "apply"]
+    assert applied == [Patch(ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status")]
+    assert decided(h)["applied"] is True and h.kube.status["phase"] == "RolledBack"
+
+
+def test_a_canary_replaced_between_the_look_and_the_operation_is_not_acted_on() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.kube.watched_rollouts = {"checkout": make_rollout()}
+    h.step()
+    h.kube.rollouts["checkout"] = make_rollout(current="7f7f7f7f7f")  # a newer canary the cache has not seen yet
+    h.next()
+    assert [kind for kind, _ in h.kube.calls if kind == "apply"] == []
+    decision = decided(h)
+    assert decision["revision"] == CANARY and decision["applied"] is True
+    assert "the canary changed to 7f7f7f7f7f" in h.kube.status["message"] and "Rollback was not sent" in (
+        h.kube.status["message"]
+    )
+    # Once the cache catches up, the new canary gets an analysis of its own.
+    h.kube.watched_rollouts = None
+    h.next()
+    assert h.kube.status["revision"] == "7f7f7f7f7f" and h.kube.status["phase"] == "Analyzing"
 
 
 def test_a_revision_gets_at_most_one_operation() -> None:

@@ -34,12 +34,20 @@ class _Kube:
             raise KubeError("reading RobustnessGate: the server is currently unable to handle the request", self.status)
         return {"metadata": {"namespace": namespace, "name": name, "uid": "u1", "generation": 1}}
 
+    def written_version(self, namespace: str, name: str) -> str | None:
+        return None
+
+    def forget_written(self, namespace: str, name: str) -> None:
+        pass
+
 
 class _Controller:
     def __init__(self) -> None:
         self.steps = threading.Event()
+        self.bodies: list[dict[str, Any]] = []
 
     def step(self, body: dict[str, Any]) -> float:
+        self.bodies.append(body)
         self.steps.set()
         return 3600.0
 
@@ -68,3 +76,49 @@ def test_a_worker_backs_off_on_api_failures_and_steps_once_the_api_answers(
     for k, gap in enumerate(gaps):
         assert gap >= 0.05 * 2**k / 2 - 0.01, gaps
     assert gaps[-1] > gaps[0]
+
+
+class _WrittenKube:
+    """The API holds the gate at resourceVersion "7" with status "api"; our last status write made `written`."""
+
+    def __init__(self, written: str | None) -> None:
+        self.written, self.reads = written, 0
+
+    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return _gate("7", "api")
+
+    def written_version(self, namespace: str, name: str) -> str | None:
+        return self.written
+
+    def forget_written(self, namespace: str, name: str) -> None:
+        self.written = None
+
+
+def _gate(version: str, status: str) -> dict[str, Any]:
+    meta = {"namespace": "ns", "name": "g", "uid": "u1", "generation": 1, "resourceVersion": version}
+    return {"metadata": meta, "status": {"message": status}}
+
+
+@pytest.mark.parametrize(
+    ("written", "seen", "reads", "stepped_on"),
+    [
+        ("7", "7", 0, "watch"),  # the watch delivered our own last write: no GET
+        ("7", "6", 1, "api"),  # the watch lags behind our write: read the API
+        ("7", "8", 1, "api"),  # somebody changed the gate after our write: read the API
+        (None, "7", 1, "api"),  # no write of ours known (a restart, a failed write): read the API
+    ],
+)
+def test_a_worker_steps_on_the_watch_copy_only_if_it_is_our_last_write(
+    written: str | None, seen: str, reads: int, stepped_on: str
+) -> None:
+    kube, controller = _WrittenKube(written), _Controller()
+    workers = GateWorkers(kube, controller)  # type: ignore[arg-type]
+    workers.seen(_gate(seen, "watch"), deleted=False)
+    try:
+        assert controller.steps.wait(10)
+    finally:
+        workers.stop_all()
+    assert kube.reads == reads
+    assert controller.bodies[0]["status"]["message"] == stepped_on
+    assert kube.written is None  # the stopped worker forgot its gate's written version

@@ -432,6 +432,12 @@ class _Kube:
     def gate(self, namespace: str, name: str) -> dict[str, Any]:
         return {"metadata": {"namespace": namespace, "name": name, "uid": "u1", "generation": 1}}
 
+    def written_version(self, namespace: str, name: str) -> str | None:
+        return None
+
+    def forget_written(self, namespace: str, name: str) -> None:
+        pass
+
 
 def test_a_deleted_gate_closes_its_source_and_a_stopped_operator_closes_all() -> None:
     controller = _Controller()

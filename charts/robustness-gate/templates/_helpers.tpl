@@ -72,13 +72,14 @@ The least-privilege rules: exactly the API calls the operator makes. docs/helm.m
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts/status"]
   verbs: ["patch"]
-# Deployments: read the target, find its ReplicaSets (baseline and revisions), promote or undo by patch.
+# Deployments: watch the targets and their ReplicaSets (baseline and revisions) instead of reading them at
+# every step, read them again before acting, promote or undo by patch.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 {{- with .Values.rbac.secretNames }}
 # Prometheus credentials: only the Secrets named here (rbac.secretNames).
 - apiGroups: [""]
