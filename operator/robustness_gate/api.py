@@ -203,7 +203,11 @@ class PrometheusSpec(Model):
     timeout: Duration = Field("10s", description="Timeout of one query.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (not for secrets: use auth).")
     auth: PrometheusAuth | None = Field(None, description="Credentials from Secret references.")
-    insecure_skip_verify: bool = Field(False, description="Skip TLS certificate verification.")
+    insecure_skip_verify: bool = Field(
+        False,
+        description="Skip TLS certificate verification. Otherwise the system's CA bundle is trusted, or the one "
+        "REQUESTS_CA_BUNDLE names in the operator's environment.",
+    )
 
     @field_validator("timeout")
     @classmethod

@@ -204,18 +204,20 @@ def registry(workers: GateWorkers, watched: WatchedObjects | None = None) -> kop
         )
         return info
 
+    # The event handlers are coroutines: kopf runs a plain function in a thread pool, a handoff per event that
+    # cost more than these few microseconds of bookkeeping (a gate's own status write is an event too).
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=reg)
-    def gate_event(type: str, body: kopf.Body, **_: Any) -> None:
+    async def gate_event(type: str, body: kopf.Body, **_: Any) -> None:
         workers.seen(dict(body), deleted=type == "DELETED" or bool(body.metadata.get("deletionTimestamp")))
 
     if watched is not None:
 
         @kopf.on.event("apps", "v1", "deployments", registry=reg)
-        def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
+        async def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
             watched.deployment_seen(dict(body), deleted=type == "DELETED")
 
         @kopf.on.event("apps", "v1", "replicasets", registry=reg)
-        def replica_set_event(type: str, body: kopf.Body, **_: Any) -> None:
+        async def replica_set_event(type: str, body: kopf.Body, **_: Any) -> None:
             watched.replica_set_seen(dict(body), deleted=type == "DELETED")
 
     @kopf.on.cleanup(registry=reg)

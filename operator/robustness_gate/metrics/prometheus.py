@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,13 @@ class PrometheusSource:
         if self._client is None:
             session = requests.Session()
             session.hooks["response"].append(self._remember)
+            # requests reads proxies and the CA bundle from the environment again on every request, scanning
+            # every variable (a pod gets several per Service in its namespace). Read them once, for this address:
+            # HTTP(S)_PROXY and NO_PROXY, then REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, as requests would.
+            session.trust_env = False
+            session.proxies = requests.utils.get_environ_proxies(self.address)
+            # Set here because PrometheusConnect applies disable_ssl only to a session it makes itself.
+            session.verify = _environment_ca_bundle() or True if self.verify_tls else False
             headers = dict(self.headers)
             if self.credentials.bearer_token:
                 headers["Authorization"] = f"Bearer {self.credentials.bearer_token}"
@@ -127,10 +135,18 @@ class PrometheusSource:
             )
         except requests.exceptions.Timeout:
             raise self._timeout_error(where) from None
+        except requests.exceptions.SSLError as error:
+            raise MetricsError(
+                f"TLS with Prometheus at {self.address} failed: {_connection_problem(error)}; trust its CA "
+                "(REQUESTS_CA_BUNDLE in the operator's environment) or set spec.prometheus.insecureSkipVerify",
+                "unreachable",
+            ) from None
         except requests.exceptions.ConnectionError as error:
             if "timed out" in str(error):
                 raise self._timeout_error(where) from None
-            raise MetricsError(f"cannot reach Prometheus at {self.address}: {_short(error)}", "unreachable") from None
+            raise MetricsError(
+                f"cannot reach Prometheus at {self.address}: {_connection_problem(error)}", "unreachable"
+            ) from None
         except PrometheusApiClientException:
             raise self._http_error(where, promql) from None
         except (ValueError, KeyError, TypeError) as error:  # JSON that is not a Prometheus answer
@@ -178,6 +194,17 @@ def _parse_matrix(result: Any, where: str) -> RawSeries:
                 raise MetricsError(f"{where}: unreadable sample {point!r}", "malformed") from None
         series.append((labels, [(t, v) for t, v in samples if not math.isnan(v)]))
     return series
+
+
+def _environment_ca_bundle() -> str | None:
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+def _connection_problem(error: requests.exceptions.ConnectionError) -> str:
+    """The cause, without the request URL (and its long query) that urllib3's retry error puts first."""
+    cause: object = error.args[0] if error.args else error
+    cause = getattr(cause, "reason", None) or cause
+    return _short(cause if isinstance(cause, BaseException) else error)
 
 
 def _short(error: BaseException) -> str:
