@@ -56,6 +56,20 @@ class InputError(Exception):
         self.problems = problems
 
 
+# Gates analysed at once by `run` (the kopf side, handlers.py, is imported only when the operator starts).
+DEFAULT_CONCURRENCY = 16
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give 1 to 256")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -104,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--lease-name", default="robustness-gate", help="name of the Lease")
     run_cmd.add_argument("--lease-duration", type=int, default=15, help="seconds a leader's Lease lasts")
+    run_cmd.add_argument(
+        "--concurrent-steps", type=_positive_int, default=DEFAULT_CONCURRENCY,
+        help=f"gates analysed at once, on as many threads (default {DEFAULT_CONCURRENCY})",
+    )
     run_cmd.set_defaults(handler=_run_command)
 
     check_cmd = commands.add_parser(
@@ -171,7 +189,7 @@ def _run_command(args: argparse.Namespace) -> int:
         elector = LeaderElector(kube, args.lease_namespace, args.lease_name, identity, args.lease_duration).start()
     leading = elector.leading.is_set if elector is not None else (lambda: True)
     controller = Controller(kube, source_factory=counted_source, telemetry=telemetry, notify=notifier)
-    workers = GateWorkers(kube, controller, telemetry, leading)
+    workers = GateWorkers(kube, controller, telemetry, leading, concurrency=args.concurrent_steps)
     ready = threading.Event()
     server = None
     if args.http_address:

@@ -295,7 +295,7 @@ def test_deployment_runs_one_operator_with_probes_ports_and_resources(helm_env: 
     main = container(docs)
     assert main["image"] == f"robustness-gate:{__version__}"
     assert main["args"] == ["run", "--http-address=0.0.0.0:8080", "--metrics-address=0.0.0.0:9090",
-                            "--log-format=json", "--log-level=INFO"]
+                            "--log-format=json", "--log-level=INFO", "--concurrent-steps=16"]
     assert {p["name"]: p["containerPort"] for p in main["ports"]} == {"http": 8080, "metrics": 9090}
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

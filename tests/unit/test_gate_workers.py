@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
 
 import pytest
 
-from robustness_gate import handlers
+from robustness_gate import cli, handlers
 from robustness_gate.handlers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
 from robustness_gate.kube import KubeError
 
@@ -122,3 +123,134 @@ def test_a_worker_steps_on_the_watch_copy_only_if_it_is_our_last_write(
     assert kube.reads == reads
     assert controller.bodies[0]["status"]["message"] == stepped_on
     assert kube.written is None  # the stopped worker forgot its gate's written version
+
+
+class _PoolKube:
+    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"namespace": namespace, "name": name, "uid": name, "generation": 1}}
+
+    def written_version(self, namespace: str, name: str) -> str | None:
+        return None
+
+    def forget_written(self, namespace: str, name: str) -> None:
+        pass
+
+
+class _TimedController:
+    """Records each step (gate, start, end); a step takes `duration` and asks for `delay` before the next."""
+
+    def __init__(self, duration: float, delay: float) -> None:
+        self.duration, self.delay = duration, delay
+        self.lock = threading.Lock()
+        self.steps: list[tuple[str, float, float]] = []
+        self.running: set[str] = set()
+        self.overlaps = 0
+        self.most_at_once = 0
+        self.forgotten: list[tuple[str, float]] = []
+        self.started = threading.Event()
+
+    def step(self, body: dict[str, Any]) -> float:
+        name = body["metadata"]["name"]
+        with self.lock:
+            self.overlaps += name in self.running
+            self.running.add(name)
+            self.most_at_once = max(self.most_at_once, len(self.running))
+        start = time.monotonic()
+        self.started.set()
+        time.sleep(self.duration)
+        with self.lock:
+            self.running.discard(name)
+            self.steps.append((name, start, time.monotonic()))
+        return self.delay
+
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        with self.lock:
+            self.forgotten.append((name, time.monotonic()))
+
+    def close(self) -> None:
+        pass
+
+    def count(self, name: str) -> int:
+        with self.lock:
+            return sum(1 for step in self.steps if step[0] == name)
+
+
+def _body(name: str, generation: int = 1) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": name, "uid": name, "generation": generation}}
+
+
+def test_a_small_pool_steps_every_gate_at_its_delay_and_one_gate_on_one_thread_at_a_time() -> None:
+    controller = _TimedController(duration=0.01, delay=0.3)
+    workers = GateWorkers(_PoolKube(), controller, concurrency=4)  # type: ignore[arg-type]
+    names = [f"g{i}" for i in range(40)]
+    for name in names:
+        workers.seen(_body(name), deleted=False)
+    time.sleep(1.5)
+    workers.stop_all()
+    threads = [t for t in threading.enumerate() if t.name.startswith("gate-steps-")]
+    assert threads == []  # stopped with the operator
+    assert controller.overlaps == 0 and controller.most_at_once <= 4
+    assert len(workers._threads) == 4
+    for name in names:
+        starts = [start for gate, start, _ in controller.steps if gate == name]
+        # 40 steps of 10 ms on 4 threads take 0.1 s, well within each gate's 0.3 s delay: every gate
+        # keeps its pace (steps ~0.31 s apart), none is starved.
+        assert 4 <= len(starts) <= 6, (name, starts)
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) >= 0.3 - 0.005, (name, gaps)
+
+
+def test_a_spec_change_during_a_step_steps_the_gate_again_when_it_ends() -> None:
+    controller = _TimedController(duration=0.3, delay=3600.0)
+    workers = GateWorkers(_PoolKube(), controller, concurrency=2)  # type: ignore[arg-type]
+    workers.seen(_body("g"), deleted=False)
+    assert controller.started.wait(5)
+    workers.seen(_body("g", generation=2), deleted=False)  # while the first step runs
+    deadline = time.monotonic() + 5
+    while controller.count("g") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers.stop_all()
+    assert controller.count("g") == 2 and controller.overlaps == 0
+    first, second = sorted(controller.steps, key=lambda step: step[1])
+    assert second[1] >= first[2]  # after the first ended, not beside it
+
+
+def test_a_gate_deleted_during_its_step_is_let_go_after_the_step_and_not_stepped_again() -> None:
+    controller = _TimedController(duration=0.3, delay=0.0)
+    workers = GateWorkers(_PoolKube(), controller, concurrency=2)  # type: ignore[arg-type]
+    workers.seen(_body("g"), deleted=False)
+    assert controller.started.wait(5)
+    workers.seen(_body("g"), deleted=True)
+    time.sleep(0.6)
+    workers.stop_all()
+    assert controller.count("g") == 1
+    [(_name, when)] = [item for item in controller.forgotten if item[0] == "g"]
+    assert when >= controller.steps[0][2]  # its connection closed only once the step was done
+    assert workers.count() == 0
+
+
+def test_the_gate_due_longest_is_stepped_first() -> None:
+    controller = _TimedController(duration=0.05, delay=3600.0)
+    workers = GateWorkers(_PoolKube(), controller, concurrency=1)  # type: ignore[arg-type]
+    for name in ("a", "b", "c", "d"):
+        workers.seen(_body(name), deleted=False)
+    deadline = time.monotonic() + 5
+    while len(controller.steps) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers.stop_all()
+    assert [name for name, _, _ in sorted(controller.steps, key=lambda step: step[1])] == ["a", "b", "c", "d"]
+
+
+def test_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        GateWorkers(_PoolKube(), _TimedController(0, 0), concurrency=0)  # type: ignore[arg-type]
+
+
+def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None:
+    assert cli.DEFAULT_CONCURRENCY == handlers.DEFAULT_CONCURRENCY
+    parser = cli._parser()
+    assert parser.parse_args(["run"]).concurrent_steps == handlers.DEFAULT_CONCURRENCY
+    assert parser.parse_args(["run", "--concurrent-steps", "3"]).concurrent_steps == 3
+    for bad in ("0", "300", "many"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["run", "--concurrent-steps", bad])
