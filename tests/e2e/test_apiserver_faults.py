@@ -1,6 +1,6 @@
 """API server faults on the operator's own API path, against the real cluster: an operator that reaches the
 kube-apiserver through a fault-injecting HTTPS proxy (hack/apiproxy.py) gets real 409 Conflict answers to its
-gate status patches and to its Rollout patches (the abort and the promote), and 503s to every 5th read of a gate,
+gate status patches and to its Rollout patches (the abort and the promote), and 503s to every 2nd read of a gate,
 while it analyses a healthy canary and one failing 6 % of requests. Each is retried with backoff: one correct
 action per canary, one Event each, and the operator keeps running."""
 
@@ -24,7 +24,7 @@ from scenario import Kubectl, Operator, gate_manifest, wait_for
 LABEL = "rollouts_pod_template_hash"
 CONFLICTS = 2  # K: 409s on the first K status patches of each gate, and on the first K patches of each Rollout
 AFTER_ACTION = 1  # 409s on each gate's status patches right after its Rollout patch went through
-UNAVAILABLE_EVERY = 5  # every 5th GET of a gate answers 503 ...
+UNAVAILABLE_EVERY = 2  # every 2nd GET of a gate answers 503 (a step reads its gate only when the watch lags) ...
 UNAVAILABLE_SECONDS = 60.0  # ... for the first minute of the analyses
 DECIDED = ("Promoted", "RolledBack", "Inconclusive", "Passed", "Failed")
 
