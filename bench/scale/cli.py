@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.scale.judge_cost import judge_milliseconds
 from bench.scale.report import RunInfo, write_report
 from bench.scale.run import QUICK, Bench, Config, from_json, to_json
 
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.render is not None:
         saved = json.loads(args.render.read_text())
         failures = {int(count): reason for count, reason in saved.get("failures", {}).items()}
-        write_report(args.markdown, from_json(json.dumps(saved["results"])), RunInfo(**saved["info"]), failures)
+        info = RunInfo(**saved["info"])
+        info = dataclasses.replace(info, judge=[(int(looks), float(ms)) for looks, ms in info.judge])
+        write_report(args.markdown, from_json(json.dumps(saved["results"])), info, failures)
         print(f"wrote {args.markdown}")
         return 0
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=f"{os.cpu_count()} CPUs ({cpu_model()}), {memory_gib():.0f} GiB RAM, Linux {platform.release()}",
         python=platform.python_version(),
         load=load,
+        judge=judge_milliseconds(),
     )
     if args.results is not None:
         saved = {"info": dataclasses.asdict(info), "results": json.loads(to_json(results)), "failures": failures}

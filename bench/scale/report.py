@@ -7,7 +7,7 @@ belongs to other benchmarks and is kept byte for byte.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.scale import measure
@@ -30,6 +30,8 @@ class RunInfo:
     machine: str
     python: str
     load: str
+    # (looks, CPU milliseconds) of one judge call for the benchmark's gate (bench/scale/judge_cost.py)
+    judge: list[tuple[int, float]] = field(default_factory=list)
 
 
 def _verdict(ok: bool) -> str:
@@ -146,6 +148,22 @@ def api_table(results: list[Measurement]) -> list[str]:
     return lines
 
 
+def judge_lines(judge: list[tuple[int, float]], interval: float) -> list[str]:
+    if not judge:
+        return []
+    lines = [
+        "CPU time of the judge alone for one step of this gate, by the analysis' age (in-process, on seeded "
+        "data shaped like the exporter's: `bench/scale/judge_cost.py`). A step judges every look since the "
+        "analysis started:",
+        "",
+        "| looks | analysis age | judge CPU per step |",
+        "| ---: | ---: | ---: |",
+    ]
+    for looks, milliseconds in judge:
+        lines.append(f"| {looks} | {looks * interval / 60:.0f} min | {milliseconds:.1f} ms |")
+    return [*lines, ""]
+
+
 def profile_section(results: list[Measurement]) -> list[str]:
     profiled = [m for m in results if m.profile is not None and m.profile.samples]
     if not profiled:
@@ -194,6 +212,7 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "",
         *api_table(results),
         "",
+        *judge_lines(info.judge, INTERVAL_SECONDS),
         "### Setup",
         "",
         "* One local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok fake nodes; "

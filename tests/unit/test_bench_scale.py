@@ -8,11 +8,13 @@ import math
 from pathlib import Path
 
 import pytest
-from bench.scale import measure
+from bench.scale import exporter, judge_cost, measure
 from bench.scale.exporter import Pair, render, series_shares
 from bench.scale.profile import Profile, layer_of, short_frame, summarise
 from bench.scale.report import HEADING, RunInfo, edge_uncertainty, replace_section, targets, write_report
 from bench.scale.run import Measurement, from_json, to_json
+
+from robustness_gate.series import CountSeries, HistogramSeries
 
 # /proc/<pid>/stat of a process whose name has a space and a parenthesis: utime 250, stime 50 ticks.
 STAT = "4242 (python (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 503 0 100 1000000 5000 " + " 0" * 30
@@ -184,3 +186,29 @@ def test_mean_step_time_and_the_uncertainty_of_per_step_ratios() -> None:
     assert edge_uncertainty(very_slow) == pytest.approx(6 * 30 / 600)
     assert "MET" in targets([very_slow])[3]  # 1.02 within ± 30%
     assert "p99 > 30 s" in targets([very_slow])[2]
+
+
+def test_the_judge_cost_table_shows_the_analysis_age_and_grows_with_the_looks(tmp_path: Path) -> None:
+    measured = judge_cost.judge_milliseconds(looks=(10, 360), repeats=3)
+    assert [looks for looks, _ in measured] == [10, 360]
+    assert measured[1][1] > measured[0][1] > 0  # every look is judged again at every step
+    path = tmp_path / "benchmarks.md"
+    write_report(path, [_measurement(10, 0.05, 150, 1.0, 1.0, 100)], dataclasses.replace(INFO, judge=measured))
+    text = path.read_text()
+    assert "| 10 | 2 min |" in text and "| 360 | 60 min |" in text
+    assert "judge_cost.py" in text
+    assert "judge CPU per step" not in write_and_read(tmp_path / "plain.md")
+
+
+def write_and_read(path: Path) -> str:
+    write_report(path, [_measurement(10, 0.05, 150, 1.0, 1.0, 100)], INFO)
+    return path.read_text()
+
+
+def test_judge_data_has_the_exporters_shape() -> None:
+    data = judge_cost.gate_data(5)
+    assert sorted(data) == ["error-rate", "latency-p99", "prediction-drift"]
+    latency = data["latency-p99"]
+    assert isinstance(latency, HistogramSeries) and latency.canary.shape == (5, len(exporter.LATENCY_BUCKETS) + 1)
+    errors = data["error-rate"]
+    assert isinstance(errors, CountSeries) and float(errors.canary_events.sum()) < float(errors.canary_total.sum())
