@@ -48,11 +48,16 @@ def _ms(seconds: float) -> str:
 
 def _step(m: Measurement, q: float) -> str:
     """A step-time quantile; beyond the largest finite bucket only a lower bound is known."""
-    finite = [bound for bound, _ in m.step_buckets if not math.isinf(bound)]
-    value = measure.quantile(q, m.step_buckets)
-    if finite and m.step_buckets[-1][1] > 0 and measure.share_at_most(finite[-1], m.step_buckets) < q:
+    return _quantile(m.step_buckets, q)
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> str:
+    if not buckets or buckets[-1][1] <= 0:
+        return "n/a"
+    finite = [bound for bound, _ in buckets if not math.isinf(bound)]
+    if finite and measure.share_at_most(finite[-1], buckets) < q:
         return f"> {finite[-1]:g} s"
-    return _ms(value)
+    return _ms(measure.quantile(q, buckets))
 
 
 def _pct(value: float) -> str:
@@ -121,9 +126,10 @@ def targets(results: list[Measurement], failures: dict[int, str] | None = None) 
 def results_table(results: list[Measurement]) -> list[str]:
     lines = [
         "| gates | window | CPU (cores) | CPU per step | peak RSS | steps/s (due) | step p50 | step p99 | steps ≤ 1 s "
+        "| start late by (p50 / p99) "
         "| queries per metric·step (operator / Prometheus) | API requests per step | Prometheus errors "
         "| gates Analyzing | looks per gate |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in results:
         served = m.per_step(m.prometheus_query_range_requests) / METRICS_PER_GATE
@@ -131,7 +137,9 @@ def results_table(results: list[Measurement]) -> list[str]:
             f"| {m.gates} | {m.window_seconds:.0f} s | {_num(m.cpu_share)} | {_ms(m.cpu_per_step)} "
             f"| {m.peak_rss_mib:.0f} MiB "
             f"| {_num(m.steps_per_second, 1)} ({_num(m.expected_steps_per_second, 1)}) | {_step(m, 0.5)} "
-            f"| {_step(m, 0.99)} | {_pct(m.within_one_second)} | {_num(m.queries_per_metric_step, 3)} / "
+            f"| {_step(m, 0.99)} | {_pct(m.within_one_second)} "
+            f"| {_quantile(m.lateness_buckets, 0.5)} / {_quantile(m.lateness_buckets, 0.99)} "
+            f"| {_num(m.queries_per_metric_step, 3)} / "
             f"{_num(served, 3)} | {_num(m.api_requests_per_step)} | {m.prometheus_errors:.0f} "
             f"| {m.analysing}/{m.gates} | {_num(m.mean_looks, 0)} |"
         )
@@ -231,7 +239,9 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "differences of the operator's own counters and `robustness_gate_analysis_step_seconds` histogram "
         "across the window; Prometheus' `prometheus_http_requests_total{handler=\"/api/v1/query_range\"}` "
         "cross-checks the query count. p50/p99 are interpolated within histogram buckets as "
-        "`histogram_quantile` does; \"steps ≤ 1 s\" is exact (1 s is a bucket bound).",
+        "`histogram_quantile` does; \"steps ≤ 1 s\" is exact (1 s is a bucket bound). A step's time is "
+        "from its start to its end; \"start late by\" is from when it fell due to when one of the operator's "
+        "`--concurrent-steps` threads (16) started it (`robustness_gate_step_lateness_seconds`).",
         "* Each gate keeps one Prometheus connection and its per-look series across steps "
         "(`operator/robustness_gate/metrics/cache.py`): a step asks Prometheus only for the looks it has not "
         "fetched, plus the last 2 again (late samples), so a step's Prometheus answer and its parsing do not grow "

@@ -45,6 +45,7 @@ GATES = ("robustness.dev", "v1alpha1", "robustnessgates")
 INTERVAL_SECONDS = 10.0
 METRICS_PER_GATE = 3  # error rate, latency p99, prediction drift
 STEP_HISTOGRAM = "robustness_gate_analysis_step_seconds"
+LATENESS_HISTOGRAM = "robustness_gate_step_lateness_seconds"
 SCRAPE_INTERVAL = "2s"
 PODS_PER_NODE = 100
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "robustnessgates.robustness.dev.yaml"
@@ -79,6 +80,8 @@ class Measurement:
     analysing: int  # gates in phase Analyzing at the end
     creation_seconds: float
     mean_looks: float  # looks per gate at the end: each step judges all of them again
+    # From a step falling due to a worker thread starting it (robustness_gate_step_lateness_seconds)
+    lateness_buckets: list[tuple[float, float]] = field(default_factory=list)
     profile: Profile | None = None
 
     @property
@@ -376,6 +379,9 @@ def _difference(
         analysing=analysing,
         creation_seconds=creation,
         mean_looks=_mean([s.value for s in after.operator if s.name == "robustness_gate_looks"]),
+        lateness_buckets=measure.difference(
+            measure.buckets(after.operator, LATENESS_HISTOGRAM), measure.buckets(before.operator, LATENESS_HISTOGRAM)
+        ),
     )
 
 
@@ -389,6 +395,7 @@ def from_json(text: str) -> list[Measurement]:
     for item in json.loads(text):
         profile = item.pop("profile")
         item["step_buckets"] = [tuple(pair) for pair in item["step_buckets"]]
+        item["lateness_buckets"] = [tuple(pair) for pair in item.get("lateness_buckets", [])]
         if profile is not None:
             profile = Profile(profile["samples"], [tuple(x) for x in profile["layers"]],
                               [tuple(x) for x in profile["functions"]])

@@ -53,6 +53,7 @@ class _Worker:
     woken: bool = False  # woken while stepping: step again as soon as this step ends
     stopped: bool = False
     api_failures: int = 0
+    late: float = 0.0  # seconds between when the step now running fell due and when it started
 
 
 class GateWorkers:
@@ -171,10 +172,11 @@ class GateWorkers:
         while not self._stopping:
             now = time.monotonic()
             while self._queue and self._queue[0][0] <= now:
-                _, _, uid, token = heapq.heappop(self._queue)
+                due, _, uid, token = heapq.heappop(self._queue)
                 worker = self._workers.get(uid)
                 if worker is not None and worker.token == token and not worker.running and not worker.stopped:
                     worker.running = True
+                    worker.late = now - due
                     self._due.notify()  # another idle thread takes over timing the queue
                     return worker
             if self._queue and not self._timing:
@@ -193,6 +195,8 @@ class GateWorkers:
                 worker = self._next_due()
             if worker is None:
                 return
+            if self.telemetry is not None:
+                self.telemetry.step_lateness.observe(worker.late)
             delay = self._step(worker)
             with self._lock:
                 worker.running = False

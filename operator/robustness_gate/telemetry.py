@@ -49,6 +49,12 @@ class Telemetry:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self.step_lateness = Histogram(
+            "robustness_gate_step_lateness_seconds",
+            "Time from when a gate's step fell due to when a worker thread started it (waiting for a free thread).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         self.prometheus_errors = Counter(
             "robustness_gate_prometheus_errors",
             "Failed metric queries, by gate and kind (unreachable, timeout, http, promql, malformed, data, auth).",

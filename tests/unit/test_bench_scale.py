@@ -212,3 +212,16 @@ def test_judge_data_has_the_exporters_shape() -> None:
     assert isinstance(latency, HistogramSeries) and latency.canary.shape == (5, len(exporter.LATENCY_BUCKETS) + 1)
     errors = data["error-rate"]
     assert isinstance(errors, CountSeries) and float(errors.canary_events.sum()) < float(errors.canary_total.sum())
+
+
+def test_the_results_show_how_late_steps_started(tmp_path: Path) -> None:
+    late = dataclasses.replace(
+        _measurement(10, 0.05, 150, 1.0, 1.0, 100), lateness_buckets=[(0.01, 50.0), (0.1, 99.0), (math.inf, 100.0)]
+    )
+    path = tmp_path / "benchmarks.md"
+    write_report(path, [late, _measurement(100, 0.2, 200, 1.0, 1.0, 1000)], INFO)
+    rows = [line for line in path.read_text().splitlines() if line.startswith(("| 10 |", "| 100 |"))]
+    assert "| 10 ms / 100 ms |" in rows[0]  # half within 10 ms; the 99th of 100 at the 0.1 s bound
+    assert "| n/a / n/a |" in rows[1]  # an operator without the histogram
+    [restored] = from_json(to_json([late]))
+    assert restored.lateness_buckets == late.lateness_buckets

@@ -12,6 +12,7 @@ import pytest
 from robustness_gate import cli, handlers
 from robustness_gate.handlers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
 from robustness_gate.kube import KubeError
+from robustness_gate.telemetry import Telemetry
 
 
 def test_retry_delay_doubles_per_failure_up_to_a_cap_with_jitter() -> None:
@@ -254,3 +255,21 @@ def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None
     for bad in ("0", "300", "many"):
         with pytest.raises(SystemExit):
             parser.parse_args(["run", "--concurrent-steps", bad])
+
+
+def test_how_late_a_step_starts_is_measured() -> None:
+    telemetry = Telemetry()
+    controller = _TimedController(duration=0.2, delay=3600.0)
+    workers = GateWorkers(_PoolKube(), controller, telemetry, concurrency=1)  # type: ignore[arg-type]
+    for name in ("a", "b", "c"):
+        workers.seen(_body(name), deleted=False)
+    deadline = time.monotonic() + 5
+    while len(controller.steps) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers.stop_all()
+    registry = telemetry.registry
+    assert registry.get_sample_value("robustness_gate_step_lateness_seconds_count") == 3
+    # On one thread, b waited for a's step and c for both: about 0.2 s + 0.4 s in all.
+    total = registry.get_sample_value("robustness_gate_step_lateness_seconds_sum")
+    assert total is not None and 0.55 <= total <= 1.5
+    assert registry.get_sample_value("robustness_gate_step_lateness_seconds_bucket", {"le": "0.1"}) == 1
