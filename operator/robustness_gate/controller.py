@@ -72,7 +72,9 @@ class GateKube(TargetReader, Protocol):
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
 
-    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
+        """Post an Event; with `key`, at most one Event per gate and key, however often it is posted."""
+        ...
 
     def secret_value(self, namespace: str, name: str, key: str) -> str: ...
 
@@ -460,14 +462,22 @@ class Controller:
         status.phase = _phase_for(decision)
         status.message = f"{decision.reason} ({note})"
         writer.condition(status, "Analyzing", "False", "Decided", f"{decision.action.value}: {note}")
-        writer.write(status)
         kind = "Warning" if decision.action is not Action.PROMOTE else "Normal"
         reason = ("DryRun" if decision.dry_run else "") + {
             Action.PROMOTE: "Promote",
             Action.ROLLBACK: "Rollback",
             Action.INCONCLUSIVE: "Inconclusive",
         }.get(decision.action, decision.action.value)
-        writer.event(kind, reason, f"canary {decision.revision}: {decision.reason} ({note})")
+        # Posted before the status that marks the decision applied, under a name fixed by the decision: an
+        # operator killed in between finishes the decision again and posts the same Event, not a second one
+        # (and one killed after the status write has posted it already).
+        writer.event(
+            kind,
+            reason,
+            f"canary {decision.revision}: {decision.reason} ({note})",
+            key=f"decision/{decision.revision}/{decision.action.value}/{decision.at}",
+        )
+        writer.write(status)
         if self.telemetry is not None:
             self.telemetry.decisions.labels(
                 writer.namespace, writer.name, decision.action.value, operation.value if sent else "None"
@@ -643,8 +653,8 @@ class _StatusWriter:
         self.stored = new
         return True
 
-    def event(self, type_: str, reason: str, message: str) -> None:
+    def event(self, type_: str, reason: str, message: str, key: str | None = None) -> None:
         try:
-            self.kube.event(self.body, type_, reason, message)
+            self.kube.event(self.body, type_, reason, message, key)
         except Exception as error:  # an Event is informative; failing to post one must not stop the gate
             log.warning("gate %s: could not post Event %s: %s", self.key, reason, error)

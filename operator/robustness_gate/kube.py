@@ -11,6 +11,7 @@ import base64
 import binascii
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import socket
@@ -290,14 +291,20 @@ class Kube:
         with self._written_lock:
             self._written.pop((namespace, name), None)
 
-    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the gate (what `kubectl describe rgate` shows)."""
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
+        """A core/v1 Event on the gate (what `kubectl describe rgate` shows). With `key`, the Event's name is
+        derived from the gate's UID and the key, so posting it again finds it there and adds nothing."""
         meta = gate["metadata"]
         now = dt.datetime.now(dt.UTC)
+        if key is None:
+            naming: dict[str, str] = {"generateName": f"{meta['name']}."}
+        else:
+            digest = hashlib.sha256(f"{meta.get('uid')}/{key}".encode()).hexdigest()[:16]
+            naming = {"name": f"{meta['name']}.{digest}"}
         body: Any = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {**naming, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": gate.get("apiVersion", f"{GROUP}/{VERSION}"),
                 "kind": gate.get("kind", "RobustnessGate"),
@@ -319,4 +326,6 @@ class Kube:
         try:
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as error:
+            if key is not None and error.status == 409:
+                return  # this very Event was posted before (an operator killed right after posting it)
             raise _error(error, f"creating an Event for RobustnessGate {meta['namespace']}/{meta['name']}") from None

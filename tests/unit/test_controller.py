@@ -81,6 +81,7 @@ class FakeKube:
     # A watch cache lagging behind the API: the step reads these Rollouts, operations read `rollouts`.
     watched_rollouts: dict[str, dict[str, Any]] | None = None
     uncached_reads: int = 0
+    event_keys: set[str] = field(default_factory=set)
 
     # TargetReader
     def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -126,8 +127,12 @@ class FakeKube:
         self.calls.append(("status", copy.deepcopy(status)))
         self.gate["status"] = json_merge(self.gate.get("status") or {}, status)
 
-    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
         assert gate["metadata"]["uid"] == self.gate["metadata"]["uid"]
+        if key is not None:
+            if key in self.event_keys:
+                return  # the API answers 409 AlreadyExists for an Event of the same name
+            self.event_keys.add(key)
         self.calls.append(("event", (type_, reason, message)))
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
@@ -348,7 +353,7 @@ def test_a_bad_canary_is_rolled_back_after_its_decision_is_recorded() -> None:
     h.next()  # the first look: 10% against 1% errors on 2000 requests a side is harm shown at once
 
     kinds = [kind for kind, _ in h.kube.calls[before:]]
-    assert kinds == ["status", "apply", "status", "event"]
+    assert kinds == ["status", "apply", "event", "status"]
     recorded = h.kube.calls[before][1]["decision"]
     assert recorded["action"] == "Rollback" and recorded["operation"] == "Rollback"
     assert recorded["applied"] is False and recorded["dryRun"] is False
@@ -356,7 +361,7 @@ def test_a_bad_canary_is_rolled_back_after_its_decision_is_recorded() -> None:
     assert h.kube.calls[before + 1][1] == Patch(
         ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status"
     )
-    assert h.kube.calls[before + 2][1]["decision"] == {"applied": True}
+    assert h.kube.calls[before + 3][1]["decision"] == {"applied": True}
 
     status = h.kube.status
     assert status["phase"] == "RolledBack"
@@ -1117,3 +1122,26 @@ def test_on_error_rollback_rolls_back_after_error_limit_and_never_promotes() -> 
     decision = h.kube.status["decision"]
     assert decision["action"] == "Inconclusive" and decision["operation"] == "Rollback"
     assert "3 looks in a row" in decision["reason"] and h.kube.status["phase"] == "RolledBack"
+
+
+def test_an_operator_killed_between_the_decision_event_and_its_status_posts_the_event_once() -> None:
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    store = h.kube.patch_gate_status
+
+    def killed_on_the_applied_write(namespace: str, name: str, status: dict[str, Any]) -> None:
+        if (status.get("decision") or {}).get("applied") is True:
+            raise OperatorCrashError("killed after the Event, before the status marking the decision applied")
+        store(namespace, name, status)
+
+    h.kube.patch_gate_status = killed_on_the_applied_write  # type: ignore[method-assign]
+    with pytest.raises(OperatorCrashError):
+        h.next()
+    assert [e[1] for e in h.kube.events()].count("Rollback") == 1 and decided(h)["applied"] is False
+    h.kube.patch_gate_status = store  # type: ignore[method-assign]
+    h.restart()
+    h.step()  # the new operator finishes the pending decision
+    for _ in range(3):
+        h.next()
+    assert decided(h)["applied"] is True and h.kube.status["phase"] == "RolledBack"
+    assert [e[1] for e in h.kube.events()].count("Rollback") == 1  # the same Event, not a second one

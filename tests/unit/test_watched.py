@@ -168,3 +168,29 @@ def test_a_gate_write_records_its_resource_version_only_when_it_succeeds(deleted
         assert kube.written_version(NS, "g") == "42"
         kube.forget_written(NS, "g")
         assert kube.written_version(NS, "g") is None
+
+
+def test_a_keyed_event_has_a_name_fixed_by_gate_and_key_and_is_posted_once() -> None:
+    kube = Kube(client.ApiClient(client.Configuration()), Telemetry())
+    created: list[dict[str, Any]] = []
+
+    class _Core:
+        def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
+            name = body["metadata"].get("name")
+            if name is not None and any(e["metadata"].get("name") == name for e in created):
+                raise client.ApiException(status=409, reason="AlreadyExists")
+            created.append(body)
+
+    kube.core = _Core()  # type: ignore[assignment]
+    gate = {"metadata": {"name": "g", "namespace": NS, "uid": "u1"}}
+    for _ in range(2):
+        kube.event(gate, "Warning", "Rollback", "canary abc: harm shown", key="decision/abc/Rollback/t")
+    kube.event(gate, "Normal", "AnalysisStarted", "analysing canary abc")
+    kube.event(gate, "Normal", "AnalysisStarted", "analysing canary abc")
+    assert len(created) == 3
+    keyed = created[0]["metadata"]
+    assert keyed["name"].startswith("g.") and len(keyed["name"]) == len("g.") + 16 and "generateName" not in keyed
+    other = {"metadata": {"name": "g", "namespace": NS, "uid": "u2"}}  # a new gate of the same name
+    kube.event(other, "Warning", "Rollback", "canary abc: harm shown", key="decision/abc/Rollback/t")
+    assert len(created) == 4 and created[3]["metadata"]["name"] != keyed["name"]
+    assert [e["metadata"].get("generateName") for e in created[1:3]] == ["g.", "g."]
