@@ -213,7 +213,7 @@ class Controller:
             and decision.revision == status.revision
         ):
             # A decision taken before a restart whose operation may not have been sent.
-            self._finish(gate, target, status, decision, writer, resumed=True)
+            self._finish(gate, status, decision, writer, resumed=True)
             return interval
         if observation.revision is None:
             if status.phase in (Phase.ANALYZING, Phase.INVALID, Phase.PENDING, Phase.ERROR):
@@ -437,12 +437,11 @@ class Controller:
         status.message = reason
         # Recorded before the target is touched: a crash from here on resumes this very decision.
         writer.write(status)
-        self._finish(gate, target, status, decision, writer, resumed=False)
+        self._finish(gate, status, decision, writer, resumed=False)
 
     def _finish(
         self,
         gate: RobustnessGate,
-        target: LiveTarget,
         status: RobustnessGateStatus,
         decision: DecisionStatus,
         writer: _StatusWriter,

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaln
+from scipy.special import betaln, expit
 
 from robustness_gate.series import BoolArray, FloatArray
 from robustness_gate.stats.roots import monotone_root
@@ -264,17 +264,13 @@ def binomial_confidence_sequence(events: float, trials: float, alpha: float, cen
 
     def rate_where_crossed(low: float, high: float) -> float:
         root = monotone_root(excess, low, high, 1e-12, value_tolerance=RATE_BOUND_TOLERANCE)
-        return float(_expit(np.array([root]))[0])
+        return float(expit(root))
 
     # A bound exists on a side only if even the most extreme rate there is rejected.
     ends = excess(np.array([edge, -edge]))
     lower = rate_where_crossed(edge, middle) if estimate > RATE_BOUND_EPS and ends[0] >= 0 else 0.0
     upper = rate_where_crossed(middle, -edge) if estimate < 1 - RATE_BOUND_EPS and ends[1] >= 0 else 1.0
     return RateBounds(estimate=estimate, lower=lower, upper=upper)
-
-
-def _expit(log_odds: FloatArray) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(log_odds, dtype=float))), dtype=float)
 
 
 def bound_crossings(
