@@ -9,6 +9,7 @@ skips) a pending operation, so each revision gets at most one operation.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import time
@@ -140,6 +141,8 @@ class Controller:
     telemetry: Telemetry | None = None
     notify: Callable[[Notice], None] | None = None
     sources: GateSources = field(init=False, repr=False)
+    # Per gate UID: its spec as JSON, and the gate parsed from it (None) with what is wrong (or "").
+    _spec_memo: dict[str, tuple[str, RobustnessGate | None, str]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sources = GateSources(self.source_factory, self.clock)
@@ -147,6 +150,7 @@ class Controller:
     def forget(self, namespace: str, name: str, uid: str) -> None:
         """The gate is deleted or no longer stepped here: close its Prometheus connection, drop its looks."""
         self.sources.forget(GateKey(namespace, name, uid))
+        self._spec_memo.pop(uid, None)
 
     def close(self) -> None:
         """Operator stop: close every gate's Prometheus connection."""
@@ -161,22 +165,44 @@ class Controller:
         old_status = dict(body.get("status") or {})
         previous = self._previous_status(old_status, namespace, name)
         writer = _StatusWriter(self.kube, body, namespace, name, old_status, generation, self.clock)
-        try:
-            gate = parse_gate(
-                {key: body.get(key) for key in ("apiVersion", "kind", "spec")}
-                | {"metadata": {"name": name, "namespace": namespace}}
-            )
-        except GateValidationError as error:
-            message = "; ".join(f"{problem.path}: {problem.message}" for problem in error.problems)
-            return self._invalid(writer, previous, "InvalidSpec", message)
-        problems = _semantic_problems(gate)
-        if problems:
-            return self._invalid(writer, previous, "InvalidSpec", "; ".join(problems))
+        gate, problem = self._prepared(body, namespace, name)
+        if gate is None:
+            return self._invalid(writer, previous, "InvalidSpec", problem)
         try:
             target = read_target(self.kube, namespace, gate.spec)
         except TargetError as problem:
             return self._invalid(writer, previous, "TargetNotFound", str(problem))
         return self._reconcile(gate, target, previous, writer)
+
+    def _prepared(self, body: dict[str, Any], namespace: str, name: str) -> tuple[RobustnessGate | None, str]:
+        """The validated gate, or what is wrong with its spec.
+
+        Kept per gate until its spec changes: the same spec is stepped every interval, and its checks render
+        every query. Keeping the same RobustnessGate also lets the gate's source keep its queries.
+        """
+        document = {key: body.get(key) for key in ("apiVersion", "kind", "spec")} | {
+            "metadata": {"name": name, "namespace": namespace}
+        }
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        try:
+            fingerprint = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            fingerprint = ""  # not JSON: validation below names the field
+        kept = self._spec_memo.get(uid)
+        if fingerprint and kept is not None and kept[0] == fingerprint:
+            return kept[1], kept[2]
+        gate: RobustnessGate | None = None
+        try:
+            gate = parse_gate(document)
+        except GateValidationError as error:
+            problem = "; ".join(f"{problem.path}: {problem.message}" for problem in error.problems)
+        else:
+            problem = "; ".join(_semantic_problems(gate))
+            if problem:
+                gate = None
+        if fingerprint:
+            self._spec_memo[uid] = (fingerprint, gate, problem)
+        return gate, problem
 
     # ------------------------------------------------------------ states
 

@@ -262,6 +262,20 @@ def api_retry_delay(failures: int, jitter: Callable[[], float] = random.random) 
     return base * (0.5 + 0.5 * float(jitter()))
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no "last handled" essence. kopf builds one for every watch event by deep-copying the whole
+    object, status included, to find changes for on.create/update handlers; this operator has none."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def registry(workers: GateWorkers, watched: WatchedObjects | None = None) -> kopf.OperatorRegistry:
     """The kopf handlers, bound to these workers (and feeding `watched`, if given)."""
     reg = kopf.OperatorRegistry()
@@ -275,6 +289,8 @@ def registry(workers: GateWorkers, watched: WatchedObjects | None = None) -> kop
         # One line per watch event would drown the decisions; handler failures still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         settings.watching.server_timeout = 300
+        # Only event handlers are registered, which need no "last handled" state to diff against.
+        settings.persistence.diffbase_storage = NoDiffBase()
 
     @kopf.on.login(registry=reg)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from robustness_gate import controller as controller_module
 from robustness_gate.api import Action, Operation, parse_gate
 from robustness_gate.controller import Controller, iso, merge_patch, operation_for
 from robustness_gate.kube import KubeError
@@ -685,6 +686,35 @@ def test_an_invalid_gate_says_which_field_once_and_does_not_loop(
     assert h.kube.events() == [("Warning", reason, status["message"])]
     assert h.kube.applied() == [] and h.source.fetched == []
     assert_no_hot_loop(h, 30.0)
+
+
+def test_a_spec_is_validated_once_until_it_changes_and_an_edit_is_seen_at_the_next_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    real_parse = controller_module.parse_gate
+
+    def counting_parse(document: Any) -> Any:
+        parsed.append(document["spec"]["analysis"].get("minDuration", ""))
+        return real_parse(document)
+
+    monkeypatch.setattr(controller_module, "parse_gate", counting_parse)
+    h = harness(make_gate(), make_rollout(), **HEALTHY)
+    for _ in range(4):
+        h.step()
+        h.clock.advance(10)
+    assert len(parsed) == 1  # the same spec, stepped four times
+    h.kube.gate["spec"]["analysis"]["minDuration"] = "not-a-duration"
+    h.step()
+    assert h.kube.status["phase"] == "Invalid" and "spec.analysis.minDuration" in h.kube.status["message"]
+    h.step()
+    assert len(parsed) == 2  # the bad spec is remembered too
+    h.kube.gate["spec"]["analysis"]["minDuration"] = "3m"
+    h.step()
+    assert h.kube.status["phase"] == "Analyzing" and len(parsed) == 3
+    h.controller.forget(NAMESPACE, "checkout-gate", str(h.kube.gate["metadata"]["uid"]))
+    h.step()
+    assert len(parsed) == 4  # a forgotten gate is parsed again
 
 
 def test_a_gate_whose_target_appears_later_starts_analysing() -> None:

@@ -273,3 +273,29 @@ def test_how_late_a_step_starts_is_measured() -> None:
     total = registry.get_sample_value("robustness_gate_step_lateness_seconds_sum")
     assert total is not None and 0.55 <= total <= 1.5
     assert registry.get_sample_value("robustness_gate_step_lateness_seconds_bucket", {"le": "0.1"}) == 1
+
+
+def test_kopf_keeps_no_diff_base_so_watch_events_copy_nothing() -> None:
+    """Only event handlers are registered: kopf gets a diff-base store that neither copies a body nor
+    annotates one, in place of its default, which deep-copies every watched object on every event."""
+    import asyncio
+
+    import kopf
+
+    workers = GateWorkers(_Kube(0, 0), _Controller(), concurrency=1)  # type: ignore[arg-type]
+    reg = handlers.registry(workers)
+    settings = kopf.OperatorSettings()
+    startup = [h for h in reg._activities.get_all_handlers() if h.activity.value == "startup"]
+    assert startup, "the registry configures kopf at startup"
+    for handler in startup:
+        result = handler.fn(settings=settings, logger=None)
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, handlers.NoDiffBase)
+    body = kopf.Body({"metadata": {"name": "g", "annotations": {"a": "b"}}, "spec": {"x": 1}, "status": {"y": 2}})
+    assert storage.build(body=body) == {} and storage.fetch(body=body) is None
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=kopf.BodyEssence())
+    assert not patch  # nothing written to the object
+    assert reg._changing.get_all_handlers() == [], "a change handler would need a real diff base"

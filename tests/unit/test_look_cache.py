@@ -460,3 +460,28 @@ def test_memory_is_float64_arrays_of_the_looks() -> None:
     source.fetch(_metric("errorRate").model_copy(update={"name": "e"}), SPLIT, Window(START, 10.0, 100))
     # 2 sides × 4 buckets × 100 looks, and 4 count arrays × 100 looks, of 8 bytes
     assert source.nbytes == 8 * (2 * len(BOUNDS) * 100 + 4 * 100)
+
+
+def test_queries_are_rendered_once_per_metric_object_sides_and_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustness_gate.metrics import queries as queries_module
+
+    rendered: list[str] = []
+    real = queries_module.metric_queries
+
+    def counting(metric: MetricSpec, sides: Sides, step: float, where: str = "") -> list[Query]:
+        rendered.append(metric.name)
+        return real(metric, sides, step, where)
+
+    monkeypatch.setattr(queries_module, "metric_queries", counting)
+    memo = queries_module.QueryMemo()
+    metric = _metric("errorRate")
+    first = memo.queries(metric, SPLIT, 10.0)
+    assert first == real(metric, SPLIT, 10.0)
+    assert memo.queries(metric, Sides.by_label("version", "v2", "v1"), 10.0) is first  # equal sides
+    assert memo.spec_json(metric, SPLIT, 10.0) == metric.model_dump_json() and len(rendered) == 1
+    assert memo.queries(metric, OTHER_SPLIT, 10.0) == real(metric, OTHER_SPLIT, 10.0)  # other sides
+    assert memo.queries(metric, OTHER_SPLIT, 30.0) == real(metric, OTHER_SPLIT, 30.0)  # another step
+    edited = _metric("errorRate", variant=1)  # an edited spec is a new object under the same name
+    assert memo.queries(edited, OTHER_SPLIT, 30.0) == real(edited, OTHER_SPLIT, 30.0)
+    assert memo.spec_json(edited, OTHER_SPLIT, 30.0) == edited.model_dump_json()
+    assert len(rendered) == 4

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from robustness_gate.api import MetricSpec
-from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.queries import QueryMemo
 from robustness_gate.metrics.source import MetricsError, MetricSource, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
@@ -38,9 +38,11 @@ class LookKey:
     promql: tuple[str, ...]
 
     @classmethod
-    def of(cls, metric: MetricSpec, sides: Sides, window: Window) -> LookKey:
-        queries = metric_queries(metric, sides, window.step)
-        return cls(window.start, window.step, metric.model_dump_json(), sides, tuple(q.promql for q in queries))
+    def of(cls, metric: MetricSpec, sides: Sides, window: Window, memo: QueryMemo | None = None) -> LookKey:
+        memo = memo or QueryMemo()
+        queries = memo.queries(metric, sides, window.step)
+        spec = memo.spec_json(metric, sides, window.step)
+        return cls(window.start, window.step, spec, sides, tuple(q.promql for q in queries))
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,10 @@ class CachedSource:
     def __init__(self, inner: MetricSource) -> None:
         self.inner = inner
         self._entries: dict[str, CachedLooks] = {}
+        self._queries = QueryMemo()
 
     def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
-        key = LookKey.of(metric, sides, window)
+        key = LookKey.of(metric, sides, window, self._queries)
         entry = self._entries.get(metric.name)
         if entry is None or entry.key != key:
             # Another analysis (or spec): rows of the old one are of no further use.

@@ -22,7 +22,7 @@ from urllib3.util.retry import Retry
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.durations import format_duration
-from robustness_gate.metrics.queries import Query, combine, metric_queries
+from robustness_gate.metrics.queries import Query, QueryMemo, combine
 from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, split_parts
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import MetricData
@@ -54,6 +54,7 @@ class PrometheusSource:
     queries_run: int = 0
     _client: PrometheusConnect | None = field(default=None, init=False, repr=False)
     _last_response: requests.Response | None = field(default=None, init=False, repr=False)
+    _queries: QueryMemo = field(default_factory=QueryMemo, init=False, repr=False)
 
     def _connect(self) -> PrometheusConnect:
         if self._client is None:
@@ -104,7 +105,7 @@ class PrometheusSource:
         sent one by one: a broken part is then named with Prometheus' own message, and parts that only
         fail combined (a template that returns a scalar cannot be tagged) still give their answers.
         """
-        queries = metric_queries(metric, sides, window.step)
+        queries = self._queries.queries(metric, sides, window.step)
         raw: dict[Query, RawSeries] | None = None
         if len(queries) > 1:
             where = f"metric {metric.name} ({', '.join(dict.fromkeys(query.role for query in queries))})"

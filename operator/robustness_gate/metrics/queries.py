@@ -103,3 +103,33 @@ def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, wher
         return histogram_queries(metric.drift.histogram, metric.drift.labels, sides, window_seconds)
     assert metric.custom is not None
     return template_queries("value", metric.custom.query, sides, window_seconds, f"{where}.custom.query")
+
+
+# A metric object, the sides and step it was rendered for, its queries and its spec as JSON.
+_Rendered = tuple[MetricSpec, Sides, float, list[Query], str]
+
+
+class QueryMemo:
+    """metric_queries for one gate's metrics, rendered again only for another metric object, sides or step.
+
+    A running gate keeps its parsed spec (the same MetricSpec objects) and its sides for a whole analysis,
+    and rendering every template again at every step was a visible share of a step's CPU.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[str, _Rendered] = {}
+
+    def _entry(self, metric: MetricSpec, sides: Sides, step: float) -> _Rendered:
+        kept = self._memo.get(metric.name)
+        if kept is not None and kept[0] is metric and kept[2] == step and kept[1] == sides:
+            return kept
+        entry = (metric, sides, step, metric_queries(metric, sides, step), metric.model_dump_json())
+        self._memo[metric.name] = entry
+        return entry
+
+    def queries(self, metric: MetricSpec, sides: Sides, step: float) -> list[Query]:
+        return self._entry(metric, sides, step)[3]
+
+    def spec_json(self, metric: MetricSpec, sides: Sides, step: float) -> str:
+        """The metric's spec as JSON (what its cached looks depend on), kept with its queries."""
+        return self._entry(metric, sides, step)[4]

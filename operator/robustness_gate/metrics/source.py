@@ -139,7 +139,9 @@ def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, 
 def _assemble_histogram(
     metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]
 ) -> HistogramSeries:
-    by_side: dict[str, dict[float, FloatArray]] = {CANARY: {}, BASELINE: {}}
+    # Per side: each bucket bound's series, to be summed (a missing sample counts nothing).
+    by_side: dict[str, dict[float, list[list[tuple[float, float]]]]] = {CANARY: {}, BASELINE: {}}
+    le_text: dict[float, str] = {}
     for query, series_list in raw.items():
         for labels, samples in series_list:
             side = _series_side(query, labels, sides)
@@ -153,9 +155,8 @@ def _assemble_histogram(
                 raise MetricsError(
                     f"metric {metric.name}: bucket le={labels['le']!r} is not a number", "data"
                 ) from None
-            values = _per_look(samples, window, f"metric {metric.name} ({side}, le={labels['le']})")
-            previous = by_side[side].get(bound)
-            by_side[side][bound] = values if previous is None else np.nansum([previous, values], axis=0)
+            by_side[side].setdefault(bound, []).append(samples)
+            le_text.setdefault(bound, labels["le"])
     canary_bounds, baseline_bounds = set(by_side[CANARY]), set(by_side[BASELINE])
     if not canary_bounds and not baseline_bounds:
         return HistogramSeries(bounds=(1.0,), canary=np.zeros((window.looks, 2)), baseline=np.zeros((window.looks, 2)))
@@ -175,10 +176,20 @@ def _assemble_histogram(
         raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", "data")
 
     def matrix(side: str) -> FloatArray:
-        columns = by_side[side]
-        if not columns:
-            return np.zeros((window.looks, len(all_bounds)))
-        cumulative = np.column_stack([np.nan_to_num(columns[b], nan=0.0) for b in all_bounds])
+        # Filled sample by sample: a step brings a few looks of a few dozen series, where per-column
+        # numpy calls cost more than the additions.
+        rows = [[0.0] * len(all_bounds) for _ in range(window.looks)]
+        for column, bound in enumerate(all_bounds):
+            for samples in by_side[side].get(bound, ()):
+                for timestamp, value in samples:
+                    index = window.index(timestamp)
+                    if index is None or value != value:  # outside the window, or NaN: nothing counted
+                        continue
+                    if math.isinf(value):
+                        where = f"metric {metric.name} ({side}, le={le_text[bound]})"
+                        raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
+                    rows[index][column] += value
+        cumulative = np.array(rows, dtype=float).reshape(window.looks, len(all_bounds))
         return per_bucket(cumulative)
 
     return HistogramSeries(bounds=finite, canary=matrix(CANARY), baseline=matrix(BASELINE))

@@ -6,6 +6,7 @@ value is escaped as a PromQL string (and as an RE2 literal inside regex matchers
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -127,6 +128,11 @@ class Sides:
         return cls((Matcher(label, "=", canary),), (Matcher(label, "=", baseline),))
 
     def split(self) -> Split | None:
+        """Asked for every series of every answer: worked out once per Sides (which never changes)."""
+        return self._split
+
+    @functools.cached_property
+    def _split(self) -> Split | None:
         canary_only = [m for m in self.canary if m not in self.baseline]
         baseline_only = [m for m in self.baseline if m not in self.canary]
         if len(canary_only) != 1 or len(baseline_only) != 1:
