@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from robustness_gate.api import RobustnessGate
 from robustness_gate.judge import GateVerdict, judge_gate
-from robustness_gate.metrics.source import MetricSource, Window
+from robustness_gate.metrics.source import MetricSource, Window, fetch_all
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.policy import Decision, decide
 from robustness_gate.series import MetricData
@@ -33,7 +33,7 @@ def analyze(gate: RobustnessGate, sides: Sides, source: MetricSource, start: flo
     """Judge the canary on everything from `start` to `now`; MetricsError propagates (never a verdict)."""
     spec = gate.spec
     window = Window.between(start, now, spec.analysis.interval_seconds)
-    data: dict[str, MetricData] = {metric.name: source.fetch(metric, sides, window) for metric in spec.metrics}
+    data: dict[str, MetricData] = fetch_all(source, spec.metrics, sides, window)
     verdict = judge_gate(spec, data)
     elapsed = window.last - start if window.looks else 0.0
     decision = decide(verdict, elapsed, spec.analysis)

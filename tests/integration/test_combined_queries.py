@@ -117,3 +117,38 @@ def test_a_part_that_cannot_be_combined_is_asked_on_its_own(lab: Lab, window: Wi
         assert not np.isnan(np.asarray(data.canary)).all()  # type: ignore[union-attr]
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("sides_name", ["split", "per side"])
+def test_all_metrics_of_a_gate_in_one_query_give_what_each_metric_gives_alone(
+    lab: Lab, window: Window, sides_name: str
+) -> None:
+    sides = SPLIT if sides_name == "split" else PER_SIDE
+    metrics = list(METRICS.values())
+    source = PrometheusSource(lab.url)
+    try:
+        fetched = source.fetch_many(metrics, sides, window)
+        assert source.queries_run == 1
+        for spec in metrics:
+            alone = source.fetch(spec, sides, window)
+            assert _same(fetched[spec.name], alone), spec.name
+    finally:
+        source.close()
+
+
+def test_a_gate_with_a_part_that_cannot_be_combined_still_gets_every_metric(lab: Lab, window: Window) -> None:
+    scalar = metric("scalar", slo={"max": 1}, custom={
+        "query": f'scalar(sum(rate(http_requests_total{{app="{APP}",{{{{selector}}}}}}[1m])))'})  # fmt: skip
+    metrics = [METRICS["errorRate"], scalar, METRICS["latency"]]
+    source = PrometheusSource(lab.url)
+    try:
+        fetched = source.fetch_many(metrics, SPLIT, window)
+        first = source.queries_run
+        assert first > 1  # refused together, then asked metric by metric
+        again = source.fetch_many(metrics, SPLIT, window)
+        assert source.queries_run - first == first - 1  # not tried together again
+        for spec in metrics:
+            alone = source.fetch(spec, SPLIT, window)
+            assert _same(fetched[spec.name], alone) and _same(again[spec.name], alone), spec.name
+    finally:
+        source.close()

@@ -485,3 +485,82 @@ def test_queries_are_rendered_once_per_metric_object_sides_and_step(monkeypatch:
     assert memo.queries(edited, OTHER_SPLIT, 30.0) == real(edited, OTHER_SPLIT, 30.0)
     assert memo.spec_json(edited, OTHER_SPLIT, 30.0) == edited.model_dump_json()
     assert len(rendered) == 4
+
+
+class BatchStore(RawStore):
+    """RawStore answering several metrics per request, as PrometheusSource.fetch_many does."""
+
+    def __init__(self, seed: int, presence: float) -> None:
+        super().__init__(seed, presence)
+        self.batches: list[tuple[tuple[str, ...], Window]] = []
+
+    def fetch_many(self, metrics: list[MetricSpec], sides: Sides, window: Window) -> dict[str, Any]:
+        self.batches.append((tuple(metric.name for metric in metrics), window))
+        fetched: dict[str, Any] = {}
+        for metric in metrics:
+            try:
+                fetched[metric.name] = RawStore.fetch(self, metric, sides, window)
+            except MetricsError as error:
+                assert error.kind == "data"
+                fetched[metric.name] = error
+        return fetched
+
+
+def _named(kind: str, variant: int) -> MetricSpec:
+    return _metric(kind, variant).model_copy(update={"name": kind})
+
+
+@pytest.mark.parametrize("presence", [0.95, 0.5])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    actions=st.lists(
+        st.one_of(STEP_ACTIONS, st.tuples(st.just("one spec"), st.integers(0, len(KINDS) - 1))), min_size=1, max_size=20
+    ),
+)
+def test_all_metrics_of_a_gate_cached_together_give_what_each_gives_uncached(
+    presence: float, seed: int, actions: list[tuple[str, Any]]
+) -> None:
+    store = BatchStore(seed, presence)
+    cached_source = CachedSource(store)
+    start, step, looks, sides = START, 10.0, 1, SPLIT
+    variants = dict.fromkeys(KINDS, 0)
+    for action, value in [("advance", 0), *actions]:
+        if action == "advance":
+            looks += value
+        elif action == "revise":
+            store.revise({start + (looks - i) * step for i in range(value)})
+        elif action == "spec":
+            variants = dict.fromkeys(KINDS, value)
+        elif action == "one spec":  # one metric edited: its looks are fetched anew, the others' kept
+            variants[KINDS[value]] += 1
+        elif action == "sides":
+            sides = SIDES[value]
+        elif action == "start":
+            start, looks = start + 1000.0 * value, 1
+        else:
+            step = value
+        metrics, window = [_named(kind, variants[kind]) for kind in KINDS], Window(start, step, looks)
+        fetched = cached_source.fetch_many(metrics, sides, window)
+        for metric in metrics:
+            result = fetched[metric.name]
+            cached = f"{result.kind}: {result}" if isinstance(result, MetricsError) else result
+            _assert_same_outcome(cached, _outcome(lambda m=metric, w=window, s=sides: RawStore.fetch(store, m, s, w)))
+
+
+def test_a_steady_gate_asks_for_the_new_looks_of_all_its_metrics_in_one_request() -> None:
+    store = BatchStore(seed=5, presence=1.0)
+    source = CachedSource(store)
+    metrics = [_named(kind, 0) for kind in KINDS]
+    source.fetch_many(metrics, SPLIT, Window(START, 10.0, 3))
+    assert store.batches == [(tuple(KINDS), Window(START, 10.0, 3))]
+    for looks in range(4, 12):
+        store.batches.clear()
+        source.fetch_many(metrics, SPLIT, Window(START, 10.0, looks))
+        keep = looks - 1 - REFETCH_LOOKS
+        assert store.batches == [(tuple(KINDS), Window(START + keep * 10.0, 10.0, looks - keep))]
+    store.batches.clear()
+    edited = [*metrics[:2], _named(KINDS[2], 1), *metrics[3:]]
+    source.fetch_many(edited, SPLIT, Window(START, 10.0, 12))
+    kept = tuple(kind for kind in KINDS if kind != KINDS[2])
+    assert store.batches == [(kept, Window(START + 9 * 10.0, 10.0, 3)), ((KINDS[2],), Window(START, 10.0, 12))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ import pytest
 import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from robustness_gate.analysis import analyze
-from robustness_gate.api import MetricSpec, parse_gate
+from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
 from robustness_gate.kube import CONNECTION_POOL_SIZE, Kube, KubeError, api_client
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.queries import PART_LABEL, Query, combine, metric_queries
-from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, split_parts
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, fetch_all, split_parts
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
 from robustness_gate.targets.model import ObjectRef, Patch
@@ -164,12 +166,13 @@ class _Prometheus:
         self.sent.append(promql)
         if self.error is not None:
             raise self.error
-        tagged = [q for q in self.parts if f'label_replace({q.promql}, "{PART_LABEL}", "{q.part}", "", "")' in promql]
+        tagged = re.findall(rf'label_replace\((.+?), "{PART_LABEL}", "([^"]+)", "", ""\)', promql)
         if tagged:
+            by_promql = {query.promql: query for query in self.parts}
             return [
-                {"metric": {**item["metric"], PART_LABEL: query.part}, "values": item["values"]}
-                for query in tagged
-                for item in _series(self.parts[query])
+                {"metric": {**item["metric"], PART_LABEL: tag}, "values": item["values"]}
+                for inner, tag in tagged
+                for item in _series(self.parts[by_promql[inner]])
             ]
         return next(_series(series) for query, series in self.parts.items() if query.promql == promql)
 
@@ -263,8 +266,8 @@ def test_each_metric_kind_sends_one_query_per_look_with_the_same_result(case: st
     assert _same(data, assemble(metric, sides, WINDOW, answers))  # what the separate queries would give
 
 
-def test_one_step_of_a_three_metric_gate_sends_three_queries() -> None:
-    gate = parse_gate(
+def _three_metric_gate() -> RobustnessGate:
+    return parse_gate(
         {
             "apiVersion": "robustness.dev/v1alpha1",
             "kind": "RobustnessGate",
@@ -280,14 +283,71 @@ def test_one_step_of_a_three_metric_gate_sends_three_queries() -> None:
             },
         }
     )
+
+
+def test_one_step_of_a_three_metric_gate_sends_one_query_with_each_metrics_own_data() -> None:
+    gate = _three_metric_gate()
     answers: dict[Query, RawSeries] = {}
     for metric in gate.spec.metrics:
         answers.update(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
     telemetry = Telemetry()
     fake = _Prometheus(answers)
-    report = analyze(gate, SPLIT, _source(fake, telemetry), WINDOW.start, WINDOW.last)
-    assert report.looks == 3
-    assert len(fake.sent) == 3 and _queries_sent(telemetry) == 3
+    source = _source(fake, telemetry)
+    fetched = source.fetch_many(gate.spec.metrics, SPLIT, WINDOW)
+    assert len(fake.sent) == 1 and _queries_sent(telemetry) == 1
+    for metric in gate.spec.metrics:
+        alone = assemble(metric, SPLIT, WINDOW, _answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
+        assert _same(fetched[metric.name], alone), metric.name
+    report = analyze(gate, SPLIT, source, WINDOW.start, WINDOW.last)
+    assert report.looks == 3 and len(fake.sent) == 2 and _queries_sent(telemetry) == 2
+
+
+def test_metrics_that_cannot_be_combined_are_asked_one_by_one_and_not_combined_again() -> None:
+    gate = _three_metric_gate()
+    answers: dict[Query, RawSeries] = {}
+    for metric in gate.spec.metrics:
+        answers.update(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
+
+    class _BadData:
+        status_code = 400
+        text = '{"status": "error", "errorType": "bad_data", "error": "cannot combine these"}'
+
+        def json(self) -> Any:
+            return json.loads(self.text)
+
+    class _RefusesLongQueries(_Prometheus):
+        def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
+            if promql.count(PART_LABEL) > 3:  # what a template Prometheus cannot tag would cause
+                self.sent.append(promql)
+                source._last_response = _BadData()  # type: ignore[assignment]
+                raise PrometheusApiClientException("HTTP Status Code 400")
+            return super().custom_query_range(promql, **kwargs)
+
+    fake = _RefusesLongQueries(answers)
+    source = _source(fake, Telemetry())
+    first = source.fetch_many(gate.spec.metrics, SPLIT, WINDOW)
+    assert len(fake.sent) == 1 + len(gate.spec.metrics)  # the combined one, then one per metric
+    second = source.fetch_many(gate.spec.metrics, SPLIT, WINDOW)
+    assert len(fake.sent) == 1 + 2 * len(gate.spec.metrics)
+    for metric in gate.spec.metrics:
+        alone = assemble(metric, SPLIT, WINDOW, _answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
+        assert _same(first[metric.name], alone) and _same(second[metric.name], alone)
+
+
+def test_a_metric_whose_answer_is_unreadable_does_not_lose_the_others() -> None:
+    gate = _three_metric_gate()
+    answers: dict[Query, RawSeries] = {}
+    for metric in gate.spec.metrics:
+        answers.update(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
+    latency = gate.spec.metrics[1]
+    for query in metric_queries(latency, SPLIT, WINDOW.step):  # no +Inf bucket: not a classic histogram
+        answers[query] = [(labels, samples) for labels, samples in answers[query] if labels["le"] != "+Inf"]
+    fetched = _source(_Prometheus(answers), Telemetry()).fetch_many(gate.spec.metrics, SPLIT, WINDOW)
+    error = fetched[latency.name]
+    assert isinstance(error, MetricsError) and error.kind == "data" and "+Inf" in str(error)
+    assert isinstance(fetched["e"], CountSeries) and isinstance(fetched["c"], ValueSeries)
+    with pytest.raises(MetricsError, match=r"\+Inf"):
+        fetch_all(_source(_Prometheus(answers), Telemetry()), gate.spec.metrics, SPLIT, WINDOW)
 
 
 def test_failed_queries_are_counted() -> None:

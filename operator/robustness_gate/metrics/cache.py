@@ -11,6 +11,7 @@ cache for correctness: an empty one, as in a restarted operator, fetches everyth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.queries import QueryMemo
-from robustness_gate.metrics.source import MetricsError, MetricSource, Window
+from robustness_gate.metrics.source import Fetched, MetricsError, MetricSource, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
 
@@ -107,9 +108,10 @@ def splice(cached: MetricData, keep: int, tail: MetricData) -> MetricData | None
 class CachedSource:
     """A MetricSource for one gate that remembers each metric's rows between steps.
 
-    Used by one worker thread at a time. One fetch of the wrapped source per metric and step; a second
-    one, of every look, only when the new looks cannot be joined to the kept ones: a histogram whose
-    buckets changed, or a check across series that failed on the new looks alone.
+    Used by one worker thread at a time. One fetch of the wrapped source per step for all metrics whose new
+    looks are the same (usually all of them); a second one, of every look of one metric, only when its new
+    looks cannot be joined to the kept ones: a histogram whose buckets changed, or a check across series
+    that failed on the new looks alone.
     """
 
     def __init__(self, inner: MetricSource) -> None:
@@ -118,27 +120,63 @@ class CachedSource:
         self._queries = QueryMemo()
 
     def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
-        key = LookKey.of(metric, sides, window, self._queries)
-        entry = self._entries.get(metric.name)
-        if entry is None or entry.key != key:
-            # Another analysis (or spec): rows of the old one are of no further use.
-            self._entries = {name: e for name, e in self._entries.items() if e.key.start == key.start}
-            entry = None
-        keep = max(0, min(entry.looks, window.looks) - REFETCH_LOOKS) if entry is not None else 0
-        data: MetricData | None = None
-        if entry is not None and keep > 0:
+        result = self.fetch_many([metric], sides, window)[metric.name]
+        if isinstance(result, MetricsError):
+            raise result
+        return result
+
+    def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+        """Each metric's new looks, metrics with the same new looks asked together where the inner source can."""
+        keys = {metric.name: LookKey.of(metric, sides, window, self._queries) for metric in metrics}
+        if any(entry.key.start != window.start for entry in self._entries.values()):
+            # Another analysis: rows of the old one are of no further use.
+            self._entries = {name: e for name, e in self._entries.items() if e.key.start == window.start}
+        by_keep: dict[int, list[MetricSpec]] = {}
+        for metric in metrics:
+            entry = self._entries.get(metric.name)
+            if entry is not None and entry.key == keys[metric.name]:
+                keep = max(0, min(entry.looks, window.looks) - REFETCH_LOOKS)
+            else:
+                keep = 0
+            by_keep.setdefault(keep, []).append(metric)
+        results: Fetched = {}
+        for keep, group in by_keep.items():
+            if keep == 0:
+                results.update(self._inner_many(group, sides, window))
+                continue
             tail = Window(window.start + keep * window.step, window.step, window.looks - keep)
-            try:
-                data = splice(entry.data, keep, self.inner.fetch(metric, sides, tail))
-            except MetricsError as error:
+            answers = self._inner_many(group, sides, tail)
+            for metric in group:
+                answer = answers[metric.name]
+                cached = self._entries[metric.name].data
+                joined = None if isinstance(answer, MetricsError) else splice(cached, keep, answer)
                 # Checks across series (one series per side, the same buckets on both sides) can fail on a
                 # few looks and pass on all of them, or the other way round: all the looks decide, as uncached.
+                results[metric.name] = (
+                    joined if joined is not None else self._inner_many([metric], sides, window)[metric.name]
+                )
+        for metric in metrics:
+            result = results[metric.name]
+            if isinstance(result, MetricsError):
+                self._entries.pop(metric.name, None)
+            else:
+                self._entries[metric.name] = CachedLooks(keys[metric.name], _frozen(result))
+        return {metric.name: results[metric.name] for metric in metrics}
+
+    def _inner_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+        fetch_many = getattr(self.inner, "fetch_many", None)
+        if fetch_many is not None:
+            fetched: Fetched = fetch_many(metrics, sides, window)
+            return fetched
+        results: Fetched = {}
+        for metric in metrics:
+            try:
+                results[metric.name] = self.inner.fetch(metric, sides, window)
+            except MetricsError as error:
                 if error.kind != "data":
                     raise
-        if data is None:
-            data = self.inner.fetch(metric, sides, window)
-        self._entries[metric.name] = CachedLooks(key, _frozen(data))
-        return data
+                results[metric.name] = error
+        return results
 
     @property
     def nbytes(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,16 @@ from urllib3.util.retry import Retry
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.durations import format_duration
-from robustness_gate.metrics.queries import Query, QueryMemo, combine
-from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, split_parts
+from robustness_gate.metrics.queries import Query, QueryMemo, combine, combine_tagged
+from robustness_gate.metrics.source import (
+    Fetched,
+    MetricsError,
+    RawSeries,
+    Window,
+    assemble,
+    split_parts,
+    split_tagged,
+)
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import MetricData
 
@@ -55,6 +64,8 @@ class PrometheusSource:
     _client: PrometheusConnect | None = field(default=None, init=False, repr=False)
     _last_response: requests.Response | None = field(default=None, init=False, repr=False)
     _queries: QueryMemo = field(default_factory=QueryMemo, init=False, repr=False)
+    # Sets of metrics whose queries Prometheus refused to evaluate together: asked one metric at a time.
+    _uncombinable: set[tuple[str, ...]] = field(default_factory=set, init=False, repr=False)
 
     def _connect(self) -> PrometheusConnect:
         if self._client is None:
@@ -118,6 +129,41 @@ class PrometheusSource:
             raw = {q: self.range_query(q.promql, window, f"metric {metric.name} ({q.role})") for q in queries}
         return assemble(metric, sides, window, raw)
 
+    def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+        """One range query for all parts of all the metrics (each HTTP request costs the operator more CPU
+        than the few series it brings). When Prometheus refuses it, or its answer lost the tags, each metric
+        is asked on its own, as `fetch` does, and that set of metrics is not combined again."""
+        names = tuple(metric.name for metric in metrics)
+        if len(metrics) > 1 and window.looks > 0 and names not in self._uncombinable:
+            tagged = [
+                (f"{index}/{query.part}", query)
+                for index, metric in enumerate(metrics)
+                for query in self._queries.queries(metric, sides, window.step)
+            ]
+            by_tag: dict[str, RawSeries] | None = None
+            try:
+                answer = self.range_query(combine_tagged(tagged), window, f"metrics {', '.join(names)}")
+                by_tag = split_tagged([tag for tag, _ in tagged], answer)
+            except MetricsError as error:
+                if error.kind != "promql":
+                    raise
+            if by_tag is not None:
+                fetched: Fetched = {}
+                for index, metric in enumerate(metrics):
+                    raw = {query: by_tag[tag] for tag, query in tagged if tag.startswith(f"{index}/")}
+                    fetched[metric.name] = _assembled(metric, sides, window, raw)
+                return fetched
+            self._uncombinable.add(names)
+        results: Fetched = {}
+        for metric in metrics:
+            try:
+                results[metric.name] = self.fetch(metric, sides, window)
+            except MetricsError as error:
+                if error.kind != "data":
+                    raise
+                results[metric.name] = error
+        return results
+
     def range_query(self, promql: str, window: Window, where: str) -> RawSeries:
         if window.looks <= 0:
             return []
@@ -176,6 +222,17 @@ class PrometheusSource:
         if status in (401, 403):
             return MetricsError(f"Prometheus refused {where} with HTTP {status}: check the credentials", "http")
         return MetricsError(f"Prometheus answered {where} with HTTP {status}: {detail}", "http")
+
+
+def _assembled(
+    metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]
+) -> MetricData | MetricsError:
+    try:
+        return assemble(metric, sides, window, raw)
+    except MetricsError as error:
+        if error.kind != "data":
+            raise
+        return error
 
 
 def _parse_matrix(result: Any, where: str) -> RawSeries:

@@ -45,8 +45,12 @@ def combine(queries: list[Query]) -> str:
     """One PromQL expression answering all `queries`; a single query is sent as it is."""
     if len(queries) == 1:
         return queries[0].promql
-    parts = (f'label_replace({query.promql}, "{PART_LABEL}", "{query.part}", "", "")' for query in queries)
-    return " or ".join(parts)
+    return combine_tagged([(query.part, query) for query in queries])
+
+
+def combine_tagged(parts: list[tuple[str, Query]]) -> str:
+    """One PromQL expression answering every query, each series tagged with its query's tag in PART_LABEL."""
+    return " or ".join(f'label_replace({query.promql}, "{PART_LABEL}", "{tag}", "", "")' for tag, query in parts)
 
 
 def template_queries(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:

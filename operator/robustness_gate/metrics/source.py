@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +56,34 @@ class MetricSource(Protocol):
     def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData: ...
 
 
+# A metric's data, or why its answer could not be read (a MetricsError of kind "data").
+Fetched = dict[str, "MetricData | MetricsError"]
+
+
+class BatchMetricSource(MetricSource, Protocol):
+    def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+        """Every metric at once. Faults of the store raise; a metric whose answer cannot be read gets its
+        MetricsError in place of its data, so the others' data is not lost."""
+        ...
+
+
+def fetch_all(
+    source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides, window: Window
+) -> dict[str, MetricData]:
+    """Each metric's data, in one request where the source can; the first metric that failed raises."""
+    fetch_many = getattr(source, "fetch_many", None)
+    if fetch_many is None:
+        return {metric.name: source.fetch(metric, sides, window) for metric in metrics}
+    fetched: Fetched = fetch_many(metrics, sides, window)
+    data: dict[str, MetricData] = {}
+    for metric in metrics:
+        result = fetched[metric.name]
+        if isinstance(result, MetricsError):
+            raise result
+        data[metric.name] = result
+    return data
+
+
 def _series_side(query: Query, labels: dict[str, str], sides: Sides) -> str | None:
     if query.side != BOTH:
         return query.side
@@ -87,13 +116,19 @@ def split_parts(queries: list[Query], answer: RawSeries) -> dict[Query, RawSerie
     """
     if len(queries) == 1:
         return {queries[0]: answer}
-    by_part: dict[str, RawSeries] = {query.part: [] for query in queries}
+    by_tag = split_tagged([query.part for query in queries], answer)
+    return None if by_tag is None else {query: by_tag[query.part] for query in queries}
+
+
+def split_tagged(tags: list[str], answer: RawSeries) -> dict[str, RawSeries] | None:
+    """The answer to `combine_tagged` per tag, without the part label; None if a series has no known tag."""
+    by_tag: dict[str, RawSeries] = {tag: [] for tag in tags}
     for labels, samples in answer:
-        part = labels.get(PART_LABEL)
-        if part is None or part not in by_part:
+        tag = labels.get(PART_LABEL)
+        if tag is None or tag not in by_tag:
             return None
-        by_part[part].append(({k: v for k, v in labels.items() if k != PART_LABEL}, samples))
-    return {query: by_part[query.part] for query in queries}
+        by_tag[tag].append(({k: v for k, v in labels.items() if k != PART_LABEL}, samples))
+    return by_tag
 
 
 def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> MetricData:
