@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.scale import measure
-from bench.scale.run import INTERVAL_SECONDS, METRICS_PER_GATE, SCRAPE_INTERVAL, Measurement
+from bench.scale.run import INTERVAL_SECONDS, METRICS_PER_GATE, SCRAPE_INTERVAL, STEP_CPU_PARTS, Measurement
 
 HEADING = "## Operator scale"
 TARGET_GATES = 500
@@ -91,12 +91,15 @@ def targets(results: list[Measurement], failures: dict[int, str] | None = None) 
             if big.cpu_share > MAX_CORES:
                 over.append(f"CPU {_pct(big.cpu_share / MAX_CORES - 1)} over one core")
             if not keeps_up(big):
-                over.append(f"only {_pct(big.steps_per_second / big.expected_steps_per_second)} of the due steps "
-                            f"taken, with steps taking {_step(big, 0.5)} at the median")
+                over.append(
+                    f"only {_pct(big.steps_per_second / big.expected_steps_per_second)} of the due steps "
+                    f"taken, with steps taking {_step(big, 0.5)} at the median"
+                )
             detail += f"; missed: {', '.join(over)}"
             needed = big.cpu_per_step * big.expected_steps_per_second
-            detail += (f". At its {_ms(big.cpu_per_step)} of CPU per step, {big.gates} gates would need "
-                       f"{_num(needed)} cores")
+            detail += (
+                f". At its {_ms(big.cpu_per_step)} of CPU per step, {big.gates} gates would need {_num(needed)} cores"
+            )
             if needed > MAX_CORES:
                 detail += f", {_num(needed / MAX_CORES)}× the target"
             others = [m for m in results if m is not big]
@@ -105,21 +108,24 @@ def targets(results: list[Measurement], failures: dict[int, str] | None = None) 
             if big.profile is not None and big.profile.layers:
                 layer, share = big.profile.layers[0]
                 detail += f"; the largest share of its CPU goes to {layer} ({_pct(share)}, profile below)"
-        lines.append(f"1. **{TARGET_GATES} gates on one core (≤ {MAX_CORES:g} core, keeping up): {_verdict(ok)}.** "
-                     f"{detail}.")
+        lines.append(
+            f"1. **{TARGET_GATES} gates on one core (≤ {MAX_CORES:g} core, keeping up): {_verdict(ok)}.** {detail}."
+        )
     rss_ok = all(m.peak_rss_mib <= MAX_RSS_MIB for m in results)
     rss = "; ".join(f"N={m.gates}: {m.peak_rss_mib:.0f} MiB" for m in results)
     lines.append(f"2. **Peak RSS ≤ {MAX_RSS_MIB:.0f} MiB: {_verdict(rss_ok)}.** {rss}.")
     step_ok = all(m.within_one_second >= 0.99 for m in results)
-    steps = "; ".join(f"N={m.gates}: {_pct(m.within_one_second)} of steps ≤ 1 s, p99 {_step(m, 0.99)}"
-                      for m in results)
+    steps = "; ".join(f"N={m.gates}: {_pct(m.within_one_second)} of steps ≤ 1 s, p99 {_step(m, 0.99)}" for m in results)
     lines.append(f"3. **Step p99 ≤ {MAX_STEP_SECONDS:g} s: {_verdict(step_ok)}.** {steps}.")
     query_ok = all(m.queries_per_metric_step <= MAX_QUERIES_PER_METRIC * (1 + edge_uncertainty(m)) for m in results)
-    queries = "; ".join(f"N={m.gates}: {_num(m.queries_per_metric_step, 3)} (± {_pct(edge_uncertainty(m))})"
-                        for m in results)
-    lines.append(f"4. **≤ {MAX_QUERIES_PER_METRIC:g} Prometheus query per metric per step: {_verdict(query_ok)}.** "
-                 f"{queries}; the ± is for steps under way at the window's edges, whose queries are counted "
-                 "before the step is.")
+    queries = "; ".join(
+        f"N={m.gates}: {_num(m.queries_per_metric_step, 3)} (± {_pct(edge_uncertainty(m))})" for m in results
+    )
+    lines.append(
+        f"4. **≤ {MAX_QUERIES_PER_METRIC:g} Prometheus query per metric per step: {_verdict(query_ok)}.** "
+        f"{queries}; the ± is for steps under way at the window's edges, whose queries are counted "
+        "before the step is."
+    )
     return lines
 
 
@@ -148,12 +154,52 @@ def results_table(results: list[Measurement]) -> list[str]:
 
 def api_table(results: list[Measurement]) -> list[str]:
     kinds = sorted({key for m in results for key, value in m.api_requests.items() if value > 0})
-    lines = ["| request | " + " | ".join(f"N={m.gates}" for m in results) + " |",
-             "| --- | " + " | ".join("---:" for _ in results) + " |"]
+    lines = [
+        "| request | " + " | ".join(f"N={m.gates}" for m in results) + " |",
+        "| --- | " + " | ".join("---:" for _ in results) + " |",
+    ]
     for key in kinds:
-        lines.append(f"| {key} | " + " | ".join(_num(m.per_step(m.api_requests.get(key, 0.0))) for m in results)
-                     + " |")
+        lines.append(f"| {key} | " + " | ".join(_num(m.per_step(m.api_requests.get(key, 0.0))) for m in results) + " |")
     return lines
+
+
+PART_NAMES = {
+    "read": "read gate and target",
+    "prometheus": "Prometheus query and answer",
+    "judge": "judge",
+    "status": "status write and Events",
+    "other": "rest of the step",
+}
+
+
+def cpu_parts_table(results: list[Measurement]) -> list[str]:
+    """CPU milliseconds per step by part (the step threads' own CPU time), and the process's CPU outside steps."""
+    measured = [m for m in results if m.step_cpu and m.steps > 0]
+    if not measured:
+        return []
+    lines = [
+        "Where a step's CPU goes, in milliseconds per step: each part's thread CPU time "
+        '(`robustness_gate_step_cpu_seconds_total`) over the window\'s steps; "outside steps" is the rest of the '
+        "process's CPU (kopf's watch streams and their events, the metrics and verdict endpoints, timers, the "
+        "interpreter's thread switches).",
+        "",
+        "| part | " + " | ".join(f"N={m.gates}" for m in measured) + " |",
+        "| --- | " + " | ".join("---:" for _ in measured) + " |",
+    ]
+    for part in STEP_CPU_PARTS:
+        lines.append(
+            f"| {PART_NAMES[part]} | "
+            + " | ".join(_num(1000 * m.per_step(m.step_cpu.get(part, 0.0)), 1) for m in measured)
+            + " |"
+        )
+    outside = [m.cpu_seconds - sum(m.step_cpu.values()) for m in measured]
+    lines.append(
+        "| outside steps | "
+        + " | ".join(_num(1000 * m.per_step(o), 1) for m, o in zip(measured, outside, strict=True))
+        + " |"
+    )
+    lines.append("| **all** | " + " | ".join(f"**{_num(1000 * m.cpu_per_step, 1)}**" for m in measured) + " |")
+    return [*lines, ""]
 
 
 def judge_lines(judge: list[tuple[int, float]], interval: float) -> list[str]:
@@ -220,6 +266,7 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "",
         *api_table(results),
         "",
+        *cpu_parts_table(results),
         *judge_lines(info.judge, INTERVAL_SECONDS),
         "### Setup",
         "",
@@ -237,19 +284,19 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "operator from `/proc/<pid>/stat`, per wall second; peak RSS is `VmHWM` from `/proc/<pid>/status` at "
         "the end (the whole life of the process). Steps, step latency, queries and API requests are the "
         "differences of the operator's own counters and `robustness_gate_analysis_step_seconds` histogram "
-        "across the window; Prometheus' `prometheus_http_requests_total{handler=\"/api/v1/query_range\"}` "
+        'across the window; Prometheus\' `prometheus_http_requests_total{handler="/api/v1/query_range"}` '
         "cross-checks the query count. p50/p99 are interpolated within histogram buckets as "
-        "`histogram_quantile` does; \"steps ≤ 1 s\" is exact (1 s is a bucket bound). A step's time is "
-        "from its start to its end; \"start late by\" is from when it fell due to when one of the operator's "
+        '`histogram_quantile` does; "steps ≤ 1 s" is exact (1 s is a bucket bound). A step\'s time is '
+        'from its start to its end; "start late by" is from when it fell due to when one of the operator\'s '
         "`--concurrent-steps` threads (16) started it (`robustness_gate_step_lateness_seconds`).",
         "* Each gate keeps one Prometheus connection and its per-look series across steps "
         "(`operator/robustness_gate/metrics/cache.py`): a step asks Prometheus only for the looks it has not "
         "fetched, plus the last 2 again (late samples), so a step's Prometheus answer and its parsing do not grow "
         "with the analysis' age. The judge still reads every look, so its work grows with the looks taken: these "
-        "numbers hold for analyses of the age in the \"looks per gate\" column; a gate at a 1 h minDuration has "
+        'numbers hold for analyses of the age in the "looks per gate" column; a gate at a 1 h minDuration has '
         f"{3600 / INTERVAL_SECONDS:.0f} looks. A restarted operator starts with an empty cache and fetches every "
         "look since the analysis started once.",
-        f"* \"On one core\": at most {MAX_CORES:g} CPU second per wall second while stepping at least "
+        f'* "On one core": at most {MAX_CORES:g} CPU second per wall second while stepping at least '
         f"{100 * KEEP_UP:.0f}% of the N/{INTERVAL_SECONDS:g}s steps due. Per-step ratios are uncertain by the "
         "steps under way at the window's edges, estimated by Little's law (steps per second × mean step time, "
         f"at least {100 * EDGE_TOLERANCE:.0f}%).",
@@ -274,8 +321,6 @@ def replace_section(existing: str | None, section: str) -> str:
     return existing.rstrip("\n") + "\n\n" + section
 
 
-def write_report(
-    path: Path, results: list[Measurement], info: RunInfo, failures: dict[int, str] | None = None
-) -> None:
+def write_report(path: Path, results: list[Measurement], info: RunInfo, failures: dict[int, str] | None = None) -> None:
     existing = path.read_text(encoding="utf-8") if path.exists() else None
     path.write_text(replace_section(existing, render(results, info, failures)), encoding="utf-8")

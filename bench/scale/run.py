@@ -65,6 +65,10 @@ class Config:
 QUICK = Config(warmup_seconds=20.0, window_seconds=40.0, profile_seconds=20.0)
 
 
+STEP_CPU_COUNTER = "robustness_gate_step_cpu_seconds_total"
+STEP_CPU_PARTS = ("read", "prometheus", "judge", "status", "other")
+
+
 @dataclass(frozen=True)
 class Measurement:
     gates: int
@@ -82,6 +86,8 @@ class Measurement:
     mean_looks: float  # looks per gate at the end: each step judges all of them again
     # From a step falling due to a worker thread starting it (robustness_gate_step_lateness_seconds)
     lateness_buckets: list[tuple[float, float]] = field(default_factory=list)
+    # CPU seconds of steps by part, from robustness_gate_step_cpu_seconds_total (the threads' own CPU time)
+    step_cpu: dict[str, float] = field(default_factory=dict)
     profile: Profile | None = None
 
     @property
@@ -237,11 +243,26 @@ class Bench:
         (directory / "pairs.json").write_text(json.dumps([pair.__dict__ for pair in pairs]))
         port_file = directory / "exporter.port"
         port_file.unlink(missing_ok=True)
-        command = [*die_with_parent_prefix(), sys.executable, "-m", "bench.scale.exporter", "--pairs",
-                   str(directory / "pairs.json"), "--port-file", str(port_file), "--max-lifetime", str(lifetime)]
+        command = [
+            *die_with_parent_prefix(),
+            sys.executable,
+            "-m",
+            "bench.scale.exporter",
+            "--pairs",
+            str(directory / "pairs.json"),
+            "--port-file",
+            str(port_file),
+            "--max-lifetime",
+            str(lifetime),
+        ]
         with (directory / "exporter.log").open("wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=Path(__file__).resolve().parents[2])
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=Path(__file__).resolve().parents[2],
+            )
 
         def stop() -> None:
             proc.terminate()
@@ -259,8 +280,9 @@ class Bench:
             delay = started + index * INTERVAL_SECONDS / len(pairs) - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            body = gate_manifest(namespace, pair.app, f"{pair.app}-canary", f"{pair.app}-stable", prometheus_url,
-                                 pair.app)
+            body = gate_manifest(
+                namespace, pair.app, f"{pair.app}-canary", f"{pair.app}-stable", prometheus_url, pair.app
+            )
             custom.create_namespaced_custom_object(*GATES[:2], namespace, GATES[2], body)
         return time.monotonic() - started
 
@@ -298,8 +320,12 @@ class Bench:
             creation = self._gates(namespace, pairs, server.url)
             self.log(f"N={count}: gates created over {creation:.1f}s; warming up")
             try:
-                wait_for(f"all {count} gates analysing", lambda: self._analysing(namespace) >= count,
-                         max(120.0, count / 2), 2.0)
+                wait_for(
+                    f"all {count} gates analysing",
+                    lambda: self._analysing(namespace) >= count,
+                    max(120.0, count / 2),
+                    2.0,
+                )
             except TimeoutError as error:  # an operator that cannot keep up is measured all the same
                 self.log(f"N={count}: {error}; measuring anyway")
             time.sleep(cfg.warmup_seconds)
@@ -382,6 +408,10 @@ def _difference(
         lateness_buckets=measure.difference(
             measure.buckets(after.operator, LATENESS_HISTOGRAM), measure.buckets(before.operator, LATENESS_HISTOGRAM)
         ),
+        step_cpu={
+            part: value - measure.by_label(before.operator, STEP_CPU_COUNTER, "part").get(part, 0.0)
+            for part, value in measure.by_label(after.operator, STEP_CPU_COUNTER, "part").items()
+        },
     )
 
 
@@ -397,8 +427,9 @@ def from_json(text: str) -> list[Measurement]:
         item["step_buckets"] = [tuple(pair) for pair in item["step_buckets"]]
         item["lateness_buckets"] = [tuple(pair) for pair in item.get("lateness_buckets", [])]
         if profile is not None:
-            profile = Profile(profile["samples"], [tuple(x) for x in profile["layers"]],
-                              [tuple(x) for x in profile["functions"]])
+            profile = Profile(
+                profile["samples"], [tuple(x) for x in profile["layers"]], [tuple(x) for x in profile["functions"]]
+            )
         results.append(Measurement(**item, profile=profile))
     return results
 

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from robustness_gate.api import (
     Condition,
     DecisionStatus,
     GateValidationError,
+    MetricSpec,
     OnError,
     OnPass,
     Operation,
@@ -38,12 +39,13 @@ from robustness_gate.durations import parse_duration
 from robustness_gate.metrics.gate_sources import GateKey, GateSources, SourceFactory
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
 from robustness_gate.metrics.queries import metric_queries
-from robustness_gate.metrics.source import MetricsError, MetricSource
+from robustness_gate.metrics.source import Fetched, MetricsError, MetricSource, Window, fetch_many
 from robustness_gate.metrics.templates import Sides, TemplateError, escape_string, render
 from robustness_gate.notify import Notice
+from robustness_gate.series import MetricData
 from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
 from robustness_gate.targets.model import Patch, TargetError
-from robustness_gate.telemetry import Telemetry
+from robustness_gate.telemetry import Telemetry, step_part
 
 log = logging.getLogger("robustness_gate.controller")
 
@@ -164,12 +166,13 @@ class Controller:
         generation = meta.get("generation")
         old_status = dict(body.get("status") or {})
         previous = self._previous_status(old_status, namespace, name)
-        writer = _StatusWriter(self.kube, body, namespace, name, old_status, generation, self.clock)
+        writer = _StatusWriter(self.kube, body, namespace, name, old_status, generation, self.clock, self.telemetry)
         gate, problem = self._prepared(body, namespace, name)
         if gate is None:
             return self._invalid(writer, previous, "InvalidSpec", problem)
         try:
-            target = read_target(self.kube, namespace, gate.spec)
+            with step_part(self.telemetry, "read"):
+                target = read_target(self.kube, namespace, gate.spec)
         except TargetError as problem:
             return self._invalid(writer, previous, "TargetNotFound", str(problem))
         return self._reconcile(gate, target, previous, writer)
@@ -325,8 +328,12 @@ class Controller:
         gate_key = GateKey(writer.namespace, writer.name, str((writer.body.get("metadata") or {}).get("uid")))
         try:
             # The gate's source lives across steps: its connection, and the looks it fetched already.
-            with self.sources.lease(gate_key, spec.prometheus, self._credentials(gate), interval) as source:
-                report = analyze(gate, sides, source, start, now)
+            # Judging's CPU time is the analysis's less the queries', which count to "prometheus".
+            with (
+                self.sources.lease(gate_key, spec.prometheus, self._credentials(gate), interval) as source,
+                step_part(self.telemetry, "judge"),
+            ):
+                report = analyze(gate, sides, _TimedSource(source, self.telemetry), start, now)
         except MetricsError as error:
             return self._metrics_down(gate, target, status, writer, error, now - start) or delay
         self._recover(gate, target, status, writer)
@@ -631,6 +638,21 @@ def _semantic_problems(gate: RobustnessGate) -> list[str]:
     return problems
 
 
+class _TimedSource:
+    """Counts the CPU time of a step's queries (and reading their answers) to the "prometheus" part."""
+
+    def __init__(self, inner: MetricSource, telemetry: Telemetry | None) -> None:
+        self.inner, self.telemetry = inner, telemetry
+
+    def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
+        with step_part(self.telemetry, "prometheus"):
+            return self.inner.fetch(metric, sides, window)
+
+    def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+        with step_part(self.telemetry, "prometheus"):
+            return fetch_many(self.inner, metrics, sides, window)
+
+
 @dataclass
 class _StatusWriter:
     """Writes status as a merge patch against what is stored, and Events about the gate."""
@@ -642,6 +664,7 @@ class _StatusWriter:
     stored: dict[str, Any]
     generation: Any
     clock: Callable[[], float]
+    telemetry: Telemetry | None = None
 
     @property
     def key(self) -> str:
@@ -669,17 +692,19 @@ class _StatusWriter:
 
     def write(self, status: RobustnessGateStatus) -> bool:
         """Patch what changed; True when anything did."""
-        status.observed_generation = self.generation
-        new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        patch = merge_patch(self.stored, new)
-        if not patch:
-            return False
-        self.kube.patch_gate_status(self.namespace, self.name, patch)
-        self.stored = new
-        return True
+        with step_part(self.telemetry, "status"):
+            status.observed_generation = self.generation
+            new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+            patch = merge_patch(self.stored, new)
+            if not patch:
+                return False
+            self.kube.patch_gate_status(self.namespace, self.name, patch)
+            self.stored = new
+            return True
 
     def event(self, type_: str, reason: str, message: str, key: str | None = None) -> None:
         try:
-            self.kube.event(self.body, type_, reason, message, key)
+            with step_part(self.telemetry, "status"):
+                self.kube.event(self.body, type_, reason, message, key)
         except Exception as error:  # an Event is informative; failing to post one must not stop the gate
             log.warning("gate %s: could not post Event %s: %s", self.key, reason, error)

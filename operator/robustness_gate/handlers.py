@@ -27,7 +27,7 @@ from urllib3.exceptions import HTTPError as TransportError
 from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.controller import Controller
 from robustness_gate.kube import Kube, KubeError
-from robustness_gate.telemetry import Telemetry
+from robustness_gate.telemetry import Telemetry, step_part
 from robustness_gate.watched import WatchedObjects
 
 log = logging.getLogger("robustness_gate.handlers")
@@ -219,9 +219,14 @@ class GateWorkers:
             # A standby replica holds no connections; the leader has its own.
             self.controller.forget(worker.namespace, worker.name, worker.uid)
             return STANDBY_POLL_SECONDS
+        with step_part(self.telemetry, "other"):  # what no inner part counts
+            return self._step_counted(worker, key)
+
+    def _step_counted(self, worker: _Worker, key: str) -> float:
         delay = CRASH_RETRY_SECONDS
         try:
-            body = self._current_body(worker)
+            with step_part(self.telemetry, "read"):
+                body = self._current_body(worker)
             if body is None:
                 log.info("gate %s is gone: its analysis stopped", key)
                 with self._lock:

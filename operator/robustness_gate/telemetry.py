@@ -7,7 +7,9 @@ decisions; the number of gates per phase is computed at scrape time from the wor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -28,6 +30,11 @@ class _PhaseCollector(Collector):
         for phase, count in sorted(counts.items()):
             family.add_metric([phase], count)
         yield family
+
+
+def step_part(telemetry: Telemetry | None, part: str) -> contextlib.AbstractContextManager[None]:
+    """Telemetry.step_part, or nothing without telemetry."""
+    return telemetry.step_part(part) if telemetry is not None else contextlib.nullcontext()
 
 
 class Telemetry:
@@ -87,6 +94,15 @@ class Telemetry:
             "Range queries sent to Prometheus, failed ones included.",
             registry=self.registry,
         )
+        self.step_cpu = Counter(
+            "robustness_gate_step_cpu_seconds",
+            "CPU time of analysis steps (their threads' CPU time), by part: read (the gate and its target), "
+            "prometheus (queries and their answers), judge, status (status writes and Events), other.",
+            ["part"],
+            registry=self.registry,
+        )
+        self._step_cpu_parts: dict[str, Counter] = {}
+        self._open_parts = threading.local()
 
     def api_request(self, verb: str, kind: str) -> None:
         self.api_requests.labels(verb, kind).inc()
@@ -96,6 +112,25 @@ class Telemetry:
 
     def prometheus_query(self) -> None:
         self.prometheus_queries.inc()
+
+    @contextlib.contextmanager
+    def step_part(self, part: str) -> Iterator[None]:
+        """Count this thread's CPU time in the block to `part` of robustness_gate_step_cpu_seconds. Parts may
+        nest: an inner part's time counts to it alone, not to the part around it."""
+        stack: list[list[float]] = self._open_parts.__dict__.setdefault("stack", [])
+        frame = [time.thread_time(), 0.0]  # started at, spent in inner parts
+        stack.append(frame)
+        try:
+            yield
+        finally:
+            stack.pop()
+            elapsed = time.thread_time() - frame[0]
+            counter = self._step_cpu_parts.get(part)
+            if counter is None:
+                counter = self._step_cpu_parts.setdefault(part, self.step_cpu.labels(part))
+            counter.inc(max(0.0, elapsed - frame[1]))
+            if stack:
+                stack[-1][1] += elapsed
 
     def watch_phases(self, phases: Callable[[], Iterable[str]]) -> None:
         self.registry.register(_PhaseCollector(phases))

@@ -225,3 +225,18 @@ def test_the_results_show_how_late_steps_started(tmp_path: Path) -> None:
     assert "| n/a / n/a |" in rows[1]  # an operator without the histogram
     [restored] = from_json(to_json([late]))
     assert restored.lateness_buckets == late.lateness_buckets
+
+
+def test_the_results_split_a_steps_cpu_by_part(tmp_path: Path) -> None:
+    # 100 steps, 5 CPU seconds in all: 3.3 s inside steps by part, 1.7 s outside them.
+    parts = {"read": 0.1, "prometheus": 1.0, "judge": 1.5, "status": 0.5, "other": 0.2}
+    split = dataclasses.replace(_measurement(10, 0.05, 150, 1.0, 1.0, 100), step_cpu=parts)
+    path = tmp_path / "benchmarks.md"
+    write_report(path, [split, _measurement(100, 0.2, 200, 1.0, 1.0, 1000)], INFO)
+    rows = {line.split(" | ")[0]: line for line in path.read_text().splitlines() if line.startswith("| ")}
+    assert rows["| judge"] == "| judge | 15.0 |"  # only N=10 has the counter: one column
+    assert rows["| Prometheus query and answer"].endswith("| 10.0 |")
+    assert rows["| outside steps"] == "| outside steps | 17.0 |"
+    assert rows["| **all**"] == "| **all** | **50.0** |"
+    [restored] = from_json(to_json([split]))
+    assert restored.step_cpu == parts

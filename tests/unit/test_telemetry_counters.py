@@ -410,3 +410,33 @@ def test_range_query_window_is_unchanged() -> None:
     _source(fake, Telemetry()).fetch(metric, SPLIT, WINDOW)
     assert seen["start_time"] == datetime.fromtimestamp(WINDOW.first, seen["start_time"].tzinfo)
     assert seen["end_time"] == datetime.fromtimestamp(WINDOW.last, seen["end_time"].tzinfo) and seen["step"] == "10s"
+
+
+def _burn(seconds: float) -> None:
+    import time
+
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_step_cpu_is_counted_to_the_innermost_part() -> None:
+    import time
+
+    telemetry = Telemetry()
+    wall = time.monotonic()
+    with telemetry.step_part("other"):
+        _burn(0.02)
+        with telemetry.step_part("judge"):
+            _burn(0.03)
+            with telemetry.step_part("prometheus"):
+                _burn(0.04)
+        time.sleep(0.05)  # waiting is not CPU time
+
+    def part(name: str) -> float:
+        return telemetry.registry.get_sample_value("robustness_gate_step_cpu_seconds_total", {"part": name}) or 0.0
+
+    assert 0.04 <= part("prometheus") < 0.06
+    assert 0.03 <= part("judge") < 0.05
+    assert 0.02 <= part("other") < 0.04
+    assert part("other") + part("judge") + part("prometheus") < time.monotonic() - wall - 0.04

@@ -19,7 +19,7 @@ import numpy as np
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.queries import QueryMemo
-from robustness_gate.metrics.source import Fetched, MetricsError, MetricSource, Window
+from robustness_gate.metrics.source import Fetched, MetricsError, MetricSource, Window, fetch_many
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
 
@@ -164,19 +164,7 @@ class CachedSource:
         return {metric.name: results[metric.name] for metric in metrics}
 
     def _inner_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
-        fetch_many = getattr(self.inner, "fetch_many", None)
-        if fetch_many is not None:
-            fetched: Fetched = fetch_many(metrics, sides, window)
-            return fetched
-        results: Fetched = {}
-        for metric in metrics:
-            try:
-                results[metric.name] = self.inner.fetch(metric, sides, window)
-            except MetricsError as error:
-                if error.kind != "data":
-                    raise
-                results[metric.name] = error
-        return results
+        return fetch_many(self.inner, metrics, sides, window)
 
     @property
     def nbytes(self) -> int:

@@ -67,14 +67,28 @@ class BatchMetricSource(MetricSource, Protocol):
         ...
 
 
+def fetch_many(source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+    """BatchMetricSource.fetch_many of any source: in one request where the source can, else metric by metric."""
+    batch = getattr(source, "fetch_many", None)
+    if batch is not None:
+        fetched: Fetched = batch(metrics, sides, window)
+        return fetched
+    results: Fetched = {}
+    for metric in metrics:
+        try:
+            results[metric.name] = source.fetch(metric, sides, window)
+        except MetricsError as error:
+            if error.kind != "data":
+                raise
+            results[metric.name] = error
+    return results
+
+
 def fetch_all(
     source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides, window: Window
 ) -> dict[str, MetricData]:
     """Each metric's data, in one request where the source can; the first metric that failed raises."""
-    fetch_many = getattr(source, "fetch_many", None)
-    if fetch_many is None:
-        return {metric.name: source.fetch(metric, sides, window) for metric in metrics}
-    fetched: Fetched = fetch_many(metrics, sides, window)
+    fetched = fetch_many(source, metrics, sides, window)
     data: dict[str, MetricData] = {}
     for metric in metrics:
         result = fetched[metric.name]
