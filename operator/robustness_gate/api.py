@@ -6,6 +6,7 @@ resources with them. Pure: no I/O library is imported here.
 
 from __future__ import annotations
 
+import functools
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -437,6 +438,7 @@ class MetricSpec(Model):
         return self
 
 
+@functools.cache
 def _snake(camel: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
 

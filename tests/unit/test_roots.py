@@ -50,3 +50,30 @@ def test_a_root_on_the_grid_is_returned_exactly() -> None:
 def test_bad_brackets_are_refused() -> None:
     with pytest.raises(ValueError, match="low < high"):
         monotone_root(lambda x: x, 1.0, 1.0, 1e-9)
+
+
+@pytest.mark.parametrize("guess", [(1.1, 0.1), (1.0986, 0.01), (-4.0, 0.05), (4.9, 3.0), (math.nan, 1.0), (0.0, 0.0)])
+def test_a_guess_changes_the_work_not_the_root(guess: tuple[float, float]) -> None:
+    calls: list[int] = []
+
+    def f(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return np.asarray(np.exp(x) - 3.0, dtype=float)
+
+    expected = brentq(lambda x: float(f(np.array([x]))[0]), -5.0, 5.0, xtol=1e-14)
+    calls.clear()
+    assert monotone_root(f, -5.0, 5.0, tolerance=1e-12, guess=guess) == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_good_guess_brackets_the_root_closely_and_saves_evaluations() -> None:
+    def count(guess: tuple[float, float] | None) -> int:
+        calls = [0]
+
+        def f(x: np.ndarray) -> np.ndarray:
+            calls[0] += 1
+            return np.asarray(np.exp(x) - 3.0, dtype=float)
+
+        monotone_root(f, -12.0, 12.0, tolerance=1e-9, guess=guess)
+        return calls[0]
+
+    assert count((math.log(3.0) + 0.05, 0.1)) < count(None)

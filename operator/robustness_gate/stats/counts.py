@@ -18,6 +18,7 @@ likelihood ratio is below 1/alpha. It is valid at all looks at once, so "the SLO
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ BETA_CONCENTRATION = 10.0
 RATIO_BOUND_TOLERANCE = 1e-6
 RATE_BOUND_TOLERANCE = 1e-9
 RATE_BOUND_EPS = 1e-12
+# Anytime-valid bounds at these alphas lie a few standard errors from the estimate: the search starts there.
+BOUND_GUESS_SCALES = 3.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class RatioEvidence:
     r0: float
     increase: bool
 
-    @property
+    @functools.cached_property
     def max_log_evalue(self) -> float:
         return float(np.max(self.log_evalues)) if len(self.log_evalues) else 0.0
 
@@ -168,10 +171,35 @@ def ratio_confidence_bounds(
     threshold = math.log(2.0 / alpha)
     final = _FinalRatioEvidence(canary_events, canary_total, baseline_events, baseline_total)
     low, high = -12.0, 12.0
-    lower = monotone_root(lambda x: final.log_evalues(x, True) - threshold, low, high, RATIO_BOUND_TOLERANCE)
-    upper = monotone_root(lambda x: final.log_evalues(x, False) - threshold, low, high, RATIO_BOUND_TOLERANCE)
+    # Where to look first: a few standard errors of the log ratio either side of its estimate.
+    center, scale = _log_ratio_guess(canary_events, canary_total, baseline_events, baseline_total)
+    lower = monotone_root(
+        lambda x: final.log_evalues(x, True) - threshold,
+        low,
+        high,
+        RATIO_BOUND_TOLERANCE,
+        guess=(center - BOUND_GUESS_SCALES * scale, scale),
+    )
+    upper = monotone_root(
+        lambda x: final.log_evalues(x, False) - threshold,
+        low,
+        high,
+        RATIO_BOUND_TOLERANCE,
+        guess=(center + BOUND_GUESS_SCALES * scale, scale),
+    )
     # Nothing rejected even at the far end: the bound is open there.
     return (0.0 if lower <= low else math.exp(lower)), (math.inf if upper >= high else math.exp(upper))
+
+
+def _log_ratio_guess(
+    canary_events: FloatArray, canary_total: FloatArray, baseline_events: FloatArray, baseline_total: FloatArray
+) -> tuple[float, float]:
+    """The log rate ratio and its standard error, with half an event added to each side (never infinite)."""
+    ce, ct = float(np.sum(canary_events)) + 0.5, float(np.sum(canary_total))
+    be, bt = float(np.sum(baseline_events)) + 0.5, float(np.sum(baseline_total))
+    if ct <= 0 or bt <= 0:
+        return 0.0, 1.0
+    return math.log(ce / ct) - math.log(be / bt), math.sqrt(1.0 / ce + 1.0 / be)
 
 
 class _FinalRatioEvidence:
@@ -204,7 +232,8 @@ class _FinalRatioEvidence:
         # softplus(z) = log1p(e^z); |z| stays far below exp's overflow (|log r0| <= 12 here, shifts <= log 10).
         odds0 = np.exp(self.logit[:, None] + log_r0[None, :])  # looks x r0
         softplus0 = self.bad_events @ np.log1p(odds0)  # r0
-        softplus = np.tensordot(self.bad_events, np.log1p(odds0[:, :, None] * np.exp(shifts)), axes=1)  # r0 x G
+        alternatives = np.log1p(odds0[:, :, None] * np.exp(shifts))  # looks x r0 x G
+        softplus = (self.bad_events @ alternatives.reshape(len(self.bad_events), -1)).reshape(len(log_r0), -1)
         log_lr = self.canary_events * shifts[None, :] + softplus0[:, None] - softplus
         return logsumexp_rows(log_lr) - math.log(len(shifts))
 
@@ -262,14 +291,19 @@ def binomial_confidence_sequence(events: float, trials: float, alpha: float, cen
     clipped = min(max(estimate, RATE_BOUND_EPS), 1 - RATE_BOUND_EPS)
     middle = math.log(clipped) - math.log1p(-clipped)
 
-    def rate_where_crossed(low: float, high: float) -> float:
-        root = monotone_root(excess, low, high, 1e-12, value_tolerance=RATE_BOUND_TOLERANCE)
+    # Where to look first: a few standard errors of the log odds either side of the estimate.
+    smoothed = (events + 0.5) / (trials + 1.0)
+    scale = 1.0 / math.sqrt(trials * smoothed * (1.0 - smoothed))
+
+    def rate_where_crossed(low: float, high: float, guess: float) -> float:
+        root = monotone_root(excess, low, high, 1e-12, value_tolerance=RATE_BOUND_TOLERANCE, guess=(guess, scale))
         return float(expit(root))
 
     # A bound exists on a side only if even the most extreme rate there is rejected.
     ends = excess(np.array([edge, -edge]))
-    lower = rate_where_crossed(edge, middle) if estimate > RATE_BOUND_EPS and ends[0] >= 0 else 0.0
-    upper = rate_where_crossed(middle, -edge) if estimate < 1 - RATE_BOUND_EPS and ends[1] >= 0 else 1.0
+    below, above = middle - BOUND_GUESS_SCALES * scale, middle + BOUND_GUESS_SCALES * scale
+    lower = rate_where_crossed(edge, middle, below) if estimate > RATE_BOUND_EPS and ends[0] >= 0 else 0.0
+    upper = rate_where_crossed(middle, -edge, above) if estimate < 1 - RATE_BOUND_EPS and ends[1] >= 0 else 1.0
     return RateBounds(estimate=estimate, lower=lower, upper=upper)
 
 
