@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -43,6 +43,8 @@ class Telemetry:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series: they double the series count for nothing here
         self.registry = registry or CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: the whole process, kopf included.
+        ProcessCollector(registry=self.registry)
         self.decisions = Counter(
             "robustness_gate_decisions",
             "Decisions taken, by gate, action (Promote, Rollback, Inconclusive) and operation sent.",

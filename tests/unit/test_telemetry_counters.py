@@ -440,3 +440,9 @@ def test_step_cpu_is_counted_to_the_innermost_part() -> None:
     assert 0.03 <= part("judge") < 0.05
     assert 0.02 <= part("other") < 0.04
     assert part("other") + part("judge") + part("prometheus") < time.monotonic() - wall - 0.04
+
+
+def test_the_process_as_a_whole_is_measured_too() -> None:
+    registry = Telemetry().registry
+    assert (registry.get_sample_value("process_cpu_seconds_total") or 0.0) > 0.0
+    assert (registry.get_sample_value("process_resident_memory_bytes") or 0.0) > 10 * 2**20
