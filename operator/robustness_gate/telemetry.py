@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -30,6 +30,27 @@ class _PhaseCollector(Collector):
         for phase, count in sorted(counts.items()):
             family.add_metric([phase], count)
         yield family
+
+
+class _StepPart:
+    """A plain context manager, not a generator: it runs on every step, several times."""
+
+    __slots__ = ("counter", "frame", "stack")
+
+    def __init__(self, counter: Counter, stack: list[list[float]]) -> None:
+        self.counter, self.stack = counter, stack
+        self.frame = [0.0, 0.0]  # started at, spent in inner parts
+
+    def __enter__(self) -> None:
+        self.frame[0] = time.thread_time()
+        self.stack.append(self.frame)
+
+    def __exit__(self, *_: object) -> None:
+        self.stack.pop()
+        elapsed = time.thread_time() - self.frame[0]
+        self.counter.inc(max(0.0, elapsed - self.frame[1]))
+        if self.stack:
+            self.stack[-1][1] += elapsed
 
 
 def step_part(telemetry: Telemetry | None, part: str) -> contextlib.AbstractContextManager[None]:
@@ -115,24 +136,14 @@ class Telemetry:
     def prometheus_query(self) -> None:
         self.prometheus_queries.inc()
 
-    @contextlib.contextmanager
-    def step_part(self, part: str) -> Iterator[None]:
+    def step_part(self, part: str) -> _StepPart:
         """Count this thread's CPU time in the block to `part` of robustness_gate_step_cpu_seconds. Parts may
         nest: an inner part's time counts to it alone, not to the part around it."""
+        counter = self._step_cpu_parts.get(part)
+        if counter is None:
+            counter = self._step_cpu_parts.setdefault(part, self.step_cpu.labels(part))
         stack: list[list[float]] = self._open_parts.__dict__.setdefault("stack", [])
-        frame = [time.thread_time(), 0.0]  # started at, spent in inner parts
-        stack.append(frame)
-        try:
-            yield
-        finally:
-            stack.pop()
-            elapsed = time.thread_time() - frame[0]
-            counter = self._step_cpu_parts.get(part)
-            if counter is None:
-                counter = self._step_cpu_parts.setdefault(part, self.step_cpu.labels(part))
-            counter.inc(max(0.0, elapsed - frame[1]))
-            if stack:
-                stack[-1][1] += elapsed
+        return _StepPart(counter, stack)
 
     def watch_phases(self, phases: Callable[[], Iterable[str]]) -> None:
         self.registry.register(_PhaseCollector(phases))
