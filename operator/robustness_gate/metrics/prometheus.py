@@ -64,8 +64,8 @@ class PrometheusSource:
     _client: PrometheusConnect | None = field(default=None, init=False, repr=False)
     _last_response: requests.Response | None = field(default=None, init=False, repr=False)
     _queries: QueryMemo = field(default_factory=QueryMemo, init=False, repr=False)
-    # Sets of metrics whose queries Prometheus refused to evaluate together: asked one metric at a time.
-    _uncombinable: set[tuple[str, ...]] = field(default_factory=set, init=False, repr=False)
+    # Combined queries Prometheus refused (or whose tags it dropped): their metrics are asked one at a time.
+    _uncombinable: set[str] = field(default_factory=set, init=False, repr=False)
 
     def _connect(self) -> PrometheusConnect:
         if self._client is None:
@@ -132,28 +132,32 @@ class PrometheusSource:
     def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
         """One range query for all parts of all the metrics (each HTTP request costs the operator more CPU
         than the few series it brings). When Prometheus refuses it, or its answer lost the tags, each metric
-        is asked on its own, as `fetch` does, and that set of metrics is not combined again."""
-        names = tuple(metric.name for metric in metrics)
-        if len(metrics) > 1 and window.looks > 0 and names not in self._uncombinable:
+        is asked on its own, as `fetch` does, and that combination is not sent again."""
+        if len(metrics) > 1 and window.looks > 0:
             tagged = [
                 (f"{index}/{query.part}", query)
                 for index, metric in enumerate(metrics)
                 for query in self._queries.queries(metric, sides, window.step)
             ]
+            promql = combine_tagged(tagged)
             by_tag: dict[str, RawSeries] | None = None
-            try:
-                answer = self.range_query(combine_tagged(tagged), window, f"metrics {', '.join(names)}")
-                by_tag = split_tagged([tag for tag, _ in tagged], answer)
-            except MetricsError as error:
-                if error.kind != "promql":
-                    raise
+            if promql not in self._uncombinable:
+                names = ", ".join(metric.name for metric in metrics)
+                try:
+                    by_tag = split_tagged(
+                        [tag for tag, _ in tagged], self.range_query(promql, window, f"metrics {names}")
+                    )
+                except MetricsError as error:
+                    if error.kind != "promql":
+                        raise
+                if by_tag is None:
+                    self._uncombinable.add(promql)
             if by_tag is not None:
                 fetched: Fetched = {}
                 for index, metric in enumerate(metrics):
                     raw = {query: by_tag[tag] for tag, query in tagged if tag.startswith(f"{index}/")}
                     fetched[metric.name] = _assembled(metric, sides, window, raw)
                 return fetched
-            self._uncombinable.add(names)
         results: Fetched = {}
         for metric in metrics:
             try:
