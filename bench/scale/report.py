@@ -227,7 +227,9 @@ def profile_section(results: list[Measurement]) -> list[str]:
         assert m.profile is not None
         lines += [
             f"N={m.gates}: {m.profile.samples} py-spy samples of the thread holding the GIL "
-            "(`py-spy record --gil`), each counted for the innermost layer it runs in.",
+            "(`py-spy record --gil`), each counted for the innermost layer it runs in. While the GIL passes "
+            "from one thread to another, py-spy counts the thread that last held it, where it let go: shares "
+            "are of time with the GIL, not of CPU time (the table above has CPU time by part).",
             "",
             "| layer | share of samples |",
             "| --- | ---: |",
@@ -291,7 +293,8 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "`--concurrent-steps` threads (16) started it (`robustness_gate_step_lateness_seconds`).",
         "* Each gate keeps one Prometheus connection and its per-look series across steps "
         "(`operator/robustness_gate/metrics/cache.py`): a step asks Prometheus only for the looks it has not "
-        "fetched, plus the last 2 again (late samples), so a step's Prometheus answer and its parsing do not grow "
+        "fetched, plus the last 2 again (late samples), in one query for all the gate's metrics, so a step's "
+        "Prometheus answer and its parsing do not grow "
         "with the analysis' age. The judge still reads every look, so its work grows with the looks taken: these "
         'numbers hold for analyses of the age in the "looks per gate" column; a gate at a 1 h minDuration has '
         f"{3600 / INTERVAL_SECONDS:.0f} looks. A restarted operator starts with an empty cache and fetches every "
