@@ -142,10 +142,10 @@ class CachedSource:
         results: Fetched = {}
         for keep, group in by_keep.items():
             if keep == 0:
-                results.update(self._inner_many(group, sides, window))
+                results.update(fetch_many(self.inner, group, sides, window))
                 continue
             tail = Window(window.start + keep * window.step, window.step, window.looks - keep)
-            answers = self._inner_many(group, sides, tail)
+            answers = fetch_many(self.inner, group, sides, tail)
             for metric in group:
                 answer = answers[metric.name]
                 cached = self._entries[metric.name].data
@@ -153,7 +153,7 @@ class CachedSource:
                 # Checks across series (one series per side, the same buckets on both sides) can fail on a
                 # few looks and pass on all of them, or the other way round: all the looks decide, as uncached.
                 results[metric.name] = (
-                    joined if joined is not None else self._inner_many([metric], sides, window)[metric.name]
+                    joined if joined is not None else fetch_many(self.inner, [metric], sides, window)[metric.name]
                 )
         for metric in metrics:
             result = results[metric.name]
@@ -162,9 +162,6 @@ class CachedSource:
             else:
                 self._entries[metric.name] = CachedLooks(keys[metric.name], _frozen(result))
         return {metric.name: results[metric.name] for metric in metrics}
-
-    def _inner_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
-        return fetch_many(self.inner, metrics, sides, window)
 
     @property
     def nbytes(self) -> int:

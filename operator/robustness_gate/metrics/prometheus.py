@@ -30,6 +30,7 @@ from robustness_gate.metrics.source import (
     RawSeries,
     Window,
     assemble,
+    fetch_each,
     split_parts,
     split_tagged,
 )
@@ -158,15 +159,7 @@ class PrometheusSource:
                     raw = {query: by_tag[tag] for tag, query in tagged if tag.startswith(f"{index}/")}
                     fetched[metric.name] = _assembled(metric, sides, window, raw)
                 return fetched
-        results: Fetched = {}
-        for metric in metrics:
-            try:
-                results[metric.name] = self.fetch(metric, sides, window)
-            except MetricsError as error:
-                if error.kind != "data":
-                    raise
-                results[metric.name] = error
-        return results
+        return fetch_each(self, metrics, sides, window)
 
     def range_query(self, promql: str, window: Window, where: str) -> RawSeries:
         if window.looks <= 0:

@@ -73,6 +73,11 @@ def fetch_many(source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides
     if batch is not None:
         fetched: Fetched = batch(metrics, sides, window)
         return fetched
+    return fetch_each(source, metrics, sides, window)
+
+
+def fetch_each(source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
+    """Every metric by its own fetch; an unreadable answer ("data") takes the metric's place, other faults raise."""
     results: Fetched = {}
     for metric in metrics:
         try:
