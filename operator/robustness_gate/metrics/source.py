@@ -60,15 +60,10 @@ class MetricSource(Protocol):
 Fetched = dict[str, "MetricData | MetricsError"]
 
 
-class BatchMetricSource(MetricSource, Protocol):
-    def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
-        """Every metric at once. Faults of the store raise; a metric whose answer cannot be read gets its
-        MetricsError in place of its data, so the others' data is not lost."""
-        ...
-
-
 def fetch_many(source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
-    """BatchMetricSource.fetch_many of any source: in one request where the source can, else metric by metric."""
+    """Every metric at once: by the source's own `fetch_many` (one request) where it has one, else metric by
+    metric. Faults of the store raise; a metric whose answer cannot be read gets its MetricsError in place of
+    its data, so the others' data is not lost."""
     batch = getattr(source, "fetch_many", None)
     if batch is not None:
         fetched: Fetched = batch(metrics, sides, window)
