@@ -21,6 +21,18 @@ def cpu_seconds(stat: str, ticks_per_second: int | None = None) -> float:
     return (utime + stime) / ticks
 
 
+def machine_busy_seconds(stat: str, ticks_per_second: int | None = None) -> float:
+    """CPU seconds all CPUs spent busy, from the first line of /proc/stat: everything but idle and iowait
+    (guest time is already inside user and nice)."""
+    first = stat.splitlines()[0].split()
+    if first[0] != "cpu":
+        raise ValueError("/proc/stat does not start with the all-CPU line")
+    user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(value) for value in first[1:])
+    steal = rest[0] if rest else 0
+    ticks = ticks_per_second or os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / ticks
+
+
 def status_kib(status: str, key: str) -> int:
     """A "Key:   123 kB" value of /proc/<pid>/status (VmHWM is the peak resident set)."""
     for line in status.splitlines():

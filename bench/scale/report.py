@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.scale import measure
-from bench.scale.run import INTERVAL_SECONDS, METRICS_PER_GATE, SCRAPE_INTERVAL, STEP_CPU_PARTS, Measurement
+from bench.scale.run import (
+    INTERVAL_SECONDS,
+    MACHINE,
+    METRICS_PER_GATE,
+    SCRAPE_INTERVAL,
+    STEP_CPU_PARTS,
+    Measurement,
+)
 
 HEADING = "## Operator scale"
 TARGET_GATES = 500
@@ -105,6 +112,8 @@ def targets(results: list[Measurement], failures: dict[int, str] | None = None) 
             others = [m for m in results if m is not big]
             if others:
                 detail += " (" + ", ".join(f"N={m.gates}: {_ms(m.cpu_per_step)}" for m in others) + " per step)"
+            if big.machine_cpu.get(MACHINE):
+                detail += f"; {machine_sentence(big)}"
             if big.profile is not None and big.profile.layers:
                 layer, share = big.profile.layers[0]
                 detail += f"; the largest share of its CPU goes to {layer} ({_pct(share)}, profile below)"
@@ -202,6 +211,60 @@ def cpu_parts_table(results: list[Measurement]) -> list[str]:
     return [*lines, ""]
 
 
+# Processes of the set-up, in the order shown; the cluster's names are hack/localcluster.py's.
+PROCESS_NAMES = {
+    "operator": "operator",
+    "prometheus": "Prometheus",
+    "exporter": "exporter (the services' series)",
+    "kube-apiserver": "kube-apiserver",
+    "etcd": "etcd",
+    "kube-controller-manager": "kube-controller-manager",
+    "kube-scheduler": "kube-scheduler",
+    "kwok": "kwok",
+}
+
+
+def cores(m: Measurement, name: str) -> float:
+    return m.machine_cpu.get(name, math.nan) / m.window_seconds
+
+
+def machine_sentence(m: Measurement) -> str:
+    """How busy the machine was, and the processes that took most of it besides the operator."""
+    known = [name for name in PROCESS_NAMES if name != "operator" and name in m.machine_cpu]
+    biggest = sorted(known, key=lambda name: -m.machine_cpu[name])[:3]
+    others = ", ".join(f"{PROCESS_NAMES[name]} {_num(cores(m, name))}" for name in biggest)
+    return (
+        f"the machine's CPUs were {_num(cores(m, MACHINE))} cores busy in all (the operator "
+        f"{_num(cores(m, 'operator'))}, {others}; table below)"
+    )
+
+
+def machine_table(results: list[Measurement]) -> list[str]:
+    """Cores (CPU seconds per wall second) of every process of the set-up, and of the whole machine."""
+    measured = [m for m in results if m.machine_cpu.get(MACHINE)]
+    if not measured:
+        return []
+    lines = [
+        "Where the machine's CPU goes, in cores (CPU seconds per wall second over the window): utime + stime "
+        'of each process from `/proc/<pid>/stat`; "whole machine" is the busy time of all CPUs from '
+        "`/proc/stat`, so it also holds other jobs and the kernel.",
+        "",
+        "| process | " + " | ".join(f"N={m.gates}" for m in measured) + " |",
+        "| --- | " + " | ".join("---:" for _ in measured) + " |",
+    ]
+    for name, title in PROCESS_NAMES.items():
+        if any(name in m.machine_cpu for m in measured):
+            lines.append(f"| {title} | " + " | ".join(_num(cores(m, name)) for m in measured) + " |")
+    accounted = [sum(v for k, v in m.machine_cpu.items() if k != MACHINE) / m.window_seconds for m in measured]
+    lines.append(
+        "| everything else | "
+        + " | ".join(_num(cores(m, MACHINE) - a) for m, a in zip(measured, accounted, strict=True))
+        + " |"
+    )
+    lines.append("| **whole machine** | " + " | ".join(f"**{_num(cores(m, MACHINE))}**" for m in measured) + " |")
+    return [*lines, ""]
+
+
 def judge_lines(judge: list[tuple[int, float]], interval: float) -> list[str]:
     if not judge:
         return []
@@ -269,6 +332,7 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         *api_table(results),
         "",
         *cpu_parts_table(results),
+        *machine_table(results),
         *judge_lines(info.judge, INTERVAL_SECONDS),
         "### Setup",
         "",

@@ -67,6 +67,7 @@ QUICK = Config(warmup_seconds=20.0, window_seconds=40.0, profile_seconds=20.0)
 
 STEP_CPU_COUNTER = "robustness_gate_step_cpu_seconds_total"
 STEP_CPU_PARTS = ("read", "prometheus", "judge", "status", "other")
+MACHINE = "machine"  # machine_cpu's key for the busy time of all CPUs
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class Measurement:
     lateness_buckets: list[tuple[float, float]] = field(default_factory=list)
     # CPU seconds of steps by part, from robustness_gate_step_cpu_seconds_total (the threads' own CPU time)
     step_cpu: dict[str, float] = field(default_factory=dict)
+    # CPU seconds over the window of each process of the set-up, and MACHINE: all CPUs busy, whoever ran
+    machine_cpu: dict[str, float] = field(default_factory=dict)
     profile: Profile | None = None
 
     @property
@@ -150,6 +153,15 @@ class _Stack:
             with contextlib.suppress(Exception):
                 stop()
         self.stops.clear()
+
+
+def process_cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each named process still running (one that is gone is left out)."""
+    found = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found[name] = measure.cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+    return found
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
@@ -239,7 +251,7 @@ class Bench:
         by_owner = wait_for(f"{2 * count} ReplicaSets", hashes, 300, 2.0)
         return [Pair(f"g{i}", by_owner[f"g{i}-canary"], by_owner[f"g{i}-stable"]) for i in range(count)]
 
-    def _exporter(self, pairs: list[Pair], directory: Path, lifetime: float, stack: _Stack) -> str:
+    def _exporter(self, pairs: list[Pair], directory: Path, lifetime: float, stack: _Stack) -> tuple[str, int]:
         (directory / "pairs.json").write_text(json.dumps([pair.__dict__ for pair in pairs]))
         port_file = directory / "exporter.port"
         port_file.unlink(missing_ok=True)
@@ -270,7 +282,7 @@ class Bench:
 
         stack.stops.append(stop)
         port = wait_for("the exporter's port", lambda: port_file.exists() and port_file.read_text().strip(), 30, 0.1)
-        return f"127.0.0.1:{port}"
+        return f"127.0.0.1:{port}", proc.pid
 
     def _gates(self, namespace: str, pairs: list[Pair], prometheus_url: str) -> float:
         """Create one gate per pair, evenly over one interval (or as fast as the API takes them)."""
@@ -311,7 +323,7 @@ class Bench:
             pairs = self._targets(namespace, count)
             self.log(f"N={count}: {2 * count} Deployments and their ReplicaSets in {time.monotonic() - started:.0f}s")
             lifetime = 1800.0 + count
-            target = self._exporter(pairs, directory, lifetime, stack)
+            target, exporter_pid = self._exporter(pairs, directory, lifetime, stack)
             server: Prometheus = prometheus([target], SCRAPE_INTERVAL, lifetime).start()
             stack.stops.append(server.stop)
             server.wait_for_samples("count(http_requests_total)", 4 * count, timeout=60)
@@ -329,9 +341,11 @@ class Bench:
             except TimeoutError as error:  # an operator that cannot keep up is measured all the same
                 self.log(f"N={count}: {error}; measuring anyway")
             time.sleep(cfg.warmup_seconds)
-            before = self._snapshot(operator, server)
+            pids = {**self.cluster.pids, "prometheus": server.pid, "exporter": exporter_pid, "operator": operator.pid}
+            processes = {name: pid for name, pid in pids.items() if pid is not None}
+            before = self._snapshot(operator, server, processes)
             time.sleep(cfg.window_seconds)
-            after = self._snapshot(operator, server)
+            after = self._snapshot(operator, server, processes)
             if not operator.alive():
                 raise RuntimeError(f"the operator died during the window; see {directory / 'operator.log'}")
             peak = operator.peak_rss_mib()
@@ -345,12 +359,13 @@ class Bench:
         finally:
             stack.close()
 
-    def _snapshot(self, operator: OperatorProcess, server: Prometheus) -> _Snapshot:
+    def _snapshot(self, operator: OperatorProcess, server: Prometheus, processes: dict[str, int]) -> _Snapshot:
         return _Snapshot(
             time.monotonic(),
             operator.cpu_seconds(),
             measure.parse_exposition(operator.metrics()),
             measure.parse_exposition(http_text(f"{server.url}/metrics")),
+            {**process_cpu_seconds(processes), MACHINE: measure.machine_busy_seconds(Path("/proc/stat").read_text())},
         )
 
     def run(self) -> tuple[list[Measurement], dict[int, str]]:
@@ -375,6 +390,7 @@ class _Snapshot:
     cpu: float
     operator: list[measure.Sample]
     prometheus: list[measure.Sample]
+    machine_cpu: dict[str, float]  # CPU seconds so far per process, and MACHINE's busy seconds
 
 
 def _difference(
@@ -411,6 +427,11 @@ def _difference(
         step_cpu={
             part: value - measure.by_label(before.operator, STEP_CPU_COUNTER, "part").get(part, 0.0)
             for part, value in measure.by_label(after.operator, STEP_CPU_COUNTER, "part").items()
+        },
+        machine_cpu={
+            name: value - before.machine_cpu[name]
+            for name, value in after.machine_cpu.items()
+            if name in before.machine_cpu
         },
     )
 

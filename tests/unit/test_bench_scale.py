@@ -240,3 +240,29 @@ def test_the_results_split_a_steps_cpu_by_part(tmp_path: Path) -> None:
     assert rows["| **all**"] == "| **all** | **50.0** |"
     [restored] = from_json(to_json([split]))
     assert restored.step_cpu == parts
+
+
+def test_machine_busy_time_leaves_out_idle_and_iowait() -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice, in ticks
+    stat = "cpu  100 10 50 9000 40 5 5 30 20 0\ncpu0 50 5 25 4500 20 2 3 15 10 0\nintr 1 2\n"
+    assert measure.machine_busy_seconds(stat, ticks_per_second=100) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="all-CPU line"):
+        measure.machine_busy_seconds("cpu0 1 2 3 4 5 6 7\n", ticks_per_second=100)
+
+
+def test_the_results_show_where_the_machines_cpu_goes(tmp_path: Path) -> None:
+    # 100 s window: operator 67 s, Prometheus 40 s, kube-apiserver 30 s, etcd 10 s; the machine 190 s busy.
+    spent = {"operator": 67.0, "prometheus": 40.0, "kube-apiserver": 30.0, "etcd": 10.0, "machine": 190.0}
+    big = dataclasses.replace(_measurement(500, 0.67, 250, 0.9, 1.0, 3000), machine_cpu=spent)
+    lines = targets([big])
+    assert "the machine's CPUs were 1.90 cores busy in all (the operator 0.67, Prometheus 0.40, " in lines[0]
+    assert "kube-apiserver 0.30, etcd 0.10; table below)" in lines[0]
+    path = tmp_path / "benchmarks.md"
+    write_report(path, [_measurement(10, 0.05, 150, 1.0, 1.0, 100), big], INFO)
+    rows = {line.split(" | ")[0]: line for line in path.read_text().splitlines() if line.startswith("| ")}
+    assert rows["| Prometheus"] == "| Prometheus | 0.40 |"  # only N=500 was measured this way: one column
+    assert rows["| everything else"] == "| everything else | 0.43 |"
+    assert rows["| **whole machine**"] == "| **whole machine** | **1.90** |"
+    assert "| kwok" not in rows  # a process not measured gets no row
+    [restored] = from_json(to_json([big]))
+    assert restored.machine_cpu == spent
