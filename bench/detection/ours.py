@@ -19,6 +19,7 @@ from robustness_gate.api import Action, OnInconclusive, RobustnessGateSpec
 from robustness_gate.judge import judge_gate
 from robustness_gate.policy import decide
 from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData
+from robustness_gate.stats import counts
 
 
 def gate_document(scenario: Scenario) -> dict[str, Any]:
@@ -81,3 +82,32 @@ def run_ours(scenario: Scenario, streams: Streams) -> Outcome:
                 promote[run] = elapsed
             break
     return Outcome(rollback, promote)
+
+
+def oracle_at_tolerance(scenario: Scenario, streams: Streams) -> FloatArray | None:
+    """Seconds until the likelihood ratio of the exact regression against the ratio robustness-gate tolerates
+    (1 + compare.tolerance) first reaches 1/falsePositiveRate, per run (inf: not within the horizon).
+
+    This is the best a test of robustness-gate's own null can do when it knows the regression exactly, on
+    the same looks: our judge mixes over unknown effects, so it can only be slower. None where the scenario
+    is not a plain error-rate comparison (an SLO, a histogram)."""
+    spec = gate_spec(scenario)
+    metric = spec.metrics[0]
+    if scenario.kind != "errors" or metric.slo is not None or metric.compare is None:
+        return None
+    tolerated = 1 + metric.compare.tolerance
+    true_ratio = scenario.p1 / scenario.p0
+    if true_ratio <= tolerated:
+        return None
+    ticks = look_ticks(spec)
+    looks = min(HORIZON_SECONDS // (ticks * TICK_SECONDS), streams.canary_total.shape[1] // ticks)
+    ct, bt = per_look(streams.canary_total, ticks)[:, :looks], per_look(streams.baseline_total, ticks)[:, :looks]
+    cb, bb = per_look(streams.canary_bad, ticks)[:, :looks], per_look(streams.baseline_bad, ticks)[:, :looks]
+    seconds = np.full(streams.runs, math.inf)
+    effect = np.array([math.log(true_ratio / tolerated)])
+    for run in range(streams.runs):
+        evidence = counts.ratio_log_evalues(cb[run], ct[run], bb[run], bt[run], tolerated, True, log_effects=effect)
+        look = evidence.first_rejection(spec.analysis.false_positive_rate)
+        if look is not None:
+            seconds[run] = (look + 1) * ticks * TICK_SECONDS
+    return seconds

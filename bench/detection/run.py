@@ -16,8 +16,8 @@ from scipy.stats import norm
 
 from bench.detection import floors
 from bench.detection.metrics import kayenta_points
-from bench.detection.ours import gate_spec, look_ticks, run_ours
-from bench.detection.outcome import Outcome
+from bench.detection.ours import gate_spec, look_ticks, oracle_at_tolerance, run_ours
+from bench.detection.outcome import FloatArray, Outcome
 from bench.detection.peers import (
     ArgoRule,
     FlaggerRule,
@@ -89,6 +89,9 @@ class ScenarioResult:
     healthy_runs: int
     regressed_runs: int
     kayenta_runs: int
+    # Seconds to roll back each regressed run for a likelihood-ratio test that knows the regression, against
+    # the ratio robustness-gate tolerates (ours.oracle_at_tolerance); None where not a plain error-rate compare
+    tolerance_oracle: FloatArray | None = None
 
 
 @dataclass
@@ -255,6 +258,7 @@ def run_scenario(scenario: Scenario, config: Config, runner: _Runner, knobs: _Kn
             healthy_runs=healthy.runs,
             regressed_runs=regressed.runs,
             kayenta_runs=min(config.kayenta_runs, healthy.runs, regressed.runs),
+            tolerance_oracle=oracle_at_tolerance(scenario, regressed),
         )
     )
 

@@ -12,6 +12,7 @@ from bench.detection import peers
 from bench.detection.cli import main
 from bench.detection.floors import oracle_floor_seconds, two_sample_floor_seconds, wald_asn
 from bench.detection.metrics import histogram_quantile, kayenta_points, psi
+from bench.detection.ours import oracle_at_tolerance, run_ours
 from bench.detection.peers import (
     ArgoRule,
     FlaggerRule,
@@ -23,7 +24,7 @@ from bench.detection.peers import (
 )
 from bench.detection.report import TAIL_HEADING, keep_tail
 from bench.detection.scenarios import BY_ID, TICK_SECONDS, TICKS, latency_probs
-from bench.detection.simulate import simulate
+from bench.detection.simulate import Streams, simulate
 from bench.detection.summary import clopper_pearson, time_quantile
 from scipy.stats import beta as beta_dist
 
@@ -247,3 +248,42 @@ def test_tiny_end_to_end_run_writes_markdown_and_png(tmp_path: Path) -> None:
         assert needle in text
     assert "error rate 1% → 2%" in text and "p99 latency +30%" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- a test of our null that knows the regression
+
+
+def test_known_regression_against_the_tolerated_ratio_by_hand() -> None:
+    # One run, every 10 s tick the same: 10 canary and 90 baseline requests, 1 canary and 2 baseline errors.
+    # Per look (6 ticks) a canary error has chance rho*r/(rho*r + 1 - rho) of being the canary's, rho = 0.1.
+    scenario = BY_ID["errors"]
+    shape = (1, TICKS)
+    streams = Streams(
+        np.full(shape, 10, dtype=np.int64),
+        np.full(shape, 90, dtype=np.int64),
+        np.full(shape, 1, dtype=np.int64),
+        np.full(shape, 2, dtype=np.int64),
+    )
+    [seconds] = oracle_at_tolerance(scenario, streams)  # type: ignore[misc]
+
+    def theta(ratio: float) -> float:
+        return 0.1 * ratio / (0.1 * ratio + 0.9)
+
+    tolerated, true_ratio = 1.1, scenario.p1 / scenario.p0
+    per_look = 6 * math.log(theta(true_ratio) / theta(tolerated)) + 12 * math.log(
+        (1 - theta(true_ratio)) / (1 - theta(tolerated))
+    )
+    looks = math.ceil(math.log(100) / per_look)
+    assert seconds == looks * 60
+
+
+def test_known_regression_is_faster_than_our_judge_and_absent_where_it_does_not_apply() -> None:
+    scenario = BY_ID["errors"]
+    regressed = simulate(scenario, True, 60, 7)
+    oracle = oracle_at_tolerance(scenario, regressed)
+    assert oracle is not None
+    ours = run_ours(scenario, regressed).rollback
+    assert time_quantile(oracle, 0.5) < time_quantile(ours, 0.5)  # it knows the effect; we mix over effects
+    assert np.isfinite(oracle).all()
+    for other in ("errors-slo", "latency", "drift"):
+        assert oracle_at_tolerance(BY_ID[other], simulate(BY_ID[other], True, 2, 7)) is None
