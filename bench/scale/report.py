@@ -229,14 +229,25 @@ def cores(m: Measurement, name: str) -> float:
 
 
 def machine_sentence(m: Measurement) -> str:
-    """How busy the machine was, and the processes that took most of it besides the operator."""
+    """How busy the machine was, the processes that took most of it besides the operator, and what they would
+    take at the due rate (their CPU scaled by due / taken steps: each step costs each of them about the same)."""
     known = [name for name in PROCESS_NAMES if name != "operator" and name in m.machine_cpu]
     biggest = sorted(known, key=lambda name: -m.machine_cpu[name])[:3]
     others = ", ".join(f"{PROCESS_NAMES[name]} {_num(cores(m, name))}" for name in biggest)
-    return (
+    text = (
         f"the machine's CPUs were {_num(cores(m, MACHINE))} cores busy in all (the operator "
         f"{_num(cores(m, 'operator'))}, {others}; table below)"
     )
+    if not keeps_up(m) and m.steps_per_second > 0:
+        scale = m.expected_steps_per_second / m.steps_per_second
+        busy = cores(m, MACHINE) * scale
+        top = ["operator", *biggest[:2]]
+        parts = " + ".join(f"{PROCESS_NAMES[name]} {_num(cores(m, name) * scale)}" for name in top)
+        text += (
+            f". At the due rate these would need about {_num(busy)} cores ({parts}, …)"
+            + (f", more than the machine's {m.cpus} CPUs" if m.cpus and busy > m.cpus else "")
+        )
+    return text
 
 
 def machine_table(results: list[Measurement]) -> list[str]:
@@ -258,7 +269,8 @@ def machine_table(results: list[Measurement]) -> list[str]:
     accounted = [sum(v for k, v in m.machine_cpu.items() if k != MACHINE) / m.window_seconds for m in measured]
     lines.append(
         "| everything else | "
-        + " | ".join(_num(cores(m, MACHINE) - a) for m, a in zip(measured, accounted, strict=True))
+        # max: the two readings are not taken at the same instant, so a near-zero rest can come out negative
+        + " | ".join(_num(max(0.0, cores(m, MACHINE) - a)) for m, a in zip(measured, accounted, strict=True))
         + " |"
     )
     lines.append("| **whole machine** | " + " | ".join(f"**{_num(cores(m, MACHINE))}**" for m in measured) + " |")

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +92,7 @@ class Measurement:
     step_cpu: dict[str, float] = field(default_factory=dict)
     # CPU seconds over the window of each process of the set-up, and MACHINE: all CPUs busy, whoever ran
     machine_cpu: dict[str, float] = field(default_factory=dict)
+    cpus: int = 0  # the machine's CPUs (0: not recorded)
     profile: Profile | None = None
 
     @property
@@ -428,6 +430,7 @@ def _difference(
             part: value - measure.by_label(before.operator, STEP_CPU_COUNTER, "part").get(part, 0.0)
             for part, value in measure.by_label(after.operator, STEP_CPU_COUNTER, "part").items()
         },
+        cpus=os.cpu_count() or 0,
         machine_cpu={
             name: value - before.machine_cpu[name]
             for name, value in after.machine_cpu.items()

@@ -253,10 +253,17 @@ def test_machine_busy_time_leaves_out_idle_and_iowait() -> None:
 def test_the_results_show_where_the_machines_cpu_goes(tmp_path: Path) -> None:
     # 100 s window: operator 67 s, Prometheus 40 s, kube-apiserver 30 s, etcd 10 s; the machine 190 s busy.
     spent = {"operator": 67.0, "prometheus": 40.0, "kube-apiserver": 30.0, "etcd": 10.0, "machine": 190.0}
-    big = dataclasses.replace(_measurement(500, 0.67, 250, 0.9, 1.0, 3000), machine_cpu=spent)
+    big = dataclasses.replace(_measurement(500, 0.67, 250, 0.9, 1.0, 3000), machine_cpu=spent, cpus=2)
     lines = targets([big])
     assert "the machine's CPUs were 1.90 cores busy in all (the operator 0.67, Prometheus 0.40, " in lines[0]
     assert "kube-apiserver 0.30, etcd 0.10; table below)" in lines[0]
+    # 30 of the 50 steps/s due were taken: at the due rate each process needs 5/3 of its CPU
+    assert (
+        "At the due rate these would need about 3.17 cores (operator 1.12 + Prometheus 0.67 + kube-apiserver 0.50, "
+        "…), more than the machine's 2 CPUs" in lines[0]
+    )
+    keeping_up = dataclasses.replace(big, steps=5000)
+    assert "At the due rate" not in targets([keeping_up])[0]
     path = tmp_path / "benchmarks.md"
     write_report(path, [_measurement(10, 0.05, 150, 1.0, 1.0, 100), big], INFO)
     rows = {line.split(" | ")[0]: line for line in path.read_text().splitlines() if line.startswith("| ")}
