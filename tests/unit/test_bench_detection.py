@@ -247,6 +247,10 @@ def test_tiny_end_to_end_run_writes_markdown_and_png(tmp_path: Path) -> None:
     for needle in ("python -m bench.detection", "seed 20261202", "numpy", "| **robustness-gate** |"):
         assert needle in text
     assert "error rate 1% → 2%" in text and "p99 latency +30%" in text
+    # the errors scenario gets the test that knows the regression; latency has no such column value
+    assert re.search(r"\| errors \|.*\| \d+\.\d min \| (MET|MISSED) \|", text)
+    assert re.search(r"\| latency \|.*\| n/a \| (MET|MISSED) \|", text)
+    assert "* errors: robustness-gate's default `compare.tolerance` (0.1)" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
