@@ -88,9 +88,9 @@ def oracle_at_tolerance(scenario: Scenario, streams: Streams) -> FloatArray | No
     """Seconds until the likelihood ratio of the exact regression against the ratio robustness-gate tolerates
     (1 + compare.tolerance) first reaches 1/falsePositiveRate, per run (inf: not within the horizon).
 
-    This is the best a test of robustness-gate's own null can do when it knows the regression exactly, on
-    the same looks: our judge mixes over unknown effects, so it can only be slower. None where the scenario
-    is not a plain error-rate comparison (an SLO, a histogram)."""
+    A test of robustness-gate's own null that knows the regression exactly, on the same looks: the pace our
+    judge, which mixes over effects it does not know, can approach but not beat on average. None where the
+    scenario is not a plain error-rate comparison (an SLO, a histogram)."""
     spec = gate_spec(scenario)
     metric = spec.metrics[0]
     if scenario.kind != "errors" or metric.slo is not None or metric.compare is None:
