@@ -6,7 +6,7 @@ increments observed during that look's interval, not running totals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +36,10 @@ class HistogramSeries:
     bounds: tuple[float, ...]
     canary: FloatArray
     baseline: FloatArray
+    # Where known (a source that assembles raw series): which bucket series each side returned at each look,
+    # looks x len(bounds) + 1, canary then baseline. The bucket check reads it, so rows fetched at different
+    # times can be joined and checked as one answer over all the looks would be (metrics/cache.py).
+    seen: tuple[BoolArray, BoolArray] | None = field(default=None, compare=False)
 
     @property
     def looks(self) -> int:

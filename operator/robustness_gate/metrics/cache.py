@@ -19,9 +19,16 @@ import numpy as np
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.queries import QueryMemo
-from robustness_gate.metrics.source import Fetched, MetricsError, MetricSource, Window, fetch_many
+from robustness_gate.metrics.source import (
+    Fetched,
+    MetricsError,
+    MetricSource,
+    Window,
+    fetch_many,
+    joined_buckets_agree,
+)
 from robustness_gate.metrics.templates import Sides
-from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.series import BoolArray, CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
 
 # Looks at the end of the cache that are fetched again: the samples of the latest scrapes can land
 # after the step that first read them.
@@ -60,9 +67,11 @@ class CachedLooks:
         return sum(array.nbytes for array in _arrays(self.data))
 
 
-def _arrays(data: MetricData) -> list[FloatArray]:
+def _arrays(data: MetricData) -> list[FloatArray | BoolArray]:
     if isinstance(data, CountSeries):
         return [data.canary_events, data.canary_total, data.baseline_events, data.baseline_total]
+    if isinstance(data, HistogramSeries) and data.seen is not None:
+        return [data.canary, data.baseline, *data.seen]
     return [data.canary, data.baseline]
 
 
@@ -80,8 +89,9 @@ def _joined(head: FloatArray, tail: FloatArray) -> FloatArray:
 def splice(cached: MetricData, keep: int, tail: MetricData) -> MetricData | None:
     """The first `keep` rows of `cached` followed by `tail`; None when their shapes cannot be joined.
 
-    Histograms only join with the same buckets: the full answer's buckets are those seen in any
-    look, which a tail with other (or no) bucket series does not tell.
+    Histograms only join with the same buckets, and when the bucket series each side returned in the
+    kept looks and in the tail (`seen`) pass the check one answer over all the looks would have to:
+    its buckets are those seen in any look, and the two sides must have seen the same ones.
     """
     if isinstance(cached, CountSeries) and isinstance(tail, CountSeries):
         return CountSeries(
@@ -91,12 +101,19 @@ def splice(cached: MetricData, keep: int, tail: MetricData) -> MetricData | None
             baseline_total=_joined(cached.baseline_total[:keep], tail.baseline_total),
         )
     if isinstance(cached, HistogramSeries) and isinstance(tail, HistogramSeries):
-        if cached.bounds != tail.bounds:
+        if cached.bounds != tail.bounds or cached.seen is None or tail.seen is None:
+            return None
+        seen = (
+            np.concatenate([cached.seen[0][:keep], tail.seen[0]]),
+            np.concatenate([cached.seen[1][:keep], tail.seen[1]]),
+        )
+        if not joined_buckets_agree(cached.bounds, seen):
             return None
         return HistogramSeries(
             bounds=cached.bounds,
             canary=_joined(cached.canary[:keep], tail.canary),
             baseline=_joined(cached.baseline[:keep], tail.baseline),
+            seen=seen,
         )
     if isinstance(cached, ValueSeries) and isinstance(tail, ValueSeries):
         return ValueSeries(

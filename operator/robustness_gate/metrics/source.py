@@ -12,7 +12,7 @@ import numpy as np
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, PART_LABEL, Query
 from robustness_gate.metrics.templates import Sides
-from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.series import BoolArray, CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
 from robustness_gate.stats.histograms import per_bucket
 
 # One series: its labels and its (unix time, value) samples.
@@ -185,6 +185,10 @@ def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, 
     )
 
 
+# The buckets of a histogram answer with no bucket series on either side (no traffic yet): all zeros.
+EMPTY_BOUNDS = (1.0,)
+
+
 def _assemble_histogram(
     metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]
 ) -> HistogramSeries:
@@ -206,9 +210,16 @@ def _assemble_histogram(
                 ) from None
             by_side[side].setdefault(bound, []).append(samples)
             le_text.setdefault(bound, labels["le"])
-    canary_bounds, baseline_bounds = set(by_side[CANARY]), set(by_side[BASELINE])
+    union = sorted(set(by_side[CANARY]) | set(by_side[BASELINE]))
+    summed = {side: _summed(metric, side, by_side[side], union, le_text, window) for side in (CANARY, BASELINE)}
+    canary_bounds, baseline_bounds = (
+        {bound for bound, column in zip(union, np.any(summed[side][1], axis=0).tolist(), strict=True) if column}
+        for side in (CANARY, BASELINE)
+    )
     if not canary_bounds and not baseline_bounds:
-        return HistogramSeries(bounds=(1.0,), canary=np.zeros((window.looks, 2)), baseline=np.zeros((window.looks, 2)))
+        empty = np.zeros((window.looks, 2))
+        unseen = np.zeros((window.looks, 2), dtype=bool)
+        return HistogramSeries(bounds=EMPTY_BOUNDS, canary=empty, baseline=empty.copy(), seen=(unseen, unseen.copy()))
     present = [bounds for bounds in (canary_bounds, baseline_bounds) if bounds]
     if len(present) == 2 and canary_bounds != baseline_bounds:
         raise MetricsError(
@@ -223,22 +234,55 @@ def _assemble_histogram(
     finite = tuple(all_bounds[:-1])
     if not finite:
         raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", "data")
+    kept = [union.index(bound) for bound in all_bounds]
+    (canary, canary_seen), (baseline, baseline_seen) = summed[CANARY], summed[BASELINE]
+    return HistogramSeries(
+        bounds=finite,
+        canary=per_bucket(canary[:, kept]),
+        baseline=per_bucket(baseline[:, kept]),
+        seen=(canary_seen[:, kept], baseline_seen[:, kept]),
+    )
 
-    def matrix(side: str) -> FloatArray:
-        # Filled sample by sample: a step brings a few looks of a few dozen series, where per-column
-        # numpy calls cost more than the additions.
-        rows = [[0.0] * len(all_bounds) for _ in range(window.looks)]
-        for column, bound in enumerate(all_bounds):
-            for samples in by_side[side].get(bound, ()):
-                for timestamp, value in samples:
-                    index = window.index(timestamp)
-                    if index is None or value != value:  # outside the window, or NaN: nothing counted
-                        continue
-                    if math.isinf(value):
-                        where = f"metric {metric.name} ({side}, le={le_text[bound]})"
-                        raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
-                    rows[index][column] += value
-        cumulative = np.array(rows, dtype=float).reshape(window.looks, len(all_bounds))
-        return per_bucket(cumulative)
 
-    return HistogramSeries(bounds=finite, canary=matrix(CANARY), baseline=matrix(BASELINE))
+def _summed(
+    metric: MetricSpec,
+    side: str,
+    series: dict[float, list[list[tuple[float, float]]]],
+    bounds: list[float],
+    le_text: dict[float, str],
+    window: Window,
+) -> tuple[FloatArray, BoolArray]:
+    """One side's cumulative counts per look and bound, and where it had a sample of each bound (even NaN).
+
+    Filled sample by sample: a step brings a few looks of a few dozen series, where per-column numpy calls
+    cost more than the additions. A series counts for the bucket check only where it has a sample in the
+    window, so the check over all the looks is the union of the looks' (what metrics/cache.py relies on)."""
+    rows = [[0.0] * len(bounds) for _ in range(window.looks)]
+    seen = [[False] * len(bounds) for _ in range(window.looks)]
+    for column, bound in enumerate(bounds):
+        for samples in series.get(bound, ()):
+            for timestamp, value in samples:
+                index = window.index(timestamp)
+                if index is None:  # outside the window
+                    continue
+                seen[index][column] = True
+                if value != value:  # NaN: nothing counted
+                    continue
+                if math.isinf(value):
+                    where = f"metric {metric.name} ({side}, le={le_text[bound]})"
+                    raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
+                rows[index][column] += value
+    shape = (window.looks, len(bounds))
+    return np.array(rows, dtype=float).reshape(shape), np.array(seen, dtype=bool).reshape(shape)
+
+
+def joined_buckets_agree(bounds: tuple[float, ...], seen: tuple[BoolArray, BoolArray]) -> bool:
+    """Would one answer over these looks have exactly these buckets (`bounds` and +Inf)?
+
+    For rows of the same buckets fetched at different times: each side saw every bucket or none, and
+    some side saw something (else the answer is the empty one); otherwise the answer over all the
+    looks has other buckets, or fails."""
+    sides = [np.any(side, axis=0) for side in seen]
+    if not any(bool(side.any()) for side in sides):
+        return bounds == EMPTY_BOUNDS  # nothing seen: all rows are zeros, as in the empty answer
+    return all(bool(side.all()) or not side.any() for side in sides)
