@@ -161,11 +161,18 @@ def results_table(results: list[Measurement]) -> list[str]:
     return lines
 
 
+def _per_gate_count_header(label: str, results: list[Measurement]) -> list[str]:
+    """The header of a table with one row per `label` and one column per gate count."""
+    return [
+        f"| {label} | " + " | ".join(f"N={m.gates}" for m in results) + " |",
+        "| --- | " + " | ".join("---:" for _ in results) + " |",
+    ]
+
+
 def api_table(results: list[Measurement]) -> list[str]:
     kinds = sorted({key for m in results for key, value in m.api_requests.items() if value > 0})
     lines = [
-        "| request | " + " | ".join(f"N={m.gates}" for m in results) + " |",
-        "| --- | " + " | ".join("---:" for _ in results) + " |",
+        *_per_gate_count_header("request", results),
     ]
     for key in kinds:
         lines.append(f"| {key} | " + " | ".join(_num(m.per_step(m.api_requests.get(key, 0.0))) for m in results) + " |")
@@ -192,8 +199,7 @@ def cpu_parts_table(results: list[Measurement]) -> list[str]:
         "process's CPU (kopf's watch streams and their events, the metrics and verdict endpoints, timers, the "
         "interpreter's thread switches).",
         "",
-        "| part | " + " | ".join(f"N={m.gates}" for m in measured) + " |",
-        "| --- | " + " | ".join("---:" for _ in measured) + " |",
+        *_per_gate_count_header("part", measured),
     ]
     for part in STEP_CPU_PARTS:
         lines.append(
@@ -260,8 +266,7 @@ def machine_table(results: list[Measurement]) -> list[str]:
         'of each process from `/proc/<pid>/stat`; "whole machine" is the busy time of all CPUs from '
         "`/proc/stat`, so it also holds other jobs and the kernel.",
         "",
-        "| process | " + " | ".join(f"N={m.gates}" for m in measured) + " |",
-        "| --- | " + " | ".join("---:" for _ in measured) + " |",
+        *_per_gate_count_header("process", measured),
     ]
     for name, title in PROCESS_NAMES.items():
         if any(name in m.machine_cpu for m in measured):
