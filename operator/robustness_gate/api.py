@@ -470,8 +470,10 @@ class RobustnessGateSpec(Model):
     )
     on_fail: OnFail = Field(OnFail.ROLLBACK, description="Rollback, Pause or None.")
     on_inconclusive: OnInconclusive = Field(
-        OnInconclusive.ROLLBACK,
-        description="At maxDuration without a verdict: Rollback, Pause, Promote or None.",
+        OnInconclusive.PAUSE,
+        description="At maxDuration without a verdict (e.g. traffic below analysis.minTraffic): Pause (hold the "
+        "canary where it is for a person to promote or abort, as Argo Rollouts does with an Inconclusive "
+        "analysis), Rollback, Promote or None (only report).",
     )
     on_error: OnError = Field(
         OnError.PAUSE,

@@ -336,13 +336,15 @@ class Controller:
                 report = analyze(gate, sides, _TimedSource(source, self.telemetry), start, now)
         except MetricsError as error:
             return self._metrics_down(gate, target, status, writer, error, now - start) or delay
-        self._recover(gate, target, status, writer)
+        action = report.decision.action
+        # A look that decides to pause keeps an onError pause in place: resuming first would let the canary
+        # move on for a moment before the decision's pause lands.
+        self._recover(gate, target, status, writer, keep_paused=_pauses(action, gate))
         self._record(status, report)
         if self.telemetry is not None:
             self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
             self.telemetry.looks.labels(writer.namespace, writer.name).set(status.looks)
         writer.condition(status, "MetricsAvailable", "True", "QueriesAnswered", f"{report.looks} looks answered")
-        action = report.decision.action
         if action is Action.CONTINUE:
             status.decision = DecisionStatus(
                 action=action, reason=report.decision.reason, at=iso(self.clock()), revision=status.revision
@@ -412,25 +414,30 @@ class Controller:
         self.logger.warning("gate %s: %s", writer.key, status.message)
 
     def _recover(
-        self, gate: RobustnessGate, target: LiveTarget, status: RobustnessGateStatus, writer: _StatusWriter
+        self,
+        gate: RobustnessGate,
+        target: LiveTarget,
+        status: RobustnessGateStatus,
+        writer: _StatusWriter,
+        keep_paused: bool = False,
     ) -> None:
-        """Metrics answer again: undo our own pause, if any, and go on analysing."""
+        """Metrics answer again: undo our own pause, if any (unless this look pauses anyway), and go on."""
         errors = status.consecutive_errors
         status.consecutive_errors = 0
         if not status.held_for_errors:
             return
         sent = []
-        if not gate.spec.dry_run:
+        if not gate.spec.dry_run and not keep_paused:
             for patch in target.resume():
                 self.kube.apply(writer.namespace, patch)
                 sent.append(patch.describe())
         status.held_for_errors = False
         status.phase = Phase.ANALYZING
+        then = "the canary stays paused for this look's decision" if keep_paused else "analysis resumed"
         writer.event(
             "Normal",
             "MetricsRecovered",
-            f"metrics answer again after {errors} failed look(s); analysis resumed"
-            + (f" ({'; '.join(sent)})" if sent else ""),
+            f"metrics answer again after {errors} failed look(s); {then}" + (f" ({'; '.join(sent)})" if sent else ""),
         )
 
     def _record(self, status: RobustnessGateStatus, report: AnalysisReport) -> None:
@@ -582,6 +589,11 @@ class Controller:
         except Exception as error:  # a KubeError; its message names the Secret and key only
             raise MetricsError(f"spec.prometheus.auth: {error}", "auth") from None
         return Credentials()
+
+
+def _pauses(action: Action, gate: RobustnessGate) -> bool:
+    """The decision pauses the target: Pause for a failure or for maxDuration without a verdict."""
+    return action is not Action.CONTINUE and operation_for(action, gate) is Operation.PAUSE
 
 
 def _phase_for(decision: DecisionStatus) -> Phase:

@@ -83,6 +83,7 @@ def test_a_valid_gate_is_stored_with_defaults(kube_api: client.ApiClient, crd: d
     created = create(kube_api, gate(namespace))
     assert created["spec"]["analysis"]["falsePositiveRate"] == 0.01  # defaulted by the schema
     assert created["spec"]["onFail"] == "Rollback"
+    assert created["spec"]["onInconclusive"] == "Pause"  # no verdict by maxDuration holds the canary
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,8 @@ def test_example_parses_with_defaults() -> None:
         }
     )
     assert minimal.spec.analysis.false_positive_rate == 0.01
-    assert minimal.spec.on_inconclusive.value == "Rollback"
+    assert minimal.spec.on_inconclusive.value == "Pause"  # too little traffic by maxDuration holds, never rolls back
+    assert minimal.spec.on_fail.value == "Rollback" and minimal.spec.on_error.value == "Pause"
     assert minimal.spec.metrics[0].compare is None
 
 

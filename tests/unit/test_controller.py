@@ -120,6 +120,8 @@ class FakeKube:
                 rollout["status"] = json_merge(rollout.get("status", {}), body["status"])
             else:
                 self.rollouts[patch.target.name] = json_merge(rollout, {k: v for k, v in body.items() if k != "status"})
+        if patch.target.kind == "Deployment" and patch.content_type == MERGE_PATCH:
+            self.deployments[patch.target.name] = json_merge(self.deployments[patch.target.name], patch.body)
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         assert (namespace, name) == (self.gate["metadata"]["namespace"], self.gate["metadata"]["name"])
@@ -159,11 +161,13 @@ class FakeKube:
 
 @dataclass
 class FakeSource:
-    """Error-rate counts per look: `per_look` requests a side, a fixed error rate each."""
+    """Error-rate counts per look: `per_look` requests a side (`baseline_per_look` for the baseline, when set),
+    a fixed error rate each."""
 
     canary_rate: float = 0.01
     baseline_rate: float = 0.01
     per_look: float = 2000.0
+    baseline_per_look: float | None = None
     error: MetricsError | None = None
     fetched: list[tuple[str, Sides, Window]] = field(default_factory=list)
 
@@ -172,11 +176,12 @@ class FakeSource:
         if self.error is not None:
             raise self.error
         total = np.full(window.looks, self.per_look)
+        baseline = total if self.baseline_per_look is None else np.full(window.looks, self.baseline_per_look)
         return CountSeries(
             canary_events=np.round(total * self.canary_rate),
             canary_total=total.copy(),
-            baseline_events=np.round(total * self.baseline_rate),
-            baseline_total=total.copy(),
+            baseline_events=np.round(baseline * self.baseline_rate),
+            baseline_total=baseline.copy(),
         )
 
 
@@ -402,8 +407,9 @@ def test_a_canary_replaced_between_the_look_and_the_operation_is_not_acted_on() 
     assert [kind for kind, _ in h.kube.calls if kind == "apply"] == []
     decision = decided(h)
     assert decision["revision"] == CANARY and decision["applied"] is True
-    assert "the canary changed to 7f7f7f7f7f" in h.kube.status["message"] and "Rollback was not sent" in (
-        h.kube.status["message"]
+    assert (
+        "the canary changed to 7f7f7f7f7f" in h.kube.status["message"]
+        and "Rollback was not sent" in (h.kube.status["message"])
     )
     # Once the cache catches up, the new canary gets an analysis of its own.
     h.kube.watched_rollouts = None
@@ -774,6 +780,7 @@ def test_a_passing_canary_is_not_promoted_while_metrics_are_down_and_is_once_the
 @pytest.mark.parametrize(
     ("on_inconclusive", "expected", "phase"),
     [
+        (None, [Patch(ObjectRef("Rollout", "checkout"), {"spec": {"paused": True}}, MERGE_PATCH, None)], "Paused"),
         (
             "Rollback",
             [Patch(ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status")],
@@ -784,10 +791,11 @@ def test_a_passing_canary_is_not_promoted_while_metrics_are_down_and_is_once_the
     ],
 )
 def test_metrics_down_until_max_duration_is_inconclusive(
-    on_inconclusive: str, expected: list[Patch], phase: str
+    on_inconclusive: str | None, expected: list[Patch], phase: str
 ) -> None:
     # onError: None, so that only maxDuration acts (onError has its own tests below).
-    h = harness(make_gate(onInconclusive=on_inconclusive, onError="None"), make_rollout(), **HEALTHY)
+    chosen = {} if on_inconclusive is None else {"onInconclusive": on_inconclusive}
+    h = harness(make_gate(onError="None", **chosen), make_rollout(), **HEALTHY)
     h.source.error = PROMETHEUS_DOWN
     h.step()
     while "decision" not in h.kube.status:
@@ -796,7 +804,7 @@ def test_metrics_down_until_max_duration_is_inconclusive(
     assert h.clock.now == T0 + 301  # 300s of looks (the clock minus the 1s scrape delay) is maxDuration
     decision = decided(h)
     assert decision["action"] == "Inconclusive" and decision["applied"] is True
-    assert decision["operation"] == on_inconclusive
+    assert decision["operation"] == (on_inconclusive or "Pause")
     assert "maxDuration 5m" in decision["reason"] and str(PROMETHEUS_DOWN) in decision["reason"]
     assert h.kube.applied() == expected
     assert h.kube.status["phase"] == phase
@@ -915,6 +923,191 @@ def test_a_bad_single_deployment_update_is_undone_and_the_undo_is_not_a_new_cana
     assert h.kube.status["phase"] == "RolledBack" and h.kube.status["revision"] == "bbbb2222"
 
 
+# ---------------------------------------------------------------- maxDuration with too little traffic
+
+# 6 canary requests a look: 180 in the 5m analysis, short of minTraffic's 200; the baseline has plenty.
+LOW_TRAFFIC: dict[str, Any] = {"canary_rate": 0.01, "baseline_rate": 0.01, "per_look": 6.0, "baseline_per_look": 60.0}
+TOO_LITTLE = (
+    "not enough traffic to decide by maxDuration 5m: canary served 180 of the 200 requests minTraffic asks for (errors)"
+)
+PAUSE_ROLLOUT = Patch(ObjectRef("Rollout", "checkout"), {"spec": {"paused": True}}, MERGE_PATCH, None)
+ABORT_ROLLOUT = Patch(ObjectRef("Rollout", "checkout"), {"status": {"abort": True}}, MERGE_PATCH, "status")
+
+
+def low_traffic_gate(**spec: Any) -> dict[str, Any]:
+    analysis = {
+        "interval": "10s",
+        "minDuration": "30s",
+        "maxDuration": "5m",
+        "minTraffic": {"canary": 200, "baseline": 200},
+    }
+    return make_gate(analysis=analysis, **spec)
+
+
+def run_to_the_decision(h: Harness) -> None:
+    """Step until a decision other than Continue; before it, nothing may be sent to the target."""
+    h.step()
+    while decided(h).get("action") in (None, "Continue"):
+        assert h.kube.applied() == [] and h.clock.now <= T0 + 301
+        h.next()
+    assert h.clock.now == T0 + 301  # the look that reaches maxDuration, not one before
+
+
+@pytest.mark.parametrize(
+    ("spec", "operation", "expected", "phase", "note"),
+    [
+        ({}, "Pause", [PAUSE_ROLLOUT], "Paused", "Pause: merge patch on Rollout/checkout"),
+        ({"onInconclusive": "Pause"}, "Pause", [PAUSE_ROLLOUT], "Paused", "Pause: merge patch on Rollout/checkout"),
+        (
+            {"onInconclusive": "Rollback"},
+            "Rollback",
+            [ABORT_ROLLOUT],
+            "RolledBack",
+            "Rollback: merge patch on Rollout/checkout (status)",
+        ),
+        ({"onInconclusive": "None"}, "None", [], "Inconclusive", "no operation configured for this outcome"),
+    ],
+    ids=["default", "pause", "rollback", "none"],
+)
+def test_too_little_traffic_by_max_duration_pauses_by_default_and_says_why(
+    spec: dict[str, Any], operation: str, expected: list[Patch], phase: str, note: str
+) -> None:
+    h = harness(low_traffic_gate(**spec), make_rollout(), **LOW_TRAFFIC)
+    run_to_the_decision(h)
+    decision = decided(h)
+    assert (decision["action"], decision["operation"], decision["applied"]) == ("Inconclusive", operation, True)
+    assert decision["reason"] == TOO_LITTLE
+    assert h.kube.applied() == expected
+    status = h.kube.status
+    assert status["phase"] == phase and status["verdict"] == "NoData" and status["looks"] == 30
+    assert status["message"] == f"{TOO_LITTLE} ({note})"
+    assert h.kube.events()[-1] == ("Warning", "Inconclusive", f"canary {CANARY}: {TOO_LITTLE} ({note})")
+    assert [e[1] for e in h.kube.events()] == ["AnalysisStarted", "Inconclusive"]
+    rollout = h.kube.rollouts["checkout"]["status"]
+    assert rollout["currentStepIndex"] == 1 and rollout["stableRS"] == STABLE  # never promoted
+    calls = len(h.kube.calls)
+    for _ in range(30):  # decided: nothing more is sent, written or posted
+        h.next()
+    assert h.kube.calls[calls:] == []
+
+
+def test_a_canary_paused_at_max_duration_is_held_neither_promoted_nor_rolled_back() -> None:
+    h = harness(low_traffic_gate(), make_rollout(), **LOW_TRAFFIC)
+    run_to_the_decision(h)
+    rollout = h.kube.rollouts["checkout"]
+    assert rollout["spec"]["paused"] is True
+    assert "abort" not in rollout["status"] and "promoteFull" not in rollout["status"]
+    # Argo's own pause step is left as it was: a person promotes or aborts.
+    assert rollout["status"]["pauseConditions"] == [{"reason": "CanaryPauseStep", "startTime": "2023-11-14T22:13:00Z"}]
+    # Traffic picks up after the decision: the decided revision is not judged again.
+    h.source.per_look = 6000.0
+    for _ in range(30):
+        h.next()
+    assert h.kube.applied() == [PAUSE_ROLLOUT]
+    assert h.kube.status["phase"] == "Paused" and decided(h)["reason"] == TOO_LITTLE
+
+
+def pair_kube(gate: dict[str, Any]) -> FakeKube:
+    """A stable Deployment `api` and a canary Deployment `api-canary` running another template."""
+    gate["spec"]["targetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api-canary"}
+    gate["spec"]["stableRef"] = {"name": "api"}
+    kube = FakeKube(gate)
+    canary = api_deployment(1, "api:v2")
+    canary["metadata"].update(name="api-canary", uid="api-canary-uid")
+    kube.deployments = {"api": api_deployment(1, "api:v1"), "api-canary": canary}
+    kube.sets = {
+        "api": [api_replica_set(1, "aaaa1111", "api:v1", 4)],
+        "api-canary": [api_replica_set(1, "cccc3333", "api:v2", 1)],
+    }
+    return kube
+
+
+def single_kube(gate: dict[str, Any]) -> FakeKube:
+    """One Deployment `api` mid-update: 2 new pods next to 3 old ones."""
+    gate["spec"]["targetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}
+    kube = FakeKube(gate)
+    kube.deployments["api"] = api_deployment(2, "api:v2")
+    kube.sets["api"] = [api_replica_set(1, "aaaa1111", "api:v1", 3), api_replica_set(2, "bbbb2222", "api:v2", 2)]
+    return kube
+
+
+@pytest.mark.parametrize(
+    ("make_kube", "canary", "revision"),
+    [(pair_kube, "api-canary", "cccc3333"), (single_kube, "api", "bbbb2222")],
+    ids=["deployment-pair", "single-deployment"],
+)
+def test_deployments_are_paused_at_max_duration_without_traffic_not_scaled_down_or_undone(
+    make_kube: Any, canary: str, revision: str
+) -> None:
+    kube = make_kube(low_traffic_gate())
+    before = copy.deepcopy(kube.deployments)
+    source, clock = FakeSource(**LOW_TRAFFIC), FakeClock()
+    h = Harness(kube, source, clock, make_controller(kube, source, clock))
+    run_to_the_decision(h)
+    assert kube.applied() == [Patch(ObjectRef("Deployment", canary), {"spec": {"paused": True}}, MERGE_PATCH, None)]
+    status = kube.status
+    assert (status["phase"], status["revision"]) == ("Paused", revision)
+    assert decided(h)["operation"] == "Pause" and decided(h)["reason"] == TOO_LITTLE
+    assert kube.events()[-1][:2] == ("Warning", "Inconclusive") and TOO_LITTLE in kube.events()[-1][2]
+    # Only `paused` changed: the canary keeps its replicas and template, the stable Deployment is untouched.
+    after = copy.deepcopy(kube.deployments)
+    assert after[canary]["spec"].pop("paused") is True
+    assert after == before
+    calls = len(kube.calls)
+    for _ in range(30):
+        h.next()
+    assert kube.calls[calls:] == []
+
+
+@pytest.mark.parametrize("killed", ["before-the-patch", "before-the-applied-status"])
+def test_an_operator_killed_while_pausing_at_max_duration_resumes_and_pauses_once(killed: str) -> None:
+    h = harness(low_traffic_gate(), make_rollout(), **LOW_TRAFFIC)
+    store = h.kube.patch_gate_status
+    if killed == "before-the-patch":
+        h.kube.crash_on_apply = True
+    else:
+
+        def killed_on_the_applied_write(namespace: str, name: str, status: dict[str, Any]) -> None:
+            if (status.get("decision") or {}).get("applied") is True:
+                raise OperatorCrashError("killed after the pause and its Event, before the status saying so")
+            store(namespace, name, status)
+
+        h.kube.patch_gate_status = killed_on_the_applied_write  # type: ignore[method-assign]
+    with pytest.raises(OperatorCrashError):
+        run_to_the_decision(h)
+    recorded = decided(h)
+    assert (recorded["action"], recorded["operation"], recorded["applied"]) == ("Inconclusive", "Pause", False)
+    assert recorded["reason"] == TOO_LITTLE
+    h.kube.patch_gate_status = store  # type: ignore[method-assign]
+    h.restart()
+    h.clock.advance(30)
+    h.step()  # the new operator finishes the recorded decision from status
+    for _ in range(10):
+        h.next()
+    assert decided(h)["applied"] is True and h.kube.status["phase"] == "Paused"
+    # A pause sent again changes nothing; nothing else is ever sent.
+    assert h.kube.applied() == [PAUSE_ROLLOUT] * (1 if killed == "before-the-patch" else 2)
+    assert "abort" not in h.kube.rollouts["checkout"]["status"]
+    assert [e[1] for e in h.kube.events()].count("Inconclusive") == 1
+
+
+def test_metrics_back_at_the_max_duration_look_keep_the_canary_paused_for_the_decision() -> None:
+    h = harness(low_traffic_gate(), make_rollout(), **LOW_TRAFFIC)  # onError: Pause by default
+    h.source.error = PROMETHEUS_DOWN
+    h.step()
+    while h.clock.now + h.delays[-1] < T0 + 301:
+        h.next()
+    assert h.kube.status["heldForErrors"] is True and h.kube.applied() == [PAUSE_ROLLOUT]
+    h.source.error = None
+    h.next()
+    assert h.clock.now == T0 + 301
+    # No resume between the onError pause and the decision's: the canary never moves on.
+    assert h.kube.applied() == [PAUSE_ROLLOUT, PAUSE_ROLLOUT]
+    assert decided(h)["reason"] == TOO_LITTLE and h.kube.status["phase"] == "Paused"
+    recovered = [e for e in h.kube.events() if e[1] == "MetricsRecovered"]
+    assert len(recovered) == 1 and "stays paused" in recovered[0][2]
+
+
 # ---------------------------------------------------------------- generations
 
 
@@ -1010,7 +1203,8 @@ def test_applying_merge_patch_to_old_gives_new(old: dict[str, Any], new: dict[st
         ({}, Action.ROLLBACK, Operation.ROLLBACK),
         ({"onFail": "Pause"}, Action.ROLLBACK, Operation.PAUSE),
         ({"onFail": "None"}, Action.ROLLBACK, Operation.NONE),
-        ({}, Action.INCONCLUSIVE, Operation.ROLLBACK),
+        ({}, Action.INCONCLUSIVE, Operation.PAUSE),
+        ({"onInconclusive": "Rollback"}, Action.INCONCLUSIVE, Operation.ROLLBACK),
         ({"onInconclusive": "Promote"}, Action.INCONCLUSIVE, Operation.PROMOTE),
         ({"onInconclusive": "Pause"}, Action.INCONCLUSIVE, Operation.PAUSE),
         ({"onInconclusive": "None"}, Action.INCONCLUSIVE, Operation.NONE),
@@ -1141,9 +1335,20 @@ def test_on_error_pause_holds_the_canary_after_error_limit_and_resumes_when_metr
 
 
 def test_on_error_rollback_rolls_back_after_error_limit_and_never_promotes() -> None:
-    h = harness(make_gate(onError="Rollback", analysis={"interval": "10s", "minDuration": "30s", "maxDuration": "5m",
-                                                        "errorLimit": 3, "minTraffic": {"canary": 10, "baseline": 10}}),
-                make_rollout(), **HEALTHY)
+    h = harness(
+        make_gate(
+            onError="Rollback",
+            analysis={
+                "interval": "10s",
+                "minDuration": "30s",
+                "maxDuration": "5m",
+                "errorLimit": 3,
+                "minTraffic": {"canary": 10, "baseline": 10},
+            },
+        ),
+        make_rollout(),
+        **HEALTHY,
+    )
     h.step()
     h.source.error = PROMETHEUS_DOWN
     for _ in range(3):

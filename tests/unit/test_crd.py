@@ -96,3 +96,15 @@ def test_file_is_yaml_of_the_same_object() -> None:
     on_disk = yaml.safe_load((ROOT / "crds" / "robustnessgates.robustness.dev.yaml").read_text())
     assert on_disk == build_crd()
     assert on_disk["metadata"]["name"] == f"{api.PLURAL}.{api.GROUP}"
+
+
+def test_an_analysis_without_a_verdict_pauses_by_default_and_harm_rolls_back() -> None:
+    # The API server stores these defaults in every gate created without the field.
+    spec = _schema()["properties"]["spec"]["properties"]
+    assert spec["onInconclusive"]["default"] == "Pause"
+    assert spec["onInconclusive"]["enum"] == ["Rollback", "Pause", "Promote", "None"]
+    assert (spec["onFail"]["default"], spec["onError"]["default"], spec["onPass"]["default"]) == (
+        "Rollback",
+        "Pause",
+        "Promote",
+    )
