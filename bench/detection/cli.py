@@ -35,7 +35,7 @@ def cpu_model() -> str:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.detection", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small run counts (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="small run counts (a few minutes)")
     parser.add_argument("--seed", type=int, default=Config.seed)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--reference-aa-runs", type=int, help="robustness-gate's runs on the reference A/A")
@@ -44,6 +44,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kayenta-runs", type=int, help="runs of each kind judged by Kayenta")
     parser.add_argument("--slow-aa-runs", type=int, help="healthy runs of the slow scenarios")
     parser.add_argument("--slow-h1-runs", type=int, help="regressed runs of the slow scenarios")
+    parser.add_argument("--departure-aa-runs", type=int, help="healthy runs of the scenarios beyond the binomial model")
+    parser.add_argument(
+        "--departure-h1-runs", type=int, help="regressed runs of those scenarios (but the detection target's)"
+    )
     parser.add_argument("--scenario", action="append", choices=[s.id for s in SCENARIOS], help="only these")
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "benchmarks-detection.png")
@@ -59,6 +63,8 @@ def config_from(args: argparse.Namespace) -> Config:
         "kayenta_runs": args.kayenta_runs,
         "slow_aa_runs": args.slow_aa_runs,
         "slow_h1_runs": args.slow_h1_runs,
+        "departure_aa_runs": args.departure_aa_runs,
+        "departure_h1_runs": args.departure_h1_runs,
     }
     changes = {k: v for k, v in overrides.items() if v is not None}
     if args.scenario:

@@ -67,16 +67,22 @@ def bucket_mean(bounds: tuple[float, ...], counts: FloatArray) -> FloatArray:
         return np.asarray(np.where(total > 0, (counts @ mids) / total, np.nan), dtype=float)
 
 
+def _rates(bad: FloatArray, total: FloatArray) -> FloatArray:
+    """bad / total, NaN without traffic; `bad` may carry a trailing axis of count metrics over the same total."""
+    if bad.ndim == total.ndim + 1:
+        total = total[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(total > 0, bad / total, np.nan), dtype=float)
+
+
 def canary_value(scenario: Scenario, streams: Streams, ends: NDArray[np.int64], width: int) -> FloatArray:
-    """The canary's metric over a window ending at each tick in `ends` (runs x len(ends)); NaN = no data.
+    """The canary's metric over a window ending at each tick in `ends` (runs x len(ends) [x count metrics]);
+    NaN = no data.
 
     Error rate (bad / total), p99 latency in seconds, or PSI of the canary's scores against the baseline's.
     """
     if scenario.kind == "errors":
-        bad = window_sums(streams.canary_bad, ends, width)
-        total = window_sums(streams.canary_total, ends, width)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(np.where(total > 0, bad / total, np.nan), dtype=float)
+        return _rates(window_sums(streams.canary_bad, ends, width), window_sums(streams.canary_total, ends, width))
     canary = window_sums(streams.canary_bad, ends, width)
     if scenario.kind == "latency":
         return histogram_quantile(0.99, scenario.bounds, canary)
@@ -84,14 +90,13 @@ def canary_value(scenario: Scenario, streams: Streams, ends: NDArray[np.int64], 
 
 
 def kayenta_points(scenario: Scenario, streams: Streams, step_ticks: int) -> tuple[FloatArray, FloatArray]:
-    """Per-step time series (runs x steps) for canary and baseline, NaN where a step has no data."""
+    """Per-step time series (runs x steps [x count metrics]) for canary and baseline, NaN where a step has no
+    data."""
     ends = np.arange(step_ticks, streams.canary_total.shape[1] + 1, step_ticks, dtype=np.int64)
     if scenario.kind == "errors":
         out = []
         for bad, total in ((streams.canary_bad, streams.canary_total), (streams.baseline_bad, streams.baseline_total)):
-            b, t = window_sums(bad, ends, step_ticks), window_sums(total, ends, step_ticks)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out.append(np.asarray(np.where(t > 0, b / t, np.nan), dtype=float))
+            out.append(_rates(window_sums(bad, ends, step_ticks), window_sums(total, ends, step_ticks)))
         return out[0], out[1]
     canary = window_sums(streams.canary_bad, ends, step_ticks)
     baseline = window_sums(streams.baseline_bad, ends, step_ticks)

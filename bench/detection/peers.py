@@ -2,20 +2,23 @@
 
 * Flagger: each `interval` the canary's metric over the metric window is checked against
   `thresholdRange.max`; no data (empty or NaN) is a failed check; rollback once the cumulative
-  failed checks reach `threshold`; promotion after maxWeight / stepWeight passing checks.
+  failed checks reach `threshold`; promotion after maxWeight / stepWeight passing checks. With
+  several metrics a check fails when any of them does.
 * Argo Rollouts: a measurement every `interval` evaluates `successCondition: result <= max`;
   the metric is Failed when failed > failureLimit; an empty result is an Error measurement,
   retried after 10 s, and more than consecutiveErrorLimit (4) Errors in a row abort the rollout;
-  Successful after `count` measurements.
+  Successful after `count` measurements. With several metrics each counts its own failures and
+  any Failed metric aborts.
 * Kayenta: per-step time series of canary and baseline, judged every `judge_every_s` on the
   growing window with robustness_gate.stats.kayenta.classify (98% confidence, 25% tolerance);
-  a single-metric score is 100 (Pass) or 0 (High, Low, Nodata); fail fast at a score <= marginal,
-  and at the end pass only with a score >= pass.
+  a metric scores 100 (Pass) or 0 (High, Low, Nodata) and the score is their mean (one group,
+  equal weights); fail fast at a score <= marginal, and at the end pass only with a score >= pass.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +48,10 @@ def flagger_values(scenario: Scenario, streams: Streams, rule: FlaggerRule) -> t
     step = rule.interval_s // TICK_SECONDS
     ends = np.arange(step, streams.canary_total.shape[1] + 1, step, dtype=np.int64)
     values = canary_value(scenario, streams, ends, rule.window_s // TICK_SECONDS)
+    if values.ndim == 3:
+        # Any metric out of range fails the check; with one threshold for all, the largest value decides.
+        # The metrics count the same requests, so they have no data (NaN) together.
+        values = np.max(values, axis=2)
     return values, ends.astype(float) * TICK_SECONDS
 
 
@@ -74,17 +81,20 @@ class ArgoRule:
 
 
 def argo_values(scenario: Scenario, streams: Streams, rule: ArgoRule) -> FloatArray:
-    """The query's result at the end of every tick (runs x ticks); NaN = empty result."""
+    """The query's result at the end of every tick (runs x ticks [x count metrics]); NaN = empty result."""
     ends = np.arange(1, streams.canary_total.shape[1] + 1, dtype=np.int64)
     return canary_value(scenario, streams, ends, rule.window_s // TICK_SECONDS)
 
 
 def argo_outcome(values: FloatArray, rule: ArgoRule) -> Outcome:
-    runs, ticks = values.shape
+    """Several metrics (a trailing axis) count failures apiece; they have no data together (the same
+    requests), so they are measured and retried at the same ticks."""
+    per_metric = values if values.ndim == 3 else values[:, :, None]
+    runs, ticks = per_metric.shape[:2]
     interval, retry = rule.interval_s // TICK_SECONDS, rule.error_retry_s // TICK_SECONDS
     # The first measurement once a full window exists (as with initialDelay = interval).
     next_tick = np.full(runs, interval - 1)
-    failed = np.zeros(runs, dtype=np.int64)
+    failed = np.zeros((runs, per_metric.shape[2]), dtype=np.int64)
     errors = np.zeros(runs, dtype=np.int64)
     measured = np.zeros(runs, dtype=np.int64)
     rollback = np.full(runs, math.inf)
@@ -94,12 +104,12 @@ def argo_outcome(values: FloatArray, rule: ArgoRule) -> Outcome:
         index = np.flatnonzero(active & (next_tick == tick))
         if not len(index):
             continue
-        value = values[index, tick]
-        error = np.isnan(value)
+        value = per_metric[index, tick]
+        error = np.isnan(value).any(axis=1)
         errors[index] = np.where(error, errors[index] + 1, 0)
-        failed[index] += ~error & (value > rule.max_value)
+        failed[index] += ~error[:, None] & (value > rule.max_value)
         measured[index] += ~error
-        abort = (failed[index] > rule.failure_limit) | (errors[index] > rule.consecutive_error_limit)
+        abort = (failed[index] > rule.failure_limit).any(axis=1) | (errors[index] > rule.consecutive_error_limit)
         success = ~abort & (measured[index] >= rule.count)
         now = (tick + 1) * TICK_SECONDS
         rollback[index[abort]] = now
@@ -225,14 +235,16 @@ def kayenta_judgements(
     return KayentaJudgements(rule.confidence, shipped, fixed, stats, times)
 
 
-def kayenta_outcome(judgements: KayentaJudgements, rule: KayentaRule) -> Outcome:
-    scores = judgements.scores(rule.confidence)
+def kayenta_outcome(judgements: KayentaJudgements | Sequence[KayentaJudgements], rule: KayentaRule) -> Outcome:
+    """Several metrics' judgements (one each) score their mean: one group of equally weighted metrics."""
+    per_metric = [judgements] if isinstance(judgements, KayentaJudgements) else list(judgements)
+    scores = np.mean([j.scores(rule.confidence) for j in per_metric], axis=0)
     fails = scores <= rule.marginal_score  # fail fast on any judgement at or below marginal
     fails[:, -1] |= scores[:, -1] < rule.pass_score  # the final verdict needs a passing last score
     first = first_true(fails)
-    padded = np.append(judgements.times, math.inf)
+    padded = np.append(per_metric[0].times, math.inf)
     rollback = padded[first]
-    promote = np.where(first == scores.shape[1], judgements.times[-1], math.inf)
+    promote = np.where(first == scores.shape[1], per_metric[0].times[-1], math.inf)
     return Outcome(np.asarray(rollback, dtype=float), np.asarray(promote, dtype=float))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -12,18 +13,25 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from bench.detection.run import RULES, Results
+from bench.detection.run import BINOMIAL, OURS, Results
 from bench.detection.scenarios import HORIZON_SECONDS
 from bench.detection.summary import summarise
 
-COLORS = {"robustness-gate": "#d62728", "Flagger": "#1f77b4", "Argo Rollouts": "#2ca02c", "Kayenta": "#9467bd"}
+COLORS = {
+    OURS: "#d62728",
+    BINOMIAL: "#8c564b",
+    "Flagger": "#1f77b4",
+    "Argo Rollouts": "#2ca02c",
+    "Kayenta": "#9467bd",
+}
+SIZES = {OURS: 13, BINOMIAL: 10}
 MARKERS = {"defaults": "*", "shipped": "o", "once": "s", "tuned": "D"}
 NEVER = HORIZON_SECONDS / 60 * 1.08
 
 
 def write_plot(results: Results, path: Path) -> None:
     count = len(results.scenarios)
-    columns = min(3, count)
+    columns = min(4, count)
     rows = math.ceil(count / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
     for axis, result in zip(axes.flat, results.scenarios, strict=False):
@@ -38,7 +46,7 @@ def write_plot(results: Results, path: Path) -> None:
                 xerr=[[x - low], [high - x]],
                 fmt=MARKERS[cell.mode],
                 color=COLORS[cell.rule],
-                markersize=13 if cell.rule == RULES[0] else 7,
+                markersize=SIZES.get(cell.rule, 7),
                 capsize=2,
                 alpha=0.9,
             )
@@ -50,7 +58,7 @@ def write_plot(results: Results, path: Path) -> None:
         axis.set_xlim(-0.1, 100)
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_ylim(0, NEVER * 1.05)
-        axis.set_title(result.scenario.title, fontsize=9)
+        axis.set_title(textwrap.fill(result.scenario.title, 60), fontsize=8)
         axis.set_xlabel("false rollbacks of healthy canaries (%)")
         axis.set_ylabel("median time to roll back (min)")
     for axis in list(axes.flat)[count:]:
@@ -68,7 +76,8 @@ def write_plot(results: Results, path: Path) -> None:
     figure.suptitle(
         f"Time to roll back vs false rollbacks (top line: not rolled back within {HORIZON_SECONDS // 60} min)"
     )
-    figure.tight_layout(rect=(0, 0.06, 1, 0.97))
+    height = 4.2 * rows
+    figure.tight_layout(rect=(0, 0.8 / height, 1, 1 - 0.4 / height))  # room for the legend and the title
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -16,7 +16,7 @@ from scipy.stats import norm
 
 from bench.detection import floors
 from bench.detection.metrics import kayenta_points
-from bench.detection.ours import gate_spec, look_ticks, oracle_at_tolerance, run_ours
+from bench.detection.ours import JUDGE_TAKES_ROBUST, gate_spec, look_ticks, oracle_at_tolerance, run_ours
 from bench.detection.outcome import FloatArray, Outcome
 from bench.detection.peers import (
     ArgoRule,
@@ -33,12 +33,15 @@ from bench.detection.peers import (
     kayenta_outcome,
     z_of,
 )
-from bench.detection.scenarios import BY_ID, REFERENCE, SCENARIOS, TICK_SECONDS, Scenario
+from bench.detection.scenarios import BY_ID, DETECTION_TARGET, REFERENCE, SCENARIOS, TICK_SECONDS, Scenario
 from bench.detection.simulate import Streams, simulate
 from bench.detection.tuning import bisect_knob
 
 MODES = ("shipped", "once", "tuned")
-RULES = ("robustness-gate", "Flagger", "Argo Rollouts", "Kayenta")
+OURS = "robustness-gate"
+BINOMIAL = "robustness-gate (binomial model)"  # the judge with its pure-binomial count tests (robust=False)
+PEERS = ("Flagger", "Argo Rollouts", "Kayenta")
+RULES = (OURS, BINOMIAL, *PEERS)
 OURS_CHUNK = 50
 KAYENTA_CHUNK = 50
 
@@ -47,13 +50,17 @@ KAYENTA_CHUNK = 50
 class Config:
     seed: int = 20261202
     reference_aa_runs: int = 10_000  # our judge on the reference A/A scenario
-    aa_runs: int = 1_000  # A/A runs of every other scenario
-    h1_runs: int = 1_000  # regressed runs per scenario
+    aa_runs: int = 1_000  # A/A runs of every other clean scenario
+    h1_runs: int = 1_000  # regressed runs per clean scenario and for the detection target's scenario
     kayenta_runs: int = 300  # runs (of each kind) classified by Kayenta, the slowest peer
     # Where healthy canaries under our judge run to maxDuration (30 looks each): fewer runs.
     slow_scenarios: tuple[str, ...] = ("errors-slo", "low-traffic")
     slow_aa_runs: int = 1_000
     slow_h1_runs: int = 600
+    # Scenarios beyond the clean model: enough healthy runs for a 1% upper bound to be shown (<= 11 of 2,000).
+    departure_aa_runs: int = 2_000
+    # Their regressed runs, where no target is judged on them (there: h1_runs).
+    departure_h1_runs: int = 500
     target_fpr: float = 0.01
     jobs: int = 2
     scenarios: tuple[str, ...] = tuple(s.id for s in SCENARIOS)
@@ -61,13 +68,28 @@ class Config:
     def healthy_runs(self, scenario: Scenario) -> int:
         if scenario.id == REFERENCE:
             return self.reference_aa_runs
+        if not scenario.clean:
+            return self.departure_aa_runs
         return self.slow_aa_runs if scenario.id in self.slow_scenarios else self.aa_runs
 
     def regressed_runs(self, scenario: Scenario) -> int:
+        if scenario.id == DETECTION_TARGET:
+            return self.h1_runs
+        if not scenario.clean:
+            return self.departure_h1_runs
         return self.slow_h1_runs if scenario.id in self.slow_scenarios else self.h1_runs
 
 
-QUICK = Config(reference_aa_runs=200, aa_runs=60, h1_runs=40, kayenta_runs=30, slow_aa_runs=40, slow_h1_runs=30)
+QUICK = Config(
+    reference_aa_runs=200,
+    aa_runs=60,
+    h1_runs=40,
+    kayenta_runs=30,
+    slow_aa_runs=40,
+    slow_h1_runs=30,
+    departure_aa_runs=100,
+    departure_h1_runs=30,
+)
 
 
 @dataclass(frozen=True)
@@ -115,19 +137,25 @@ def _stage(results: Results, name: str) -> Iterator[None]:
     _log(f"  {name}: {elapsed:.1f}s")
 
 
-def _ours_task(args: tuple[str, Streams]) -> Outcome:
-    return run_ours(BY_ID[args[0]], args[1])
+def _ours_task(args: tuple[str, Streams, bool]) -> Outcome:
+    return run_ours(BY_ID[args[0]], args[1], robust=args[2])
 
 
 def _kayenta_task(args: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], KayentaRule, Any]) -> KayentaJudgements:
     return kayenta_judgements(*args)
 
 
+def _judge(
+    runner: _Runner, scenario: Scenario, healthy: Streams, regressed: Streams, robust: bool
+) -> tuple[Outcome, Outcome]:
+    tasks = [(scenario.id, c, robust) for s in (healthy, regressed) for c in _chunks(s, OURS_CHUNK)]
+    parts = runner.map(_ours_task, tasks)
+    n_healthy = -(-healthy.runs // OURS_CHUNK)
+    return Outcome.concat(parts[:n_healthy]), Outcome.concat(parts[n_healthy:])
+
+
 def _chunks(streams: Streams, size: int) -> list[Streams]:
-    return [
-        Streams(*(getattr(streams, f)[i : i + size] for f in Streams.__dataclass_fields__))
-        for i in range(0, streams.runs, size)
-    ]
+    return [streams.rows(i, i + size) for i in range(0, streams.runs, size)]
 
 
 class _Runner:
@@ -178,18 +206,15 @@ def run_scenario(scenario: Scenario, config: Config, runner: _Runner, knobs: _Kn
         healthy = simulate(scenario, False, config.healthy_runs(scenario), config.seed)
         regressed = simulate(scenario, True, config.regressed_runs(scenario), config.seed)
     cells: list[Cell] = []
-    with _stage(results, "robustness-gate"):
-        parts = runner.map(_ours_task, [(scenario.id, c) for s in (healthy, regressed) for c in _chunks(s, OURS_CHUNK)])
-        n_healthy = -(-healthy.runs // OURS_CHUNK)
-        cells.append(
-            Cell(
-                "robustness-gate",
-                "defaults",
-                "defaults",
-                Outcome.concat(parts[:n_healthy]),
-                Outcome.concat(parts[n_healthy:]),
-            )
-        )
+    with _stage(results, OURS):
+        ours_healthy, ours_regressed = _judge(runner, scenario, healthy, regressed, robust=True)
+        cells.append(Cell(OURS, "defaults", "defaults", ours_healthy, ours_regressed))
+    with _stage(results, "binomial model"):
+        if JUDGE_TAKES_ROBUST:
+            h_binomial, r_binomial = _judge(runner, scenario, healthy, regressed, robust=False)
+        else:  # a judge with only the binomial count tests already judged these runs
+            h_binomial, r_binomial = ours_healthy, ours_regressed
+        cells.append(Cell(BINOMIAL, "defaults", "binomial count tests (robust=False)", h_binomial, r_binomial))
     reference = scenario.reference
     with _stage(results, "Flagger"):
         rule = FlaggerRule(max_value=scenario.shipped_threshold)
@@ -224,14 +249,23 @@ def run_scenario(scenario: Scenario, config: Config, runner: _Runner, knobs: _Kn
         krule = KayentaRule()
         direction = kayenta_direction(scenario)
         step = krule.step_s // TICK_SECONDS
-        judged: list[KayentaJudgements] = []
+        judged: list[list[KayentaJudgements]] = []
         for streams in (healthy.head(config.kayenta_runs), regressed.head(config.kayenta_runs)):
             canary, baseline = kayenta_points(scenario, streams, step)
+            metrics = 1 if canary.ndim == 2 else canary.shape[2]
+            per_metric = (
+                [(canary, baseline)]
+                if canary.ndim == 2
+                else [(canary[..., m], baseline[..., m]) for m in range(metrics)]
+            )
             tasks = [
-                (canary[i : i + KAYENTA_CHUNK], baseline[i : i + KAYENTA_CHUNK], krule, direction)
+                (c[i : i + KAYENTA_CHUNK], b[i : i + KAYENTA_CHUNK], krule, direction)
+                for c, b in per_metric
                 for i in range(0, streams.runs, KAYENTA_CHUNK)
             ]
-            judged.append(KayentaJudgements.concat(runner.map(_kayenta_task, tasks)))
+            parts = runner.map(_kayenta_task, tasks)
+            per = len(parts) // metrics
+            judged.append([KayentaJudgements.concat(parts[m * per : (m + 1) * per]) for m in range(metrics)])
         h_judged, r_judged = judged
         tuned_z = bisect_knob(
             lambda z: _fpr(kayenta_outcome(h_judged, KayentaRule(confidence=confidence_of(z)))),

@@ -43,16 +43,21 @@ class Rate:
 class Summary:
     false_rollback: Rate
     promotion_median: float
-    detection: Rate
+    detection: Rate  # regressed runs rolled back within the horizon
     detect_median: float
     detect_p90: float
+    healthy_held: Rate | None = None  # runs the rule held (paused) rather than rolled back or promoted
+    regressed_held: Rate | None = None  # None: the rule never holds
 
 
 def summarise(healthy: Outcome, regressed: Outcome) -> Summary:
+    holds = healthy.held is not None or regressed.held is not None
     return Summary(
         false_rollback=Rate(healthy.rolled_back, healthy.runs),
         promotion_median=time_quantile(healthy.promote, 0.5),
         detection=Rate(regressed.rolled_back, regressed.runs),
         detect_median=time_quantile(regressed.rollback, 0.5),
         detect_p90=time_quantile(regressed.rollback, 0.9),
+        healthy_held=Rate(healthy.paused, healthy.runs) if holds else None,
+        regressed_held=Rate(regressed.paused, regressed.runs) if holds else None,
     )
