@@ -15,13 +15,22 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("judge and statistics", ("robustness_gate/judge.py", "robustness_gate/stats/", "scipy/", "numpy/")),
     ("query assembly", ("robustness_gate/metrics/source.py", "robustness_gate/metrics/queries.py")),
     ("look cache", ("robustness_gate/metrics/cache.py", "robustness_gate/metrics/gate_sources.py")),
-    ("Prometheus client (requests, JSON)", ("prometheus_api_client/", "robustness_gate/metrics/prometheus.py",
-                                            "requests/")),
+    (
+        "Prometheus client (requests, JSON)",
+        ("prometheus_api_client/", "robustness_gate/metrics/prometheus.py", "requests/"),
+    ),
     ("Kubernetes client (urllib3, TLS, JSON)", ("kubernetes/", "robustness_gate/kube.py")),
     ("targets' watch cache", ("robustness_gate/watched.py",)),
     ("status model (pydantic)", ("pydantic/", "pydantic_core/", "robustness_gate/api.py")),
-    ("controller and targets", ("robustness_gate/controller.py", "robustness_gate/targets/",
-                                "robustness_gate/analysis.py", "robustness_gate/policy.py")),
+    (
+        "controller and targets",
+        (
+            "robustness_gate/controller.py",
+            "robustness_gate/targets/",
+            "robustness_gate/analysis.py",
+            "robustness_gate/policy.py",
+        ),
+    ),
     ("kopf and asyncio", ("kopf/", "asyncio/", "aiohttp/")),
     ("metrics endpoint", ("prometheus_client/",)),
 )

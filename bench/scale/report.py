@@ -249,9 +249,8 @@ def machine_sentence(m: Measurement) -> str:
         busy = cores(m, MACHINE) * scale
         top = ["operator", *biggest[:2]]
         parts = " + ".join(f"{PROCESS_NAMES[name]} {_num(cores(m, name) * scale)}" for name in top)
-        text += (
-            f". At the due rate these would need about {_num(busy)} cores ({parts}, …)"
-            + (f", more than the machine's {m.cpus} CPUs" if m.cpus and busy > m.cpus else "")
+        text += f". At the due rate these would need about {_num(busy)} cores ({parts}, …)" + (
+            f", more than the machine's {m.cpus} CPUs" if m.cpus and busy > m.cpus else ""
         )
     return text
 

@@ -21,8 +21,8 @@ from robustness_gate.api import (
     RobustnessGateSpec,
     Verdict,
 )
-from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
-from robustness_gate.stats import counts, histograms, kayenta
+from robustness_gate.series import BoolArray, CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.stats import counts, histograms, kayenta, robust
 
 DEFAULT_LATENCY_QUANTILE = 0.99
 # A comparison passes only on evidence, not on the mere absence of harm: the canary must be shown to
@@ -86,6 +86,8 @@ class JudgeSettings:
     alpha: float  # false-rollback budget of ONE test (the gate's budget split across its tests)
     min_canary: float
     min_baseline: float
+    # Count tests robust to overdispersed and bursty counts (stats.robust); False: the binomial model alone.
+    robust: bool = True
 
 
 def budgeted_tests(metric: MetricSpec) -> int:
@@ -100,12 +102,13 @@ def budgeted_tests(metric: MetricSpec) -> int:
     return int(metric.slo is not None) + int(sequential)
 
 
-def settings_for(spec: RobustnessGateSpec) -> JudgeSettings:
+def settings_for(spec: RobustnessGateSpec, robust: bool = True) -> JudgeSettings:
     budget = max(1, sum(budgeted_tests(metric) for metric in spec.metrics))
     return JudgeSettings(
         alpha=spec.analysis.false_positive_rate / budget,
         min_canary=spec.analysis.min_traffic.canary,
         min_baseline=spec.analysis.min_traffic.baseline,
+        robust=robust,
     )
 
 
@@ -173,9 +176,18 @@ def _traffic(canary: float, baseline: float, settings: JudgeSettings, needs_base
     return not short, "not enough traffic yet: " + ", ".join(short) if short else ""
 
 
-def _rate_slo(
-    events: FloatArray, trials: FloatArray, bound: float, alpha: float, what: str
-) -> tuple[_Part, counts.RateBounds]:
+def _slo_evidence(
+    events: FloatArray, trials: FloatArray, bound: float, alpha: float, robust_tests: bool
+) -> tuple[BoolArray, BoolArray, counts.RateBounds]:
+    """Per look: is the rate shown above `bound`, and below it; and the interval to show now.
+
+    The robust interval inverts the same one-sided tests at alpha each, so it lies above (below) the bound
+    exactly when the last look shows the rate above (below) it."""
+    if robust_tests:
+        threshold = math.log(1.0 / alpha)
+        above = robust.rate_log_evalues(events, trials, bound, high=True) >= threshold
+        below = robust.rate_log_evalues(events, trials, bound, high=False) >= threshold
+        return above, below, robust.rate_confidence_bounds(events, trials, 2.0 * alpha)
     cumulative_events, cumulative_trials = np.cumsum(events), np.cumsum(trials)
     above, below = counts.bound_crossings(cumulative_events, cumulative_trials, bound, alpha)
     rates = counts.binomial_confidence_sequence(
@@ -184,6 +196,13 @@ def _rate_slo(
         alpha,
         center=bound,
     )
+    return above, below, rates
+
+
+def _rate_slo(
+    events: FloatArray, trials: FloatArray, bound: float, alpha: float, what: str, robust_tests: bool
+) -> tuple[_Part, counts.RateBounds]:
+    above, below, rates = _slo_evidence(events, trials, bound, alpha, robust_tests)
     interval = f"{_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
     if bool(np.any(above)):
         look = int(np.flatnonzero(above)[0]) + 1
@@ -201,16 +220,23 @@ def _ratio_compare(
     metric: MetricSpec,
     alpha: float,
     what: str,
+    robust_tests: bool,
 ) -> tuple[_Part, counts.RatioEvidence, float, tuple[float, float]]:
     increase, r0 = _null_ratio(metric)
-    evidence = counts.ratio_log_evalues(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
+    tests = robust if robust_tests else counts
+    evidence = tests.ratio_log_evalues(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
     estimate = counts.rate_ratio_estimate(
         float(canary_events.sum()),
         float(canary_total.sum()),
         float(baseline_events.sum()),
         float(baseline_total.sum()),
     )
-    bounds = counts.ratio_confidence_bounds(canary_events, canary_total, baseline_events, baseline_total, alpha)
+    if robust_tests:  # one-sided at alpha each: a bound beyond r0 exactly when the last look rejects r0
+        bounds = robust.ratio_confidence_bounds(
+            canary_events, canary_total, baseline_events, baseline_total, 2.0 * alpha
+        )
+    else:
+        bounds = counts.ratio_confidence_bounds(canary_events, canary_total, baseline_events, baseline_total, alpha)
     relation = ">" if increase else "<"
     text = (
         f"{what} ratio canary/baseline {_num(estimate)} [{_num(bounds[0])}, {_num(bounds[1])}], "
@@ -220,7 +246,7 @@ def _ratio_compare(
         look = evidence.first_rejection(alpha)
         assert look is not None
         return _Part(True, False, f"{text}: harm shown at look {look + 1}"), evidence, estimate, bounds
-    safe = _shown_safe(canary_events, canary_total, baseline_events, baseline_total, r0, increase)
+    safe = _shown_safe(canary_events, canary_total, baseline_events, baseline_total, r0, increase, robust_tests)
     return _Part(False, safe.confirmed, f"{text}: {safe.text}"), evidence, estimate, bounds
 
 
@@ -241,10 +267,12 @@ def _shown_safe(
     baseline_total: FloatArray,
     r0: float,
     increase: bool,
+    robust_tests: bool,
 ) -> _Safety:
     """No harm shown; is there evidence that the canary is not much worse (ratio beyond PASS_FACTOR × r0)?"""
     bound = _pass_ratio(r0, increase)
-    evidence = counts.ratio_log_evalues(
+    tests = robust if robust_tests else counts
+    evidence = tests.ratio_log_evalues(
         canary_events, canary_total, baseline_events, baseline_total, bound, increase=not increase
     )
     relation = "below" if increase else "above"
@@ -300,7 +328,9 @@ def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings
     }
     tests = []
     if metric.slo is not None and metric.slo.max is not None:
-        part, rates = _rate_slo(data.canary_events, data.canary_total, metric.slo.max, settings.alpha, f"canary {what}")
+        part, rates = _rate_slo(
+            data.canary_events, data.canary_total, metric.slo.max, settings.alpha, f"canary {what}", settings.robust
+        )
         parts.append(part)
         numbers.update(lower=rates.lower, upper=rates.upper, slo_met=part.confirmed if not part.fail else False)
         tests.append("rate vs SLO (confidence sequence)")
@@ -320,6 +350,7 @@ def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings
                 metric,
                 settings.alpha,
                 what,
+                settings.robust,
             )
             numbers.update(p_value=evidence.p_value, effect=estimate)
             if metric.slo is None:
@@ -349,7 +380,7 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
     tests = []
     q_text = f"p{_quantile_name(quantile)}"
     if metric.slo is not None and metric.slo.max is not None:
-        part, rates = _latency_slo(data, metric.slo.max, quantile, settings.alpha, q_text)
+        part, rates = _latency_slo(data, metric.slo.max, quantile, settings.alpha, q_text, settings.robust)
         parts.append(part)
         numbers.update(slo_met=part.confirmed if not part.fail else False)
         if rates is not None:
@@ -367,7 +398,7 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
             numbers.update(effect=effect)
             tests.append("Mann-Whitney per look (Kayenta)")
         else:
-            part, p_value, effect = _latency_compare(data, metric, settings.alpha, quantile)
+            part, p_value, effect = _latency_compare(data, metric, settings.alpha, quantile, settings.robust)
             numbers.update(p_value=p_value, effect=effect)
             tests.append("slow-request ratio per bucket (sequential)")
         parts.append(part)
@@ -376,7 +407,7 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
 
 
 def _latency_slo(
-    data: HistogramSeries, threshold: float, quantile: float, alpha: float, q_text: str
+    data: HistogramSeries, threshold: float, quantile: float, alpha: float, q_text: str, robust_tests: bool
 ) -> tuple[_Part, counts.RateBounds | None]:
     """p_q <= T  ⇔  the share of requests slower than T is at most 1 - q: a binomial question."""
     budget = 1 - quantile
@@ -395,21 +426,15 @@ def _latency_slo(
 
     violated_at: int | None = None
     if match.above is not None:
-        above, _ = counts.bound_crossings(
-            np.cumsum(slow_per_look(match.above)), np.cumsum(total_per_look), budget, alpha
-        )
+        above, _, _ = _slo_evidence(slow_per_look(match.above), total_per_look, budget, alpha, robust_tests)
         if bool(np.any(above)):
             violated_at = int(np.flatnonzero(above)[0]) + 1
     rates: counts.RateBounds | None = None
     confirmed = False
     index = match.above if violated_at is not None else match.below
     if index is not None:
-        slow, total = histograms.share_above(data.canary.sum(axis=0), index)
-        rates = counts.binomial_confidence_sequence(slow, total, alpha, center=budget)
+        _, below, rates = _slo_evidence(slow_per_look(index), total_per_look, budget, alpha, robust_tests)
         if violated_at is None and match.below is not None:
-            _, below = counts.bound_crossings(
-                np.cumsum(slow_per_look(match.below)), np.cumsum(total_per_look), budget, alpha
-            )
             confirmed = bool(below[-1]) if len(below) else False
     share = (
         f"share slower than {threshold:g}s {_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
@@ -425,7 +450,7 @@ def _latency_slo(
 
 
 def _latency_compare(
-    data: HistogramSeries, metric: MetricSpec, alpha: float, quantile: float
+    data: HistogramSeries, metric: MetricSpec, alpha: float, quantile: float, robust_tests: bool
 ) -> tuple[_Part, float, float]:
     """Slow-request ratio at every finite bucket boundary, Bonferroni over boundaries."""
     increase, r0 = _null_ratio(metric)
@@ -437,7 +462,8 @@ def _latency_compare(
     reported = next((i for i, b in enumerate(data.bounds) if b >= baseline_q), boundaries - 1)
     best: tuple[float, int, counts.RatioEvidence] | None = None
     canary_slow, baseline_slow = _slower_than_each_boundary(data.canary), _slower_than_each_boundary(data.baseline)
-    log_e = counts.ratio_log_evalue_columns(canary_slow, canary_total, baseline_slow, baseline_total, r0, increase)
+    tests = robust if robust_tests else counts
+    log_e = tests.ratio_log_evalue_columns(canary_slow, canary_total, baseline_slow, baseline_total, r0, increase)
     for index in range(boundaries):
         evidence = counts.RatioEvidence(log_evalues=log_e[:, index], r0=r0, increase=increase)
         stronger = best is None or evidence.max_log_evalue > best[0]
@@ -467,7 +493,9 @@ def _latency_compare(
     # where at least 1 - q of the baseline's requests are slower (the one above may see no slow request at all).
     at_or_below = [i for i, b in enumerate(data.bounds) if b <= baseline_q]
     tail = at_or_below[-1] if at_or_below else 0
-    safe = _shown_safe(canary_slow[:, tail], canary_total, baseline_slow[:, tail], baseline_total, r0, increase)
+    safe = _shown_safe(
+        canary_slow[:, tail], canary_total, baseline_slow[:, tail], baseline_total, r0, increase, robust_tests
+    )
     safe_text = safe.text.replace("harm", "a slowdown")
     if tail != index:
         safe_text += f" (requests slower than {data.bounds[tail]:g}s)"
@@ -602,8 +630,9 @@ def _longest_run(flags: FloatArray) -> int:
 # ---------------------------------------------------------------- the gate
 
 
-def judge_gate(spec: RobustnessGateSpec, data: dict[str, MetricData]) -> GateVerdict:
-    settings = settings_for(spec)
+def judge_gate(spec: RobustnessGateSpec, data: dict[str, MetricData], robust: bool = True) -> GateVerdict:
+    """The gate's verdict on all its metrics; `robust=False` judges counts with the binomial model alone."""
+    settings = settings_for(spec, robust)
     results = [judge_metric(metric, data[metric.name], settings) for metric in spec.metrics]
     return score_gate(spec, results)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -19,7 +20,7 @@ from robustness_gate.judge import (
     score_gate,
     settings_for,
 )
-from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
+from robustness_gate.series import CountSeries, FloatArray, HistogramSeries, ValueSeries
 
 LOOSE = JudgeSettings(alpha=0.01, min_canary=100, min_baseline=100)
 BOUNDS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -274,16 +275,41 @@ def test_identical_canary_and_baseline_never_fail(looks: list[tuple[int, int]]) 
     extra=st.lists(st.integers(0, 30), min_size=12, max_size=12),
     rate=st.sampled_from([0.001, 0.01, 0.1]),
 )
-def test_more_canary_errors_never_improve_the_verdict(
+def test_more_canary_errors_never_improve_the_binomial_models_verdict(
     looks: list[tuple[int, int]], extra: list[int], rate: float
 ) -> None:
     total = np.array([float(n) for n, _ in looks])
     events = np.array([float(min(e, n)) for n, e in looks])
     worse = np.minimum(events + np.array(extra[: len(looks)], dtype=float), total)
+    _assert_not_better(total, events, worse, rate, dataclasses.replace(LOOSE, robust=False))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    looks=looks_strategy,
+    extra=st.integers(0, 30),
+    rate=st.sampled_from([0.001, 0.01, 0.1]),
+)
+def test_more_canary_errors_in_the_latest_look_never_improve_the_verdict(
+    looks: list[tuple[int, int]], extra: int, rate: float
+) -> None:
+    # The robust tests learn from past looks how much the counts vary: extra errors in an earlier look
+    # can make later looks weigh less (a burst proves the counts are not binomial). The latest look's
+    # own errors only ever add evidence of harm.
+    total = np.array([float(n) for n, _ in looks])
+    events = np.array([float(min(e, n)) for n, e in looks])
+    worse = events.copy()
+    worse[-1] = min(worse[-1] + extra, total[-1])
+    _assert_not_better(total, events, worse, rate, LOOSE)
+
+
+def _assert_not_better(
+    total: FloatArray, events: FloatArray, worse: FloatArray, rate: float, settings: JudgeSettings
+) -> None:
     baseline_events = np.round(total * rate)
     metric = _metric(errorRate=ERRORS, slo={"max": 0.02}, compare={"tolerance": 0.1})
-    before = judge_metric(metric, CountSeries(events, total, baseline_events, total.copy()), LOOSE)
-    after = judge_metric(metric, CountSeries(worse, total, baseline_events, total.copy()), LOOSE)
+    before = judge_metric(metric, CountSeries(events, total, baseline_events, total.copy()), settings)
+    after = judge_metric(metric, CountSeries(worse, total, baseline_events, total.copy()), settings)
     assert VERDICT_RANK[after.verdict] <= VERDICT_RANK[before.verdict], (before.message, after.message)
 
 
@@ -346,10 +372,14 @@ def test_aa_false_rollback_rate_of_the_whole_gate(canary_rps: float, baseline_rp
     assert rate <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / runs)
 
 
-def test_ab_clear_regressions_are_caught() -> None:
+# The robust tests pay for their caution with a few looks: one look adds at most e^1.5 of the binomial
+# evidence, so a doubling at this traffic needs about 25 looks where the binomial model needs 20.
+@pytest.mark.parametrize(("robust", "looks"), [(False, 20), (True, 25)], ids=["binomial-model", "robust"])
+def test_ab_clear_regressions_are_caught(robust: bool, looks: int) -> None:
     spec = _spec([{"name": "errors", "errorRate": ERRORS, "compare": {"tolerance": 0.1}, "critical": True}])
     caught = sum(
-        judge_gate(spec, {"errors": _counts(20, 0.02, 0.01, 300, 2700, seed=s)}).verdict is Verdict.FAIL
+        judge_gate(spec, {"errors": _counts(looks, 0.02, 0.01, 300, 2700, seed=s)}, robust=robust).verdict
+        is Verdict.FAIL
         for s in range(200)
     )
     assert caught >= 190

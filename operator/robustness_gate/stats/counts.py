@@ -26,7 +26,9 @@ import numpy as np
 from scipy.special import betaln, expit
 
 from robustness_gate.series import BoolArray, FloatArray
-from robustness_gate.stats.roots import monotone_root
+from robustness_gate.stats.roots import VectorFunction, monotone_root
+
+__all__ = ["VectorFunction"]
 
 # Alternatives mixed over: log(r / r0) from log(1.05) to log(10), equally weighted. A grid keeps
 # the mixture valid for a different traffic share at every look (a conjugate prior would not).
@@ -69,7 +71,7 @@ class RatioEvidence:
         return int(hits[0]) if len(hits) else None
 
 
-def _shares(canary_total: FloatArray, baseline_total: FloatArray) -> tuple[FloatArray, BoolArray]:
+def shares(canary_total: FloatArray, baseline_total: FloatArray) -> tuple[FloatArray, BoolArray]:
     total = canary_total + baseline_total
     informative = (canary_total > 0) & (baseline_total > 0)
     rho = np.where(informative, canary_total / np.where(total > 0, total, 1.0), 0.5)
@@ -125,7 +127,7 @@ def ratio_log_evalue_columns(
     looks, columns = ce.shape
     if looks == 0:
         return np.zeros((0, columns))
-    rho, informative = _shares(ct, bt)
+    rho, informative = shares(ct, bt)
     sign = 1.0 if increase else -1.0
     ratios = r0 * np.exp(sign * np.asarray(log_effects))  # G alternatives
     rho_col = rho[:, None]
@@ -170,28 +172,30 @@ def ratio_confidence_bounds(
     """
     threshold = math.log(2.0 / alpha)
     final = _FinalRatioEvidence(canary_events, canary_total, baseline_events, baseline_total)
+    center, scale = log_ratio_guess(canary_events, canary_total, baseline_events, baseline_total)
+    return invert_ratio_bounds(
+        lambda x: final.log_evalues(x, True) - threshold,
+        lambda x: final.log_evalues(x, False) - threshold,
+        center,
+        scale,
+        RATIO_BOUND_TOLERANCE,
+    )
+
+
+def invert_ratio_bounds(
+    lower_excess: VectorFunction, upper_excess: VectorFunction, center: float, scale: float, tolerance: float
+) -> tuple[float, float]:
+    """Bounds on the ratio from two tests' log e-values minus their threshold, as functions of log r0: the
+    lower bound is where "r <= r0" stops being rejected, the upper where "r >= r0" starts to be."""
     low, high = -12.0, 12.0
     # Where to look first: a few standard errors of the log ratio either side of its estimate.
-    center, scale = _log_ratio_guess(canary_events, canary_total, baseline_events, baseline_total)
-    lower = monotone_root(
-        lambda x: final.log_evalues(x, True) - threshold,
-        low,
-        high,
-        RATIO_BOUND_TOLERANCE,
-        guess=(center - BOUND_GUESS_SCALES * scale, scale),
-    )
-    upper = monotone_root(
-        lambda x: final.log_evalues(x, False) - threshold,
-        low,
-        high,
-        RATIO_BOUND_TOLERANCE,
-        guess=(center + BOUND_GUESS_SCALES * scale, scale),
-    )
+    lower = monotone_root(lower_excess, low, high, tolerance, guess=(center - BOUND_GUESS_SCALES * scale, scale))
+    upper = monotone_root(upper_excess, low, high, tolerance, guess=(center + BOUND_GUESS_SCALES * scale, scale))
     # Nothing rejected even at the far end: the bound is open there.
     return (0.0 if lower <= low else math.exp(lower)), (math.inf if upper >= high else math.exp(upper))
 
 
-def _log_ratio_guess(
+def log_ratio_guess(
     canary_events: FloatArray, canary_total: FloatArray, baseline_events: FloatArray, baseline_total: FloatArray
 ) -> tuple[float, float]:
     """The log rate ratio and its standard error, with half an event added to each side (never infinite)."""
@@ -218,7 +222,7 @@ class _FinalRatioEvidence:
         baseline_total: FloatArray,
     ) -> None:
         ce, be = np.asarray(canary_events, dtype=float), np.asarray(baseline_events, dtype=float)
-        rho, informative = _shares(np.asarray(canary_total, dtype=float), np.asarray(baseline_total, dtype=float))
+        rho, informative = shares(np.asarray(canary_total, dtype=float), np.asarray(baseline_total, dtype=float))
         used = informative & ((ce + be) > 0)
         self.canary_events = float(np.sum(ce[used]))
         self.bad_events = (ce + be)[used]
@@ -322,3 +326,35 @@ def bound_crossings(
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(n > 0, s / np.where(n > 0, n, 1.0), bound)
     return excluded & (estimate > bound), excluded & (estimate < bound)
+
+
+def rate_log_evalue_columns(events: FloatArray, trials: FloatArray, bounds: FloatArray, high: bool) -> FloatArray:
+    """Mixture e-process per look (cumulative log E, looks x columns) against "the rate is at most the
+    column's bound" (`high`) or "at least" (not `high`): binomial likelihood ratios of alternatives whose
+    odds are the bound's times exp(±LOG_EFFECT_GRID), equally weighted; valid for the composite null by the
+    Bernoulli family's monotone likelihood ratio, as the rate-ratio test is."""
+    x, n = np.asarray(events, dtype=float), np.asarray(trials, dtype=float)
+    m = np.clip(np.asarray(bounds, dtype=float), RATE_BOUND_EPS, 1 - RATE_BOUND_EPS)
+    sign = 1.0 if high else -1.0
+    odds = (m / (1.0 - m))[:, None] * np.exp(sign * LOG_EFFECT_GRID)[None, :]  # columns x G
+    alternative = odds / (1.0 + odds)
+    log_event = np.log(alternative) - np.log(m)[:, None]
+    log_other = np.log1p(-alternative) - np.log1p(-m)[:, None]
+    increments = x[:, :, None] * log_event[None] + (n - x)[:, :, None] * log_other[None]
+    cumulative = np.cumsum(increments, axis=0)
+    flat = cumulative.reshape(-1, len(LOG_EFFECT_GRID)) - math.log(len(LOG_EFFECT_GRID))
+    return logsumexp_rows(flat).reshape(cumulative.shape[:2])
+
+
+def invert_rate_bounds(
+    lower_excess: VectorFunction, upper_excess: VectorFunction, center: float, scale: float, tolerance: float
+) -> tuple[float, float]:
+    """Bounds on a rate from two tests' log e-values minus their threshold, as functions of the log odds."""
+    edge = math.log(RATE_BOUND_EPS) - math.log1p(-RATE_BOUND_EPS)
+    ends_low, ends_high = lower_excess(np.array([edge])), upper_excess(np.array([-edge]))
+    lower = upper = math.nan
+    if float(ends_low[0]) >= 0:
+        lower = monotone_root(lower_excess, edge, -edge, tolerance, guess=(center - BOUND_GUESS_SCALES * scale, scale))
+    if float(ends_high[0]) >= 0:
+        upper = monotone_root(upper_excess, edge, -edge, tolerance, guess=(center + BOUND_GUESS_SCALES * scale, scale))
+    return (0.0 if math.isnan(lower) else float(expit(lower))), (1.0 if math.isnan(upper) else float(expit(upper)))
