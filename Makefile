@@ -69,7 +69,7 @@ e2e: venv deps cluster-build
 demo: deps venv cluster-build
 	$(BIN)/python hack/demo.py
 
-# Benchmarks: detection power against peers' rules (about 4 min on 2 cores) and operator scale on the local
+# Benchmarks: detection power against peers' rules (about 20 min on 2 cores) and operator scale on the local
 # cluster (about 16 min); they regenerate docs/benchmarks.md and docs/benchmarks-detection.png.
 bench: venv deps cluster-build
 	$(BIN)/python -m bench.detection
