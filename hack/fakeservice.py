@@ -12,6 +12,13 @@ families (labels ``app`` and the configurable version label, default ``version``
 * ``model_feature_null_total{feature}``               counter
 * ``model_feature_observations_total{feature}``       counter
 
+A variant with ``pods`` > 0 is a set of pods sharing its traffic evenly, each its own series with a
+``pod`` label (sum over ``pod`` for the version's totals).  A pod can have error bursts: for a while its
+error rate is ``burst_error_rate``.  Random bursts start about once per ``burst_every`` seconds and last
+a uniform ``burst_min``..``burst_max`` seconds (seeded); ``forced_bursts`` add bursts at given times, and
+``pod_resets`` drop a pod's counters to 0 at given times, as a restarted process does.  Times are seconds
+of simulated time since the service started (since ``start`` for a backfill).
+
 ``write_backfill`` produces the same families over a past time range from the same model, as an
 OpenMetrics file for ``promlab.backfill_blocks``.  Ticks follow a fixed schedule (missed ticks are
 caught up), so each variant's draw sequence depends only on its seed.
@@ -30,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from http.server import ThreadingHTTPServer
@@ -57,7 +65,19 @@ DEFAULT_SCORE_BUCKETS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in rang
 # Separate random streams so backfilled history is not a replay of the live run with the same seed.
 _LIVE_STREAM = 0
 _BACKFILL_STREAM = 1
-_RESERVED_LABELS = {"app", "code", "feature", "le", "job", "instance"}
+# Tags the random stream of a pod's burst schedule, apart from its requests' draws.
+_BURST_STREAM = 2
+POD_LABEL = "pod"
+MAX_PODS = 1000
+_RESERVED_LABELS = {"app", "code", "feature", "le", "job", "instance", POD_LABEL}
+# Slack when comparing accumulated simulated time with a scheduled time (sums of 0.1 s ticks drift).
+_TIME_EPS = 1e-9
+
+Window = tuple[float, float]
+
+
+def _time_ok(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -75,8 +95,18 @@ class Variant:
     null_rate: float = 0.0
     seed: int = 0
     feature: str = DEFAULT_FEATURE
+    pods: int = 0  # 0: one series without a pod label; n: n pods, each its own series
+    burst_error_rate: float = 0.15  # a bursting pod's error rate
+    burst_every: float = 0.0  # mean seconds between a pod's random bursts; 0: none
+    burst_min: float = 30.0  # seconds
+    burst_max: float = 120.0
+    forced_bursts: tuple[tuple[int, float, float], ...] = ()  # (pod index, start, seconds)
+    pod_resets: tuple[tuple[int, float], ...] = ()  # (pod index, time its counters drop to 0)
 
     def __post_init__(self) -> None:
+        # Tuples, also when given lists: a frozen variant stays hashable and compares by value.
+        object.__setattr__(self, "forced_bursts", tuple(tuple(b) for b in self.forced_bursts))
+        object.__setattr__(self, "pod_resets", tuple(tuple(r) for r in self.pod_resets))
         checks = {
             "app": bool(self.app),
             "version": bool(self.version),
@@ -89,10 +119,35 @@ class Variant:
             "null_rate": 0.0 <= self.null_rate <= 1.0,
             "seed": self.seed >= 0,
             "feature": bool(self.feature),
+            "pods": 0 <= self.pods <= MAX_PODS,
+            "burst_error_rate": 0.0 <= self.burst_error_rate <= 1.0,
+            "burst_every": math.isfinite(self.burst_every) and self.burst_every >= 0,
+            "burst_min": math.isfinite(self.burst_min) and self.burst_min > 0,
+            "burst_max": math.isfinite(self.burst_max) and self.burst_max >= self.burst_min,
+            "forced_bursts": all(
+                len(b) == 3 and self._pod_index_ok(b[0]) and _time_ok(b[1]) and _time_ok(b[2]) and b[2] > 0
+                for b in self.forced_bursts
+            ),
+            "pod_resets": all(len(r) == 2 and self._pod_index_ok(r[0]) and _time_ok(r[1]) for r in self.pod_resets),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"variant {self.app}/{self.version}: invalid {', '.join(bad)}")
+
+    def _pod_index_ok(self, index: object) -> bool:
+        # A variant without pods is one series: index 0.
+        return isinstance(index, int) and 0 <= index < max(self.pods, 1)
+
+    @property
+    def series_count(self) -> int:
+        """How many series (pods) each family has for this variant."""
+        return max(self.pods, 1)
+
+    def pod_name(self, index: int) -> str | None:
+        """The ``pod`` label of pod ``index``; None for a variant without pods."""
+        if not self._pod_index_ok(index):
+            raise IndexError(f"variant {self.app}/{self.version} has no pod {index}")
+        return f"{self.app}-{self.version}-{index}" if self.pods else None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Variant:
@@ -109,14 +164,23 @@ class Variant:
             "score_mu",
             "score_sigma",
             "null_rate",
+            "burst_error_rate",
+            "burst_every",
+            "burst_min",
+            "burst_max",
         ):
             if name in kwargs:
                 kwargs[name] = float(kwargs[name])
         for name in ("app", "version", "feature"):
             if name in kwargs:
                 kwargs[name] = str(kwargs[name])
-        if "seed" in kwargs:
-            kwargs["seed"] = int(kwargs["seed"])
+        for name in ("seed", "pods"):
+            if name in kwargs:
+                kwargs[name] = int(kwargs[name])
+        if "forced_bursts" in kwargs:
+            kwargs["forced_bursts"] = tuple((int(p), float(t), float(d)) for p, t, d in kwargs["forced_bursts"])
+        if "pod_resets" in kwargs:
+            kwargs["pod_resets"] = tuple((int(p), float(t)) for p, t in kwargs["pod_resets"])
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,20 +236,92 @@ def _check_version_label(name: str) -> str:
 # Simulation model (shared by the live service and the backfill generator)
 
 
-class VariantSim:
-    """Cumulative counters of one variant, advanced by random draws."""
+def _union(windows: Iterable[Window]) -> list[Window]:
+    """Overlapping or touching windows merged, sorted by start."""
+    merged: list[Window] = []
+    for begin, end in sorted(windows):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+class BurstClock:
+    """When one pod bursts: its forced windows and, with ``burst_every`` > 0, seeded random ones.
+
+    The schedule has its own random stream, so it does not depend on the pod's request draws.
+    ``share`` must be asked about non-decreasing times; it forgets windows that have ended.
+    """
+
+    def __init__(self, variant: Variant, pod: int, stream: int = _LIVE_STREAM) -> None:
+        self.variant = variant
+        self._forced = sorted((float(t), float(t + d)) for p, t, d in variant.forced_bursts if p == pod)
+        self._rng = (
+            np.random.default_rng([variant.seed, stream, _BURST_STREAM, pod]) if variant.burst_every > 0 else None
+        )
+        self._random: deque[Window] = deque()
+        self._last_random: Window | None = None
+
+    def _draw_until(self, until: float) -> None:
+        # Poisson starts: a burst begins on average burst_every seconds after the previous one ended.
+        if self._rng is None:
+            return
+        v = self.variant
+        while self._last_random is None or self._last_random[0] < until:
+            begin = (self._last_random[1] if self._last_random else 0.0) + float(self._rng.exponential(v.burst_every))
+            self._last_random = (begin, begin + float(self._rng.uniform(v.burst_min, v.burst_max)))
+            self._random.append(self._last_random)
+
+    def windows(self, until: float) -> list[Window]:
+        """All burst windows (merged) that start before ``until``."""
+        self._draw_until(until)
+        return [w for w in _union([*self._forced, *self._random]) if w[0] < until]
+
+    def share(self, t0: float, t1: float) -> float:
+        """The fraction of [t0, t1) during which the pod bursts."""
+        if t1 <= t0:
+            return 0.0
+        self._draw_until(t1)
+        while self._random and self._random[0][1] <= t0:
+            self._random.popleft()
+        self._forced = [w for w in self._forced if w[1] > t0]
+        inside = [(max(b, t0), min(e, t1)) for b, e in (*self._forced, *self._random) if b < t1 and e > t0]
+        return sum(e - b for b, e in _union(inside)) / (t1 - t0)
+
+
+def burst_windows(variant: Variant, pod: int, until: float, *, backfill: bool = False) -> list[Window]:
+    """The bursts pod ``pod`` of ``variant`` has (merged, in seconds since the start) that start before ``until``.
+
+    The same schedule the live service (or, with ``backfill``, ``write_backfill``) follows.
+    """
+    variant.pod_name(pod)  # raises for a pod the variant does not have
+    return BurstClock(variant, pod, _BACKFILL_STREAM if backfill else _LIVE_STREAM).windows(until)
+
+
+class PodSim:
+    """Cumulative counters of one pod (or of a variant without pods), advanced by random draws."""
 
     def __init__(
         self,
-        variant: Variant,
+        name: str | None,
         rng: np.random.Generator,
-        latency_buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
-        score_buckets: Sequence[float] = DEFAULT_SCORE_BUCKETS,
+        latency_bounds: np.ndarray[Any, Any],
+        score_bounds: np.ndarray[Any, Any],
+        bursts: BurstClock,
+        resets: Iterable[float] = (),
     ) -> None:
-        self.variant = variant
+        self.name = name
         self.rng = rng
-        self.latency_bounds = np.asarray(latency_buckets, dtype=float)
-        self.score_bounds = np.asarray(score_buckets, dtype=float)
+        self.latency_bounds = latency_bounds
+        self.score_bounds = score_bounds
+        self.bursts = bursts
+        self._resets = deque(sorted(resets))
+        self.restarts = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """All counters to 0, as when the pod's process restarts."""
         self.ok = 0
         self.errors = 0
         # Per-bucket (non-cumulative) counts; the last slot is the +Inf overflow.
@@ -196,10 +332,17 @@ class VariantSim:
         self.nulls = 0
         self.observations = 0
 
-    def step(self, seconds: float) -> None:
-        v = self.variant
-        n = int(self.rng.poisson(v.rps * seconds))
-        errors = int(self.rng.binomial(n, v.error_rate))
+    def step(self, v: Variant, rps: float, t0: float, t1: float) -> None:
+        """The draws of simulated time [t0, t1) at ``rps`` requests per second."""
+        # A reset within this step shows in the counters at its end: they hold only this step's draws.
+        while self._resets and self._resets[0] <= t1 + _TIME_EPS:
+            self._resets.popleft()
+            self.reset()
+            self.restarts += 1
+        # Expected errors follow the part of the step spent in a burst (exactly error_rate outside bursts).
+        error_rate = v.error_rate + (v.burst_error_rate - v.error_rate) * self.bursts.share(t0, t1)
+        n = int(self.rng.poisson(rps * (t1 - t0)))
+        errors = int(self.rng.binomial(n, error_rate))
         latencies = self.rng.lognormal(mean=math.log(v.latency_median), sigma=v.latency_sigma, size=n)
         scores = 1.0 / (1.0 + np.exp(-self.rng.normal(v.score_mu, v.score_sigma, size=n)))
         nulls = int(self.rng.binomial(n, v.null_rate))
@@ -220,6 +363,91 @@ class VariantSim:
     @property
     def requests(self) -> int:
         return self.ok + self.errors
+
+    def latency_buckets(self) -> list[tuple[str, float]]:
+        return _cumulative(self.latency_bounds, self.latency_counts)
+
+    def score_buckets(self) -> list[tuple[str, float]]:
+        return _cumulative(self.score_bounds, self.score_counts)
+
+
+class VariantSim:
+    """Cumulative counters of one variant (summed over its pods), advanced by random draws.
+
+    A variant without pods draws from ``rng`` itself; a variant with pods gives each pod a stream
+    spawned from it, so adding pods to one variant changes no other variant's draws.
+    """
+
+    def __init__(
+        self,
+        variant: Variant,
+        rng: np.random.Generator,
+        latency_buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
+        score_buckets: Sequence[float] = DEFAULT_SCORE_BUCKETS,
+        *,
+        stream: int = _LIVE_STREAM,
+    ) -> None:
+        self.variant = variant
+        self.rng = rng
+        self.latency_bounds = np.asarray(latency_buckets, dtype=float)
+        self.score_bounds = np.asarray(score_buckets, dtype=float)
+        self.elapsed = 0.0  # simulated seconds since the start
+        rngs = rng.spawn(variant.pods) if variant.pods else [rng]
+        self.pods = [
+            PodSim(
+                variant.pod_name(i),
+                pod_rng,
+                self.latency_bounds,
+                self.score_bounds,
+                BurstClock(variant, i, stream),
+                (t for p, t in variant.pod_resets if p == i),
+            )
+            for i, pod_rng in enumerate(rngs)
+        ]
+
+    def step(self, seconds: float) -> None:
+        v = self.variant
+        start, self.elapsed = self.elapsed, self.elapsed + seconds
+        for pod in self.pods:
+            pod.step(v, v.rps / len(self.pods), start, self.elapsed)
+
+    @property
+    def ok(self) -> int:
+        return sum(p.ok for p in self.pods)
+
+    @property
+    def errors(self) -> int:
+        return sum(p.errors for p in self.pods)
+
+    @property
+    def requests(self) -> int:
+        return self.ok + self.errors
+
+    @property
+    def latency_counts(self) -> np.ndarray[Any, Any]:
+        total: np.ndarray[Any, Any] = np.sum([p.latency_counts for p in self.pods], axis=0)
+        return total
+
+    @property
+    def latency_sum(self) -> float:
+        return sum(p.latency_sum for p in self.pods)
+
+    @property
+    def score_counts(self) -> np.ndarray[Any, Any]:
+        total: np.ndarray[Any, Any] = np.sum([p.score_counts for p in self.pods], axis=0)
+        return total
+
+    @property
+    def score_sum(self) -> float:
+        return sum(p.score_sum for p in self.pods)
+
+    @property
+    def nulls(self) -> int:
+        return sum(p.nulls for p in self.pods)
+
+    @property
+    def observations(self) -> int:
+        return sum(p.observations for p in self.pods)
 
     def latency_buckets(self) -> list[tuple[str, float]]:
         return _cumulative(self.latency_bounds, self.latency_counts)
@@ -284,16 +512,28 @@ class FleetCollector:
 
     def collect(self) -> Iterable[Metric]:
         requests, latency, score, nulls, observations = self._families()
+        families = [requests, latency, score, nulls, observations]
         with self.lock:
             for sim in self.sims:
                 v = sim.variant
-                requests.add_metric([v.app, v.version, "200"], float(sim.ok))
-                requests.add_metric([v.app, v.version, "500"], float(sim.errors))
-                latency.add_metric([v.app, v.version], sim.latency_buckets(), sim.latency_sum)
-                score.add_metric([v.app, v.version], sim.score_buckets(), sim.score_sum)
-                nulls.add_metric([v.app, v.version, v.feature], float(sim.nulls))
-                observations.add_metric([v.app, v.version, v.feature], float(sim.observations))
-        return [requests, latency, score, nulls, observations]
+                for pod in sim.pods:
+                    added = [len(f.samples) for f in families]
+                    requests.add_metric([v.app, v.version, "200"], float(pod.ok))
+                    requests.add_metric([v.app, v.version, "500"], float(pod.errors))
+                    latency.add_metric([v.app, v.version], pod.latency_buckets(), pod.latency_sum)
+                    score.add_metric([v.app, v.version], pod.score_buckets(), pod.score_sum)
+                    nulls.add_metric([v.app, v.version, v.feature], float(pod.nulls))
+                    observations.add_metric([v.app, v.version, v.feature], float(pod.observations))
+                    if pod.name is not None:
+                        for family, first in zip(families, added, strict=True):
+                            _label_samples(family, first, pod.name)
+        return families
+
+
+def _label_samples(family: Metric, first: int, pod: str) -> None:
+    # The families' label names are shared by all variants; only pods' series carry a pod label, and
+    # variants without pods keep exactly the series they always had.
+    family.samples[first:] = [s._replace(labels={**s.labels, POD_LABEL: pod}) for s in family.samples[first:]]
 
 
 class _Ticker(threading.Thread):
@@ -394,6 +634,7 @@ class FakeService:
         self.startup_timeout = startup_timeout
         self._requested_port = port
         self._port: int | None = None
+        self._started_at: float | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -445,6 +686,8 @@ class FakeService:
                 self.stop()
                 raise RuntimeError(f"fake service did not start within {self.startup_timeout}s:\n{log}")
             time.sleep(0.02)
+        # The ready file is written right after the ticks start: simulated time 0, to within the poll.
+        self._started_at = time.time()
         self._port = int(ready.read_text().strip())
         return self
 
@@ -467,6 +710,14 @@ class FakeService:
         if self._port is None:
             raise RuntimeError("FakeService not started")
         return self._port
+
+    @property
+    def started_at(self) -> float:
+        """Unix time of the simulation's time 0, which ``forced_bursts``, ``pod_resets`` and ``burst_windows``
+        count from (to within 20 ms)."""
+        if self._started_at is None:
+            raise RuntimeError("FakeService not started")
+        return self._started_at
 
     @property
     def target(self) -> str:
@@ -526,6 +777,20 @@ def _time_grid(start: float, end: float, step: float) -> Iterator[float]:
         yield start + i * step
 
 
+def _counter_row(pod: PodSim) -> list[float]:
+    """Every counter value of one pod, in the column order backfill_families reads."""
+    return [
+        float(pod.ok),
+        float(pod.errors),
+        *(c for _, c in pod.latency_buckets()),
+        pod.latency_sum,
+        *(c for _, c in pod.score_buckets()),
+        pod.score_sum,
+        float(pod.nulls),
+        float(pod.observations),
+    ]
+
+
 def backfill_families(
     variants: Sequence[Variant | Mapping[str, Any]],
     *,
@@ -558,51 +823,44 @@ def backfill_families(
     obs_series: list[promlab.Series] = []
     totals: dict[tuple[str, str], VariantTotals] = {}
     for v in vs:
-        sim = VariantSim(v, _rng(v, _BACKFILL_STREAM), lat, sc)
-        # rows[t] = every counter value of this variant at time t, in a fixed column order
-        rows: list[list[float]] = []
+        sim = VariantSim(v, _rng(v, _BACKFILL_STREAM), lat, sc, stream=_BACKFILL_STREAM)
+        # rows[pod][t] = every counter value of that pod at time t, in a fixed column order
+        rows: list[list[list[float]]] = [[] for _ in sim.pods]
         for i, _ in enumerate(times):
             if i:
                 sim.step(step)
-            lb = [c for _, c in sim.latency_buckets()]
-            sb = [c for _, c in sim.score_buckets()]
-            rows.append(
-                [
-                    float(sim.ok),
-                    float(sim.errors),
-                    *lb,
-                    sim.latency_sum,
-                    *sb,
-                    sim.score_sum,
-                    float(sim.nulls),
-                    float(sim.observations),
-                ]
-            )
-        cols = np.asarray(rows, dtype=float).T
-        base = {**extra, "app": v.app, version_label: v.version}
+            for pod, pod_rows in zip(sim.pods, rows, strict=True):
+                pod_rows.append(_counter_row(pod))
+        for pod, pod_rows in zip(sim.pods, rows, strict=True):
+            base = {**extra, "app": v.app, version_label: v.version}
+            if pod.name is not None:
+                base[POD_LABEL] = pod.name
+            cols = np.asarray(pod_rows, dtype=float).T
 
-        def points(col: int, _cols: np.ndarray[Any, Any] = cols) -> list[tuple[float, float]]:
-            return list(zip(times, (float(x) for x in _cols[col]), strict=True))
+            def points(col: int, _cols: np.ndarray[Any, Any] = cols) -> list[tuple[float, float]]:
+                return list(zip(times, (float(x) for x in _cols[col]), strict=True))
 
-        req.append(promlab.Series("http_requests_total", {**base, "code": "200"}, points(0)))
-        req.append(promlab.Series("http_requests_total", {**base, "code": "500"}, points(1)))
-        col = 2
-        for le, _ in sim.latency_buckets():
-            lat_series.append(promlab.Series("http_request_duration_seconds_bucket", {**base, "le": le}, points(col)))
+            req.append(promlab.Series("http_requests_total", {**base, "code": "200"}, points(0)))
+            req.append(promlab.Series("http_requests_total", {**base, "code": "500"}, points(1)))
+            col = 2
+            for le, _ in sim.latency_buckets():
+                lat_series.append(
+                    promlab.Series("http_request_duration_seconds_bucket", {**base, "le": le}, points(col))
+                )
+                col += 1
+            lat_series.append(promlab.Series("http_request_duration_seconds_count", base, points(col - 1)))
+            lat_series.append(promlab.Series("http_request_duration_seconds_sum", base, points(col)))
             col += 1
-        lat_series.append(promlab.Series("http_request_duration_seconds_count", base, points(col - 1)))
-        lat_series.append(promlab.Series("http_request_duration_seconds_sum", base, points(col)))
-        col += 1
-        for le, _ in sim.score_buckets():
-            score_series.append(promlab.Series("model_prediction_score_bucket", {**base, "le": le}, points(col)))
+            for le, _ in sim.score_buckets():
+                score_series.append(promlab.Series("model_prediction_score_bucket", {**base, "le": le}, points(col)))
+                col += 1
+            score_series.append(promlab.Series("model_prediction_score_count", base, points(col - 1)))
+            score_series.append(promlab.Series("model_prediction_score_sum", base, points(col)))
             col += 1
-        score_series.append(promlab.Series("model_prediction_score_count", base, points(col - 1)))
-        score_series.append(promlab.Series("model_prediction_score_sum", base, points(col)))
-        col += 1
-        feat = {**base, "feature": v.feature}
-        null_series.append(promlab.Series("model_feature_null_total", feat, points(col)))
-        obs_series.append(promlab.Series("model_feature_observations_total", feat, points(col + 1)))
-        assert col + 2 == len(rows[0]), "column layout out of sync with rows"
+            feat = {**base, "feature": v.feature}
+            null_series.append(promlab.Series("model_feature_null_total", feat, points(col)))
+            obs_series.append(promlab.Series("model_feature_observations_total", feat, points(col + 1)))
+            assert col + 2 == len(pod_rows[0]), "column layout out of sync with rows"
         totals[(v.app, v.version)] = VariantTotals(
             ok=sim.ok,
             errors=sim.errors,
