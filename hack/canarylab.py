@@ -54,6 +54,21 @@ class Behaviour:
     score_mu: float = -1.0  # logit of the score
     score_sigma: float = 1.0
     null_rate: float = 0.01
+    # Error bursts, as one pod has when a dependency or its own process misbehaves for a while:
+    # (start, seconds) after the server starts, during which requests fail at burst_error_rate.
+    bursts: tuple[tuple[float, float], ...] = ()
+    burst_error_rate: float = 0.15
+
+    def __post_init__(self) -> None:
+        # Tuples also when read back from JSON, so a behaviour stays hashable and compares by value.
+        object.__setattr__(self, "bursts", tuple((float(start), float(length)) for start, length in self.bursts))
+        if not 0.0 <= self.burst_error_rate <= 1.0 or any(length <= 0 or start < 0 for start, length in self.bursts):
+            raise ValueError(f"invalid bursts {self.bursts} or burst_error_rate {self.burst_error_rate}")
+
+    def error_rate_at(self, seconds: float) -> float:
+        """The error rate `seconds` after the server started."""
+        bursting = any(start <= seconds < start + length for start, length in self.bursts)
+        return self.burst_error_rate if bursting else self.error_rate
 
 
 class _Metrics:
@@ -121,6 +136,7 @@ def _histogram(name: str, base: str, bounds: Sequence[float], counts: list[int],
 def serve(port: int, app: str, label: str, value: str, behaviour: Behaviour, seed: int, max_lifetime: float,
           port_file: Path | None = None) -> None:
     metrics = _Metrics(app, label, value)
+    started = time.monotonic()  # the time bursts count from
     rng = random.Random(seed)
     rng_lock = threading.Lock()
 
@@ -153,20 +169,20 @@ def serve(port: int, app: str, label: str, value: str, behaviour: Behaviour, see
             self._predict()
 
         def _predict(self) -> None:
-            started = time.monotonic()
+            began = time.monotonic()
             with rng_lock:
                 delay = behaviour.latency_median * math.exp(behaviour.latency_sigma * rng.gauss(0.0, 1.0))
-                failed = rng.random() < behaviour.error_rate
+                failed = rng.random() < behaviour.error_rate_at(began - started)
                 logit = rng.gauss(behaviour.score_mu, behaviour.score_sigma)
                 null = rng.random() < behaviour.null_rate
             time.sleep(min(delay, 5.0))
             if failed:
                 self._send(500, b'{"error":"model failed"}', "application/json")
-                metrics.record("500", time.monotonic() - started, None, False)
+                metrics.record("500", time.monotonic() - began, None, False)
                 return
             score = 1.0 / (1.0 + math.exp(-logit))
             self._send(200, json.dumps({"score": round(score, 6)}).encode(), "application/json")
-            metrics.record("200", time.monotonic() - started, score, null)
+            metrics.record("200", time.monotonic() - began, score, null)
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
@@ -267,6 +283,7 @@ class ModelServer(_Child):
         self.workdir, self.app, self.label, self.value = workdir, app, label, value
         self.behaviour, self.seed, self.max_lifetime = behaviour, seed, max_lifetime
         self.port = 0
+        self.started_at = 0.0  # Unix time the server started (its bursts count from it), to within 50 ms
 
     def start(self) -> ModelServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -283,6 +300,7 @@ class ModelServer(_Child):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if port_file.exists() and port_file.read_text().strip():
+                self.started_at = time.time()
                 self.port = int(port_file.read_text())
                 return self
             if self.proc.poll() is not None:
