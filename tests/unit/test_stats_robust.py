@@ -86,14 +86,70 @@ def test_the_binomial_part_loses_weight_as_dispersion_grows() -> None:
 
 
 def test_one_look_cannot_decide_alone() -> None:
-    # Every canary request fails and no baseline request does: overwhelming evidence, capped per look.
+    # Every canary request fails and no baseline request does: overwhelming evidence, capped per look until
+    # the looks are enough to see whether the counts vary like binomial ones.
     looks = 8
     ce, ct = np.full(looks, 600.0), np.full(looks, 600.0)
     be, bt = np.zeros(looks), np.full(looks, 5400.0)
     log_e = robust.ratio_log_evalues(ce, ct, be, bt, 1.2).log_evalues
-    assert np.all(np.diff(log_e, prepend=0.0) <= robust.LOOK_CAP + 1e-9)
+    early = robust.FAST_PATH_LOOKS - 1
+    assert early >= 3 and np.all(np.diff(log_e, prepend=0.0)[:early] <= robust.LOOK_CAP + 1e-9)
     first = int(np.flatnonzero(log_e >= math.log(100))[0]) + 1
     assert first == math.ceil(math.log(100) / robust.LOOK_CAP) == 4
+
+
+def test_the_fast_path_is_the_binomial_test_while_the_looks_look_binomial() -> None:
+    rng = np.random.default_rng(3)
+    runs = 2000
+    ct, bt = np.full(LOOKS, CANARY_PER_LOOK), np.full(LOOKS, BASELINE_PER_LOOK)
+    ce = rng.binomial(ct[:, None].astype(np.int64), 0.02, size=(LOOKS, runs)).astype(float)
+    be = rng.binomial(bt[:, None].astype(np.int64), 0.01, size=(LOOKS, runs)).astype(float)
+    fast = robust.binomial_looking(ce, ct, be, bt)
+    assert not fast[: robust.FAST_PATH_LOOKS - 1].any()
+    # On binomial counts the dispersion test passes at its level: open 1 − FAST_PATH_P of the time.
+    open_share = fast[robust.FAST_PATH_LOOKS - 1 :].mean(axis=1)
+    assert np.all(np.abs(open_share - (1 - robust.FAST_PATH_P)) < 0.03)
+    robust_e = robust.ratio_log_evalue_columns(ce, ct, be, bt, 1.1)
+    binomial_e = counts.ratio_log_evalue_columns(ce, ct, be, bt, 1.1)
+    assert robust_e[fast] == pytest.approx(binomial_e[fast], rel=1e-9)
+    assert np.all(robust_e <= binomial_e + 1e-9)  # never more evidence than the binomial test: same alpha
+
+
+def test_the_look_that_bursts_shuts_the_fast_path() -> None:
+    ce, ct = np.full(11, 6.0), np.full(11, 600.0)
+    be, bt = np.full(11, 54.0), np.full(11, 5400.0)
+    ce[-1] = 60.0  # 10% errors on the canary for one look
+    fast = robust.binomial_looking(ce[:, None], ct, be[:, None], bt)[:, 0]
+    assert fast[robust.FAST_PATH_LOOKS - 1 : -1].all() and not fast[-1]
+
+
+def test_pearson_matches_scipy_chisquare() -> None:
+    k, n = np.array([3.0, 9.0, 5.0, 0.0, 7.0]), np.array([400.0, 500.0, 450.0, 0.0, 600.0])
+    chi2, looks = robust.pearson(k[:, None], n, include_current=True)
+    live = n > 0
+    rate = (k.sum() + 0.5) / (n.sum() + 1.0)
+    observed = np.stack([k[live], n[live] - k[live]])
+    expected = np.stack([n[live] * rate, n[live] * (1 - rate)])
+    reference = stats.chisquare(observed.ravel(), expected.ravel(), sum_check=False).statistic
+    assert float(chi2[-1, 0]) == pytest.approx(float(reference), rel=1e-9)
+    assert looks[:, 0].tolist() == [1, 2, 3, 3, 4]
+
+
+def test_a_doubled_error_rate_is_found_about_as_fast_as_by_the_binomial_test() -> None:
+    rng = np.random.default_rng(9)
+    runs = 400
+    ct, bt = np.full(LOOKS, CANARY_PER_LOOK), np.full(LOOKS, BASELINE_PER_LOOK)
+    ce = rng.binomial(ct[:, None].astype(np.int64), 0.02, size=(LOOKS, runs)).astype(float)
+    be = rng.binomial(bt[:, None].astype(np.int64), 0.01, size=(LOOKS, runs)).astype(float)
+    threshold = math.log(100)
+
+    def median_look(log_e: FloatArray) -> float:
+        crossed = log_e >= threshold
+        return float(np.median(np.where(crossed.any(axis=0), np.argmax(crossed, axis=0) + 1, LOOKS + 1)))
+
+    fast = median_look(robust.ratio_log_evalue_columns(ce, ct, be, bt, 1.1))
+    binomial = median_look(counts.ratio_log_evalue_columns(ce, ct, be, bt, 1.1))
+    assert fast <= 1.25 * binomial
 
 
 def test_a_single_burst_cannot_decide_and_is_discounted_later() -> None:

@@ -21,6 +21,19 @@ Under the binomial null every part has conditional mean at most 1 and w_s is fix
 does too: the product is a nonnegative supermartingale and Ville's inequality bounds the chance that it
 ever reaches 1/alpha by alpha, exactly as before. Beyond the binomial model the guarantee rests on the bet
 (the binomial part is then weighted down and capped); docs/statistics.md says what that assumes.
+
+The comparison of two rates adds a fast path. Its evidence at look s is
+
+    D_s = log E_s              while every look so far, look s included, is as dispersed as binomial counts
+    D_s = min(log E_s, log R_s) otherwise,
+
+E_s the binomial mixture likelihood ratio (uncapped, stats.counts), R_s the product of the F_s above, and "as
+dispersed as binomial" a test of Pearson's statistic over at least FAST_PATH_LOOKS looks on each side (both
+sides' statistics pooled, p > FAST_PATH_P). D_s ≤ log E_s at every look, so under the binomial null it
+reaches log(1/alpha) no more often than E_s does: at most alpha, as before. Where the counts are binomial it
+decides as fast as E_s once the looks are enough to see their dispersion; where they are not (a burst, a
+blip, rates that vary from look to look) the look that shows it shuts the fast path, and the rejection
+needs R_s too.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import bdtr
+from scipy.special import bdtr, chdtrc
 
 from robustness_gate.series import BoolArray, FloatArray
 from robustness_gate.stats import counts
@@ -43,6 +56,10 @@ BET_FRACTIONS: FloatArray = np.linspace(0.05, 0.95, 19)
 BINOMIAL_UNTIL = 1.5
 ROBUST_FROM = 3.0
 UNKNOWN_WEIGHT = 0.5
+# The comparison's fast path: open from this many looks with traffic on each side, while the looks so far are
+# as dispersed as binomial counts at this p-value (Pearson's statistic of both sides pooled).
+FAST_PATH_LOOKS = 5
+FAST_PATH_P = 0.1
 # Bounds are shown, not decided on: found to within this much of log(ratio) or of the rate's log odds.
 BOUND_TOLERANCE = 1e-4
 
@@ -81,25 +98,46 @@ def dispersion(events: FloatArray, trials: FloatArray) -> FloatArray:
     """Per look s and column: Pearson's statistic per degree of freedom of the looks before s against their
     pooled rate (about 1 for binomial counts, larger when rates vary from look to look); nan before two
     looks with trials. Cumulative sums keep it linear in the number of looks."""
+    chi2, looks_seen = pearson(events, trials, include_current=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_df = chi2 / (looks_seen - 1.0)
+    return np.asarray(np.where(looks_seen >= 2, per_df, np.nan), dtype=float)
+
+
+def pearson(events: FloatArray, trials: FloatArray, include_current: bool) -> tuple[FloatArray, FloatArray]:
+    """Per look and column: Pearson's statistic of the looks before it (or up to it, `include_current`)
+    against their pooled rate, and how many of those looks had trials."""
     k = np.asarray(events, dtype=float)
     n = np.asarray(trials, dtype=float)
     n = np.broadcast_to(n[:, None] if n.ndim == 1 else n, k.shape)
     live = n > 0
     k_over_n = np.where(live, k**2 / np.where(live, n, 1.0), 0.0)
 
-    def before(values: FloatArray) -> FloatArray:  # sums over looks strictly before each look
-        running = np.cumsum(values, axis=0)[:-1]
-        return np.asarray(np.concatenate([np.zeros((1, *values.shape[1:])), running], axis=0), dtype=float)
+    def sums(values: FloatArray) -> FloatArray:
+        running = np.cumsum(values, axis=0)
+        if include_current:
+            return np.asarray(running, dtype=float)
+        return np.asarray(np.concatenate([np.zeros((1, *values.shape[1:])), running[:-1]], axis=0), dtype=float)
 
-    sum_k, sum_n, sum_k2n = before(k), before(np.where(live, n, 0.0)), before(k_over_n)
-    looks_seen = before(live.astype(float))
+    sum_k, sum_n, sum_k2n = sums(k), sums(np.where(live, n, 0.0)), sums(k_over_n)
+    looks_seen = sums(live.astype(float))
     rate = (sum_k + 0.5) / np.where(sum_n > 0, sum_n + 1.0, 1.0)
     # sum (k - n p)^2 / (n p (1 - p)) = (sum k^2/n - 2 p sum k + p^2 sum n) / (p (1 - p)): 1 per look on
     # average for binomial counts, whatever p is.
     chi2 = (sum_k2n - 2.0 * rate * sum_k + rate**2 * sum_n) / (rate * (1.0 - rate))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_df = chi2 / (looks_seen - 1.0)
-    return np.asarray(np.where(looks_seen >= 2, np.maximum(per_df, 0.0), np.nan), dtype=float)
+    return np.asarray(np.maximum(chi2, 0.0), dtype=float), looks_seen
+
+
+def binomial_looking(
+    canary_events: FloatArray, canary_total: FloatArray, baseline_events: FloatArray, baseline_total: FloatArray
+) -> BoolArray:
+    """Per look and column: whether the looks so far, this one included, are as dispersed as binomial counts
+    on both sides (the fast path's condition; not predictable, and it need not be: see the module text)."""
+    canary_chi2, canary_looks = pearson(canary_events, canary_total, include_current=True)
+    baseline_chi2, baseline_looks = pearson(baseline_events, baseline_total, include_current=True)
+    enough = np.minimum(canary_looks, baseline_looks) >= FAST_PATH_LOOKS
+    df = np.maximum(canary_looks + baseline_looks - 2.0, 1.0)
+    return np.asarray(enough & (chdtrc(df, canary_chi2 + baseline_chi2) > FAST_PATH_P), dtype=bool)
 
 
 def binomial_weight(*dispersions: FloatArray) -> FloatArray:
@@ -153,7 +191,8 @@ def ratio_log_evalue_columns(
 ) -> FloatArray:
     """counts.ratio_log_evalue_columns made robust: log E per look and column (looks x columns).
 
-    The bet is on the canary's share of the look's bad events, against θ_s(r0) given their number. `r0` is
+    The bet is on the canary's share of the look's bad events, against θ_s(r0) given their number; the fast
+    path (module text) returns the binomial evidence while both sides look binomial. `r0` is
     one number or one per column; the weight (predictable, from both sides' dispersion) may be passed in
     when many r0 share the same data."""
     ce, be = np.asarray(canary_events, dtype=float), np.asarray(baseline_events, dtype=float)
@@ -162,6 +201,7 @@ def ratio_log_evalue_columns(
     if looks == 0:
         return np.zeros(ce.shape)
     r0s = np.broadcast_to(np.asarray(r0, dtype=float), (columns,))
+    fast = binomial_looking(ce, ct, be, bt)
     rho, informative = counts.shares(ct, bt)
     used = informative[:, None] & ((ce + be) > 0)
     ce, be = np.where(used, ce, 0.0), np.where(used, be, 0.0)
@@ -170,7 +210,8 @@ def ratio_log_evalue_columns(
     scores = mid_p_scores(ce, ce + be, theta0, high=increase)
     if weight is None:
         weight = ratio_weight(ce, ct, be, bt)
-    return combine(binomial, bet_log_increments(scores), weight)
+    robust_log_e = combine(binomial, bet_log_increments(scores), weight)
+    return np.asarray(np.where(fast, binomial, np.minimum(binomial, robust_log_e)), dtype=float)
 
 
 def ratio_weight(
