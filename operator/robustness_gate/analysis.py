@@ -1,46 +1,84 @@
-"""One analysis step: fetch every metric since the analysis started, judge, decide.
+"""The analysis, look by look: fetch every metric since the analysis started, judge each look in order, decide.
 
-The metric source and the clock are injected, so the same step runs in the CLI, in the operator
-and in tests. Nothing here keeps state between steps: every look is recomputed from the source.
+The operator and `robustness-gate analyze` both run `replay`, so the CLI answers "what would the operator
+have done by now, and when" exactly: looks are judged one after another, each on the data up to it, and the
+first look whose decision is not Continue ends the analysis (minDuration, maxDuration and the gate's
+policy apply as in the operator). Looks after that one, and a window reaching past maxDuration, change
+nothing. The metric source and the clock are injected; nothing here keeps state between calls.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robustness_gate.api import RobustnessGate
+from robustness_gate.api import Action, RobustnessGate, Verdict
 from robustness_gate.judge import GateVerdict, judge_gate
 from robustness_gate.metrics.source import MetricSource, Window, fetch_all
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.policy import Decision, decide
-from robustness_gate.series import MetricData
+from robustness_gate.series import MetricData, first_looks
 
 
 @dataclass(frozen=True)
 class AnalysisReport:
     start: float
-    end: float
-    looks: int
+    end: float  # the time of the look judged last: the deciding look when the analysis ended
+    looks: int  # looks judged: the deciding look's number when the analysis ended
     verdict: GateVerdict
     decision: Decision
+    available: int = 0  # looks the window held; more than `looks` when a decision ended the analysis early
 
     @property
     def elapsed(self) -> float:
         return self.end - self.start
 
+    @property
+    def decided(self) -> bool:
+        return self.decision.action is not Action.CONTINUE
 
-def analyze(gate: RobustnessGate, sides: Sides, source: MetricSource, start: float, now: float) -> AnalysisReport:
-    """Judge the canary on everything from `start` to `now`; MetricsError propagates (never a verdict)."""
+    @property
+    def unjudged(self) -> int:
+        """Looks in the window after the one that decided: never judged, as the operator would not have."""
+        return max(0, self.available - self.looks)
+
+
+def judge_look(gate: RobustnessGate, data: dict[str, MetricData], start: float, look: int) -> AnalysisReport:
+    """The verdict and decision at one look (1-based), on the data of looks 1..look only."""
+    spec = gate.spec
+    interval = spec.analysis.interval_seconds
+    seen = {name: first_looks(series, look) for name, series in data.items()}
+    verdict = judge_gate(spec, seen)
+    decision = decide(verdict, look * interval, spec.analysis)
+    return AnalysisReport(
+        start=start, end=start + look * interval, looks=look, verdict=verdict, decision=decision, available=look
+    )
+
+
+def replay(
+    gate: RobustnessGate, sides: Sides, source: MetricSource, start: float, now: float, first_look: int = 1
+) -> AnalysisReport:
+    """Judge the looks from `first_look` to the last one before `now`, in order, each on the data up to it;
+    the first decision ends the analysis. Looks before `first_look` were judged before (Continue): the
+    operator passes the number it recorded, `analyze` starts from the first. MetricsError propagates
+    (never a verdict). With no look in the window yet, the report is of look 0: no data, Continue."""
     spec = gate.spec
     window = Window.between(start, now, spec.analysis.interval_seconds)
+    if window.looks == 0:
+        reason = f"no look yet: the first is {spec.analysis.interval} after the start"
+        verdict = GateVerdict(Verdict.NO_DATA, 0.0, reason, [])
+        return AnalysisReport(start, start, 0, verdict, Decision(Action.CONTINUE, reason), available=0)
     data: dict[str, MetricData] = fetch_all(source, spec.metrics, sides, window)
-    verdict = judge_gate(spec, data)
-    elapsed = window.last - start if window.looks else 0.0
-    decision = decide(verdict, elapsed, spec.analysis)
+    report: AnalysisReport | None = None
+    for look in range(max(1, min(first_look, window.looks)), window.looks + 1):
+        report = judge_look(gate, data, start, look)
+        if report.decided:
+            break
+    assert report is not None
     return AnalysisReport(
-        start=start,
-        end=window.last if window.looks else start,
-        looks=window.looks,
-        verdict=verdict,
-        decision=decision,
+        start=report.start,
+        end=report.end,
+        looks=report.looks,
+        verdict=report.verdict,
+        decision=report.decision,
+        available=window.looks,
     )

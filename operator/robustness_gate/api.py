@@ -155,8 +155,8 @@ class Selectors(Model):
         None,
         min_length=1,
         max_length=2000,
-        description="Matchers for the canary's series. Default: rollouts_pod_template_hash=\"{{canaryHash}}\" "
-        "for a Rollout, pod_template_hash=\"{{canaryHash}}\" for Deployments.",
+        description='Matchers for the canary\'s series. Default: rollouts_pod_template_hash="{{canaryHash}}" '
+        'for a Rollout, pod_template_hash="{{canaryHash}}" for Deployments.',
     )
     baseline: str | None = Field(
         None,
@@ -290,9 +290,7 @@ class RatioSource(Model):
     numerator: str = Field(
         min_length=1, max_length=MAX_QUERY, description="PromQL template counting events in {{window}}."
     )
-    denominator: str = Field(
-        min_length=1, max_length=MAX_QUERY, description="PromQL template counting the population."
-    )
+    denominator: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template counting the population.")
 
 
 class HistogramSource(Model):
@@ -321,9 +319,7 @@ class DriftSource(HistogramSource):
 class CustomSource(Model):
     """Any PromQL template returning one value per side; checked with plain thresholds."""
 
-    query: str = Field(
-        min_length=1, max_length=MAX_QUERY, description="PromQL template returning one value per side."
-    )
+    query: str = Field(min_length=1, max_length=MAX_QUERY, description="PromQL template returning one value per side.")
     consecutive: int = Field(
         3, ge=1, le=100, description="Looks in a row outside the SLO bounds before the metric fails."
     )
@@ -513,6 +509,9 @@ class MetricStatus(Model):
     effect: float | None = Field(None, description="Effect size (rate ratio, PSI, ...).")
     slo_met: bool | None = Field(None, description="True when the SLO is met with confidence.")
     dry_run: bool = False
+    look: int | None = Field(
+        None, description="The look whose data gave these numbers: the first that showed a failure, else the last."
+    )
     message: str = ""
 
 

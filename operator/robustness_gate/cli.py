@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robustness_gate import __version__
-from robustness_gate.analysis import AnalysisReport, analyze
+from robustness_gate.analysis import AnalysisReport, replay
 from robustness_gate.api import (
     Action,
     FieldProblem,
@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG, ~/.kube/config)")
     run_cmd.add_argument(
-        "--http-address", default="127.0.0.1:8080",
+        "--http-address",
+        default="127.0.0.1:8080",
         help="verdict API (/api/v1/verdict/<namespace>/<gate>), /healthz and /readyz; '' to disable",
     )
     run_cmd.add_argument("--metrics-address", default="127.0.0.1:8090", help="Prometheus /metrics; '' to disable")
@@ -113,13 +114,16 @@ def _parser() -> argparse.ArgumentParser:
         "--leader-elect", action="store_true", help="hold a Lease so that only one of several replicas acts"
     )
     run_cmd.add_argument(
-        "--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
         help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
     )
     run_cmd.add_argument("--lease-name", default="robustness-gate", help="name of the Lease")
     run_cmd.add_argument("--lease-duration", type=int, default=15, help="seconds a leader's Lease lasts")
     run_cmd.add_argument(
-        "--concurrent-steps", type=_positive_int, default=DEFAULT_CONCURRENCY,
+        "--concurrent-steps",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
         help=f"gates analysed at once, on as many threads (default {DEFAULT_CONCURRENCY})",
     )
     run_cmd.set_defaults(handler=_run_command)
@@ -297,8 +301,10 @@ def print_gate_status(console: Console, body: dict[str, Any]) -> None:
     for metric in status.metrics:
         kind, critical = kinds.get(metric.name, ("custom", False))
         style = _VERDICT_STYLE[metric.verdict]
-        bounds = "-" if metric.lower is None and metric.upper is None else (
-            f"[{_plain(metric.lower)}, {_plain(metric.upper)}]"
+        bounds = (
+            "-"
+            if metric.lower is None and metric.upper is None
+            else (f"[{_plain(metric.lower)}, {_plain(metric.upper)}]")
         )
         table.add_row(
             metric.name + (" *" if critical else ""),
@@ -313,8 +319,10 @@ def print_gate_status(console: Console, body: dict[str, Any]) -> None:
     console.print(table)
     decision = status.decision
     score = "-" if status.score is None else f"{status.score:g}"
-    console.print(f"phase [bold]{status.phase.value}[/]  score [bold]{score}[/]  verdict "
-                  f"[bold]{status.verdict.value if status.verdict else '-'}[/]")
+    console.print(
+        f"phase [bold]{status.phase.value}[/]  score [bold]{score}[/]  verdict "
+        f"[bold]{status.verdict.value if status.verdict else '-'}[/]"
+    )
     if decision is not None:
         style = _ACTION_STYLE.get(decision.action, "bold")
         extra = " (dry run)" if decision.dry_run else ""
@@ -332,7 +340,7 @@ def _analyze_command(args: argparse.Namespace) -> int:
     except InputError as error:
         return _report_error(args.output, "invalid", error.problems)
     try:
-        report = analyze(gate, sides, source, start, end)
+        report = replay(gate, sides, source, start, end)
     except MetricsError as error:
         return _report_error(args.output, "prometheus", [FieldProblem(path="prometheus", message=str(error))])
     finally:
@@ -473,30 +481,54 @@ def metric_document(result: MetricResult) -> dict[str, Any]:
         "weight": result.weight,
         "critical": result.critical,
         "dryRun": result.dry_run,
+        "look": result.look,
         "message": result.message,
     }
 
 
 def result_document(gate: RobustnessGate, report: AnalysisReport, code: int) -> dict[str, Any]:
     """The stable JSON output of `analyze -o json` (documented in docs/cli.md)."""
+    interval = gate.spec.analysis.interval_seconds
+    window_end = report.start + report.available * interval
     return {
         "apiVersion": "robustness.dev/v1alpha1",
         "kind": RESULT_KIND,
         "gate": {"name": gate.metadata.name, "namespace": gate.metadata.namespace},
         "window": {
             "start": _iso(report.start),
-            "end": _iso(report.end),
+            "end": _iso(window_end),
             "interval": gate.spec.analysis.interval,
-            "looks": report.looks,
-            "elapsed": format_duration(report.elapsed),
+            "looks": report.available,
+            "elapsed": format_duration(window_end - report.start),
         },
         "verdict": report.verdict.verdict.value,
         "score": report.verdict.score,
-        "decision": {"action": report.decision.action.value, "reason": report.decision.reason},
+        "decision": {
+            "action": report.decision.action.value,
+            "reason": report.decision.reason,
+            "look": report.looks,
+            "at": _iso(report.end),
+            "elapsed": format_duration(report.elapsed),
+        },
+        "note": replay_note(gate, report),
         "falsePositiveRate": gate.spec.analysis.false_positive_rate,
         "metrics": [metric_document(result) for result in report.verdict.metrics],
         "exitCode": code,
     }
+
+
+def replay_note(gate: RobustnessGate, report: AnalysisReport) -> str | None:
+    """Why looks of the window were not judged, if some were not: the analysis ended at its first decision."""
+    if not report.unjudged:
+        return None
+    analysis = gate.spec.analysis
+    looks = f"{report.unjudged} later look{'s' if report.unjudged > 1 else ''} of the window"
+    if report.elapsed >= analysis.max_duration_seconds and report.decision.action is not Action.ROLLBACK:
+        return (
+            f"the window is longer than maxDuration {analysis.max_duration}: the analysis ended at look "
+            f"{report.looks}, and the {looks} were not judged"
+        )
+    return f"the analysis ended at its first decision, at look {report.looks}; the {looks} were not judged"
 
 
 _VERDICT_STYLE = {
@@ -515,8 +547,8 @@ _ACTION_STYLE = {
 
 def _print_table(console: Console, gate: RobustnessGate, report: AnalysisReport, code: int) -> None:
     table = Table(
-        title=f"{gate.metadata.namespace}/{gate.metadata.name}: {report.looks} looks over "
-        f"{format_duration(report.elapsed)} ({_iso(report.start)} → {_iso(report.end)})",
+        title=f"{gate.metadata.namespace}/{gate.metadata.name}: look {report.looks} of {report.available}, "
+        f"{format_duration(report.elapsed)} after {_iso(report.start)} (at {_iso(report.end)})",
         show_lines=True,
         expand=False,
     )
@@ -537,11 +569,15 @@ def _print_table(console: Console, gate: RobustnessGate, report: AnalysisReport,
         )
     console.print(table)
     action = report.decision.action
+    when = f" at look {report.looks} ({_iso(report.end)}, after {format_duration(report.elapsed)})"
     console.print(
         f"score [bold]{report.verdict.score:g}[/]  verdict [bold]{report.verdict.verdict.value}[/]  decision "
-        f"[{_ACTION_STYLE[action]}]{action.value}[/] (exit {code})"
+        f"[{_ACTION_STYLE[action]}]{action.value}[/]{when if report.decided else ''} (exit {code})"
     )
     console.print(f"reason: {report.decision.reason}", markup=False, highlight=False)
+    note = replay_note(gate, report)
+    if note:
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def _value(value: float | None, kind: str) -> str:

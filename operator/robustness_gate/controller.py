@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from robustness_gate.analysis import AnalysisReport, analyze
+from robustness_gate.analysis import AnalysisReport, replay
 from robustness_gate.api import (
     Action,
     Condition,
@@ -333,7 +333,8 @@ class Controller:
                 self.sources.lease(gate_key, spec.prometheus, self._credentials(gate), interval) as source,
                 step_part(self.telemetry, "judge"),
             ):
-                report = analyze(gate, sides, _TimedSource(source, self.telemetry), start, now)
+                # Looks already judged (Continue) are not judged again: the analysis goes on from the next one.
+                report = replay(gate, sides, _TimedSource(source, self.telemetry), start, now, status.looks + 1)
         except MetricsError as error:
             return self._metrics_down(gate, target, status, writer, error, now - start) or delay
         action = report.decision.action

@@ -21,7 +21,15 @@ from robustness_gate.api import (
     RobustnessGateSpec,
     Verdict,
 )
-from robustness_gate.series import BoolArray, CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.series import (
+    BoolArray,
+    CountSeries,
+    FloatArray,
+    HistogramSeries,
+    MetricData,
+    ValueSeries,
+    first_looks,
+)
 from robustness_gate.stats import counts, histograms, kayenta, robust
 
 DEFAULT_LATENCY_QUANTILE = 0.99
@@ -56,6 +64,7 @@ class MetricResult:
     weight: float = 1.0
     critical: bool = False
     dry_run: bool = False
+    look: int | None = None  # the look whose data gave every number here: the first that showed a failure
 
     def to_status(self) -> MetricStatus:
         return MetricStatus(
@@ -69,6 +78,7 @@ class MetricResult:
             effect=_finite(self.effect),
             slo_met=self.slo_met,
             dry_run=self.dry_run,
+            look=self.look,
             message=self.message,
         )
 
@@ -116,6 +126,17 @@ def settings_for(spec: RobustnessGateSpec, robust: bool = True) -> JudgeSettings
 
 
 def judge_metric(metric: MetricSpec, data: MetricData, settings: JudgeSettings) -> MetricResult:
+    """The metric's verdict now. A failure shown at an earlier look is reported with that look's numbers: the
+    estimate, bounds, p-value and effect of the look that showed it, judged on the data up to that look."""
+    result = _judge_metric_now(metric, data, settings)
+    if result.verdict is Verdict.FAIL and result.look is not None and result.look < data.looks:
+        earlier = _judge_metric_now(metric, first_looks(data, result.look), settings)
+        if earlier.verdict is Verdict.FAIL:
+            result = earlier
+    return result
+
+
+def _judge_metric_now(metric: MetricSpec, data: MetricData, settings: JudgeSettings) -> MetricResult:
     if metric.kind in ("errorRate", "ratio"):
         if not isinstance(data, CountSeries):
             raise TypeError(f"metric {metric.name}: expected counts, got {type(data).__name__}")
@@ -144,6 +165,7 @@ class _Part:
     fail: bool
     confirmed: bool  # enough evidence that this check is fine
     text: str
+    at: int | None = None  # a failure: the first look (1-based) that showed it
 
 
 def _combine(
@@ -152,11 +174,14 @@ def _combine(
     traffic_ok: bool,
     traffic_text: str,
     test: str,
+    looks: int,
     **numbers: float | bool | None,
 ) -> MetricResult:
     failed = [part for part in parts if part.fail]
+    look = looks
     if failed:
         verdict, message = Verdict.FAIL, "; ".join(part.text for part in failed)
+        look = min((part.at for part in failed if part.at is not None), default=looks)
     elif not traffic_ok:
         verdict, message = Verdict.NO_DATA, traffic_text
     elif all(part.confirmed for part in parts):
@@ -164,7 +189,15 @@ def _combine(
     else:
         verdict = Verdict.MARGINAL
         message = "; ".join(part.text for part in parts if not part.confirmed)
-    return MetricResult(name=metric.name, kind=metric.kind, verdict=verdict, test=test, message=message, **numbers)  # type: ignore[arg-type]
+    return MetricResult(
+        name=metric.name,
+        kind=metric.kind,
+        verdict=verdict,
+        test=test,
+        message=message,
+        look=look,
+        **numbers,  # type: ignore[arg-type]
+    )
 
 
 def _traffic(canary: float, baseline: float, settings: JudgeSettings, needs_baseline: bool) -> tuple[bool, str]:
@@ -199,14 +232,27 @@ def _slo_evidence(
     return above, below, rates
 
 
+def _bounds_agree(rates: counts.RateBounds, bound: float, above: BoolArray, below: BoolArray) -> counts.RateBounds:
+    """The interval as its test reads at the last look: wholly above `bound` when the look shows the rate above
+    it, wholly below when below. The interval inverts the same test, so this only corrects the root finder's
+    tolerance, which could leave a bound a hair on the wrong side."""
+    if len(above) and bool(above[-1]):
+        return counts.RateBounds(rates.estimate, max(rates.lower, bound), rates.upper)
+    if len(below) and bool(below[-1]):
+        return counts.RateBounds(rates.estimate, rates.lower, min(rates.upper, bound))
+    return rates
+
+
 def _rate_slo(
     events: FloatArray, trials: FloatArray, bound: float, alpha: float, what: str, robust_tests: bool
 ) -> tuple[_Part, counts.RateBounds]:
     above, below, rates = _slo_evidence(events, trials, bound, alpha, robust_tests)
+    rates = _bounds_agree(rates, bound, above, below)
     interval = f"{_pct(rates.estimate)} [{_pct(rates.lower)}, {_pct(rates.upper)}]"
     if bool(np.any(above)):
         look = int(np.flatnonzero(above)[0]) + 1
-        return _Part(True, False, f"{what} {interval} is above the SLO {_pct(bound)} (shown at look {look})"), rates
+        text = f"{what} {interval} is above the SLO {_pct(bound)} (shown at look {look})"
+        return _Part(True, False, text, at=look), rates
     if len(below) and bool(below[-1]):
         return _Part(False, True, f"{what} {interval} is within the SLO {_pct(bound)}"), rates
     return _Part(False, False, f"{what} {interval} not yet confirmed within the SLO {_pct(bound)}"), rates
@@ -231,12 +277,11 @@ def _ratio_compare(
         float(baseline_events.sum()),
         float(baseline_total.sum()),
     )
-    if robust_tests:  # one-sided at alpha each: a bound beyond r0 exactly when the last look rejects r0
-        bounds = robust.ratio_confidence_bounds(
-            canary_events, canary_total, baseline_events, baseline_total, 2.0 * alpha
-        )
-    else:
-        bounds = counts.ratio_confidence_bounds(canary_events, canary_total, baseline_events, baseline_total, alpha)
+    # One-sided at alpha each, so a bound lies beyond r0 exactly when the last look rejects r0.
+    bounds_of = robust.ratio_confidence_bounds if robust_tests else counts.ratio_confidence_bounds
+    bounds = bounds_of(canary_events, canary_total, baseline_events, baseline_total, 2.0 * alpha)
+    if len(evidence.log_evalues) and evidence.log_evalues[-1] >= math.log(1.0 / alpha):
+        bounds = (max(bounds[0], r0), bounds[1]) if increase else (bounds[0], min(bounds[1], r0))
     relation = ">" if increase else "<"
     text = (
         f"{what} ratio canary/baseline {_num(estimate)} [{_num(bounds[0])}, {_num(bounds[1])}], "
@@ -245,7 +290,7 @@ def _ratio_compare(
     if evidence.rejected(alpha):
         look = evidence.first_rejection(alpha)
         assert look is not None
-        return _Part(True, False, f"{text}: harm shown at look {look + 1}"), evidence, estimate, bounds
+        return _Part(True, False, f"{text}: harm shown at look {look + 1}", at=look + 1), evidence, estimate, bounds
     safe = _shown_safe(canary_events, canary_total, baseline_events, baseline_total, r0, increase, robust_tests)
     return _Part(False, safe.confirmed, f"{text}: {safe.text}"), evidence, estimate, bounds
 
@@ -269,17 +314,27 @@ def _shown_safe(
     increase: bool,
     robust_tests: bool,
 ) -> _Safety:
-    """No harm shown; is there evidence that the canary is not much worse (ratio beyond PASS_FACTOR × r0)?"""
+    """No harm shown; does this look show that the canary is not much worse (ratio beyond PASS_FACTOR × r0)?
+
+    Read at the last look, never at an earlier best one, so that the bound shown with it (at the same
+    confidence, inverting the same test) always lies on the safe side of the limit."""
     bound = _pass_ratio(r0, increase)
     tests = robust if robust_tests else counts
     evidence = tests.ratio_log_evalues(
         canary_events, canary_total, baseline_events, baseline_total, bound, increase=not increase
     )
     relation = "below" if increase else "above"
-    if evidence.rejected(PASS_BETA):
-        return _Safety(True, f"no evidence of harm, shown {relation} {bound:g}")
-    e_value = math.exp(evidence.max_log_evalue)
-    progress = f"e-value {e_value:.2g} of {1 / PASS_BETA:g}"
+    now = float(evidence.log_evalues[-1]) if len(evidence.log_evalues) else 0.0
+    if now >= math.log(1.0 / PASS_BETA):
+        bounds_of = robust.ratio_confidence_bounds if robust_tests else counts.ratio_confidence_bounds
+        lower, upper = bounds_of(canary_events, canary_total, baseline_events, baseline_total, 2.0 * PASS_BETA)
+        limit = min(upper, bound) if increase else max(lower, bound)
+        side = "upper" if increase else "lower"
+        confidence = f"{100 * (1 - PASS_BETA):g}%"
+        return _Safety(
+            True, f"no evidence of harm, shown {relation} {bound:g} ({side} bound {_num(limit)} at {confidence})"
+        )
+    progress = f"e-value {math.exp(now):.2g} of {1 / PASS_BETA:g}"
     return _Safety(False, f"no evidence of harm yet, not yet shown {relation} {bound:g} ({progress})")
 
 
@@ -358,7 +413,7 @@ def _judge_counts(metric: MetricSpec, data: CountSeries, settings: JudgeSettings
             tests.append("rate ratio (sequential)")
         parts.append(part)
     traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, metric.compare is not None)
-    return _combine(metric, parts, traffic_ok, traffic_text, " + ".join(tests), **numbers)
+    return _combine(metric, parts, traffic_ok, traffic_text, " + ".join(tests), data.looks, **numbers)
 
 
 def _per_look_rate(events: FloatArray, total: FloatArray) -> FloatArray:
@@ -403,7 +458,7 @@ def _judge_latency(metric: MetricSpec, data: HistogramSeries, settings: JudgeSet
             tests.append("slow-request ratio per bucket (sequential)")
         parts.append(part)
     traffic_ok, traffic_text = _traffic(canary_total, baseline_total, settings, metric.compare is not None)
-    return _combine(metric, parts, traffic_ok, traffic_text, " + ".join(tests), **numbers)
+    return _combine(metric, parts, traffic_ok, traffic_text, " + ".join(tests), data.looks, **numbers)
 
 
 def _latency_slo(
@@ -433,7 +488,8 @@ def _latency_slo(
     confirmed = False
     index = match.above if violated_at is not None else match.below
     if index is not None:
-        _, below, rates = _slo_evidence(slow_per_look(index), total_per_look, budget, alpha, robust_tests)
+        above, below, rates = _slo_evidence(slow_per_look(index), total_per_look, budget, alpha, robust_tests)
+        rates = _bounds_agree(rates, budget, above, below)
         if violated_at is None and match.below is not None:
             confirmed = bool(below[-1]) if len(below) else False
     share = (
@@ -443,7 +499,8 @@ def _latency_slo(
     )
     objective = f"{q_text} < {threshold:g}s needs at most {_pct(budget)}"
     if violated_at is not None:
-        return _Part(True, False, f"canary {share}: {objective}, violated at look {violated_at}{hint}"), rates
+        text = f"canary {share}: {objective}, violated at look {violated_at}{hint}"
+        return _Part(True, False, text, at=violated_at), rates
     if confirmed:
         return _Part(False, True, f"canary {share}: {objective}, met{hint}"), rates
     return _Part(False, False, f"canary {share}: {objective}, not yet confirmed{hint}"), rates
@@ -486,9 +543,9 @@ def _latency_compare(
         f"{_pct(_ratio(baseline_slow_share))} (ratio {_num(ratio)}, p={p_value:.2g} for ratio {relation} {r0:g})"
     )
     if evidence.rejected(alpha_each):
-        look = evidence.first_rejection(alpha_each)
-        assert look is not None
-        return _Part(True, False, f"{text}: canary slower, shown at look {look + 1}"), p_value, ratio
+        # The first look at which any boundary showed it (the boundary reported is the strongest by now).
+        look = int(np.flatnonzero(np.any(log_e >= math.log(1.0 / alpha_each), axis=1))[0]) + 1
+        return _Part(True, False, f"{text}: canary slower, shown at look {look}", at=look), p_value, ratio
     # Passing needs evidence in the tail users read: at the last boundary at or below the baseline's quantile,
     # where at least 1 - q of the baseline's requests are slower (the one above may see no slow request at all).
     at_or_below = [i for i, b in enumerate(data.bounds) if b <= baseline_q]
@@ -545,7 +602,7 @@ def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSetti
     shown_small = not math.isnan(upper) and upper < metric.drift.max
     bound_text = f", upper bound {_num(upper)}" if effect_name is DriftEffect.PSI else ""
     if significant and large:
-        part = _Part(True, False, f"prediction drift: {text}")
+        part = _Part(True, False, f"prediction drift: {text}, shown at look {data.looks}", at=data.looks)
     elif large:
         part = _Part(False, False, f"{text}: large but not yet significant")
     elif not shown_small:
@@ -561,6 +618,7 @@ def _judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSetti
         traffic_ok,
         traffic_text,
         f"bucket label test (sequential) + {effect_name.value}",
+        data.looks,
         canary=_nan_none(float(np.dot(histograms.shares(canary_counts), _midpoints(data.bounds))))
         if canary_total > 0
         else None,
@@ -603,7 +661,9 @@ def _judge_custom(metric: MetricSpec, data: ValueSeries) -> MetricResult:
         run = _longest_run(outside)
         bounds_text = f"[{_num(low)}, {_num(high)}]"
         if run >= needed:
-            parts.append(_Part(True, False, f"value outside {bounds_text} for {run} looks in a row (limit {needed})"))
+            at = _run_reached(outside, needed)
+            text = f"value outside {bounds_text} for {run} looks in a row (limit {needed}), from look {at - needed + 1}"
+            parts.append(_Part(True, False, text, at=at))
         elif latest is not None and not outside[-1]:
             parts.append(_Part(False, True, f"value {_num(latest)} within {bounds_text}"))
         else:
@@ -616,7 +676,17 @@ def _judge_custom(metric: MetricSpec, data: ValueSeries) -> MetricResult:
         numbers.update(effect=effect)
         tests.append("Mann-Whitney per look (Kayenta)")
     traffic_ok = len(valid) > 0
-    return _combine(metric, parts, traffic_ok, "no values yet", " + ".join(tests), **numbers)
+    return _combine(metric, parts, traffic_ok, "no values yet", " + ".join(tests), data.looks, **numbers)
+
+
+def _run_reached(flags: BoolArray, needed: int) -> int:
+    """The first look (1-based) that ends `needed` flagged looks in a row."""
+    current = 0
+    for index, flag in enumerate(flags):
+        current = current + 1 if flag else 0
+        if current >= needed:
+            return index + 1
+    return len(flags)
 
 
 def _longest_run(flags: FloatArray) -> int:

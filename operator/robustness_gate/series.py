@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,20 @@ class ValueSeries:
 
 
 MetricData = CountSeries | HistogramSeries | ValueSeries
+
+
+def first_looks(data: MetricData, looks: int) -> MetricData:
+    """The same data cut to its first `looks` looks: what an analysis saw at that look."""
+    if isinstance(data, CountSeries):
+        return CountSeries(
+            canary_events=data.canary_events[:looks],
+            canary_total=data.canary_total[:looks],
+            baseline_events=data.baseline_events[:looks],
+            baseline_total=data.baseline_total[:looks],
+        )
+    if isinstance(data, HistogramSeries):
+        seen = None if data.seen is None else (data.seen[0][:looks], data.seen[1][:looks])
+        return HistogramSeries(
+            bounds=data.bounds, canary=data.canary[:looks], baseline=data.baseline[:looks], seen=seen
+        )
+    return ValueSeries(canary=data.canary[:looks], baseline=data.baseline[:looks])

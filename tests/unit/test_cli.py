@@ -111,7 +111,13 @@ def test_table_output_shows_metrics_and_decision(tmp_path: Path, monkeypatch: py
     _fake_source(monkeypatch, 0.05)
     assert cli.main(["analyze", "-f", _write(tmp_path, GATE), *ARGS, "--since", "10m"]) == 1
     out = capsys.readouterr().out
-    assert "errors" in out and "Fail" in out and "decision Rollback (exit 1)" in out and "reason:" in out
+    assert (
+        "errors" in out
+        and "Fail" in out
+        and "decision Rollback at look 5 (" in out
+        and "(exit 1)" in out
+        and "reason:" in out
+    )
 
 
 def test_invalid_gate_lists_every_problem_and_queries_nothing(tmp_path: Path, no_queries: None, capsys: Any) -> None:

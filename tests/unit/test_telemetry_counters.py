@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-from robustness_gate.analysis import analyze
+from robustness_gate.analysis import replay
 from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
 from robustness_gate.kube import CONNECTION_POOL_SIZE, Kube, KubeError, api_client
 from robustness_gate.metrics.prometheus import PrometheusSource
@@ -218,8 +218,10 @@ def _answers(queries: list[Query], sides: Sides) -> dict[Query, RawSeries]:
                 for le, n in (("0.5", 1.0), ("1", 3.0), ("+Inf", 4.0))
             ]
         elif query.side == "both":
-            answers[query] = [({"version": "v2"}, _samples(base, base + 1, base + 2)),
-                              ({"version": "v1"}, _samples(base * 2, base * 2, base * 3))]
+            answers[query] = [
+                ({"version": "v2"}, _samples(base, base + 1, base + 2)),
+                ({"version": "v1"}, _samples(base * 2, base * 2, base * 3)),
+            ]
         else:
             answers[query] = [({}, _samples(base + 0.5, math.nan, base + 1))]
     return answers
@@ -298,7 +300,7 @@ def test_one_step_of_a_three_metric_gate_sends_one_query_with_each_metrics_own_d
     for metric in gate.spec.metrics:
         alone = assemble(metric, SPLIT, WINDOW, _answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
         assert _same(fetched[metric.name], alone), metric.name
-    report = analyze(gate, SPLIT, source, WINDOW.start, WINDOW.last)
+    report = replay(gate, SPLIT, source, WINDOW.start, WINDOW.last)
     assert report.looks == 3 and len(fake.sent) == 2 and _queries_sent(telemetry) == 2
 
 
@@ -353,8 +355,10 @@ def test_a_metric_whose_answer_is_unreadable_does_not_lose_the_others() -> None:
 def test_failed_queries_are_counted() -> None:
     telemetry = Telemetry()
     metric = _counts_metric("errorRate", True)
-    fake = _Prometheus(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT),
-                       error=requests.exceptions.ConnectionError("refused"))
+    fake = _Prometheus(
+        _answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT),
+        error=requests.exceptions.ConnectionError("refused"),
+    )
     with pytest.raises(MetricsError, match="cannot reach Prometheus"):
         _source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
     assert _queries_sent(telemetry) == 1  # unreachable: no second try part by part
@@ -368,8 +372,10 @@ def test_a_store_that_drops_the_part_label_is_asked_part_by_part() -> None:
     class _Untagged(_Prometheus):
         def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
             result = super().custom_query_range(promql, **kwargs)
-            return [{"metric": {k: v for k, v in r["metric"].items() if k != PART_LABEL}, "values": r["values"]}
-                    for r in result]
+            return [
+                {"metric": {k: v for k, v in r["metric"].items() if k != PART_LABEL}, "values": r["values"]}
+                for r in result
+            ]
 
     telemetry = Telemetry()
     fake = _Untagged(answers)

@@ -34,16 +34,22 @@ reaches log(1/alpha) no more often than E_s does: at most alpha, as before. Wher
 decides as fast as E_s once the looks are enough to see their dispersion; where they are not (a burst, a
 blip, rates that vary from look to look) the look that shows it shuts the fast path, and the rejection
 needs R_s too.
+
+One more rule keeps the verdict monotone: a look whose extra canary errors shut the fast path would
+otherwise have weaker evidence than the same look with fewer errors. Such a look gets at least the binomial
+evidence of the most harmful count that keeps the path open (found by bisection). That value is an E_s of
+the same look with fewer errors, so it is at most E_s and the bound by alpha above still holds.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import bdtr, chdtrc
 
-from robustness_gate.series import BoolArray, FloatArray
+from robustness_gate.series import BoolArray, FloatArray, IntArray
 from robustness_gate.stats import counts
 
 # One look moves the binomial part of the evidence by at most this much (log): a burst on one side that
@@ -60,6 +66,9 @@ UNKNOWN_WEIGHT = 0.5
 # as dispersed as binomial counts at this p-value (Pearson's statistic of both sides pooled).
 FAST_PATH_LOOKS = 5
 FAST_PATH_P = 0.1
+# Bisection steps to find the most harmful count a look could have had with the fast path open (of a count's
+# width: 2^-30 of it).
+ENVELOPE_STEPS = 30
 # Bounds are shown, not decided on: found to within this much of log(ratio) or of the rate's log odds.
 BOUND_TOLERANCE = 1e-4
 
@@ -160,9 +169,28 @@ def combine(binomial_log_e: FloatArray, bet_increments: FloatArray, weight: Floa
 # ---------------------------------------------------------------- two samples: the rate ratio
 
 
+@dataclass(frozen=True)
+class _BinomialRatio:
+    """The binomial mixture e-process, kept per alternative so that a look can be re-scored with other counts."""
+
+    log_e: FloatArray  # looks x columns
+    by_alternative: FloatArray  # cumulative log likelihood ratios, looks x columns x G
+    log_event: FloatArray  # one canary bad event's log likelihood ratio, looks x columns x G
+    log_other: FloatArray  # one baseline bad event's
+
+    def with_canary_events(
+        self, look: IntArray, column: IntArray, canary: FloatArray, baseline: FloatArray
+    ) -> FloatArray:
+        """log E at (look, column) had the canary counted `canary` bad events in that look (`baseline` the baseline)."""
+        before = np.where((look > 0)[:, None], self.by_alternative[np.maximum(look - 1, 0), column], 0.0)  # points x G
+        increment = canary[:, None] * self.log_event[look, column] + baseline[:, None] * self.log_other[look, column]
+        grid = self.by_alternative.shape[2]
+        return np.asarray(counts.logsumexp_rows(before + increment) - math.log(grid), dtype=float)
+
+
 def _binomial_ratio_columns(
     ce: FloatArray, rho: FloatArray, informative: BoolArray, be: FloatArray, r0: FloatArray, increase: bool
-) -> FloatArray:
+) -> _BinomialRatio:
     """counts.ratio_log_evalue_columns with one r0 per column (what inverting the test needs)."""
     sign = 1.0 if increase else -1.0
     ratios = r0[:, None] * np.exp(sign * counts.LOG_EFFECT_GRID)[None, :]  # columns x G
@@ -173,11 +201,15 @@ def _binomial_ratio_columns(
         log_event = np.log(theta) - np.log(theta0)
         log_other = np.log1p(-theta) - np.log1p(-theta0)
     live = informative[:, None, None]
-    increments = np.where(live, ce[:, :, None] * log_event + be[:, :, None] * log_other, 0.0)
+    log_event, log_other = np.where(live, log_event, 0.0), np.where(live, log_other, 0.0)
+    increments = ce[:, :, None] * log_event + be[:, :, None] * log_other
     cumulative = np.cumsum(increments, axis=0)
     grid = len(counts.LOG_EFFECT_GRID)
     flat = cumulative.reshape(-1, grid) - math.log(grid)
-    return counts.logsumexp_rows(flat).reshape(cumulative.shape[:2])
+    log_e = counts.logsumexp_rows(flat).reshape(cumulative.shape[:2])
+    return _BinomialRatio(
+        log_e, cumulative, np.broadcast_to(log_event, cumulative.shape), np.broadcast_to(log_other, cumulative.shape)
+    )
 
 
 def ratio_log_evalue_columns(
@@ -202,6 +234,7 @@ def ratio_log_evalue_columns(
         return np.zeros(ce.shape)
     r0s = np.broadcast_to(np.asarray(r0, dtype=float), (columns,))
     fast = binomial_looking(ce, ct, be, bt)
+    raw_ce, raw_be = ce, be  # what the fast path's test reads
     rho, informative = counts.shares(ct, bt)
     used = informative[:, None] & ((ce + be) > 0)
     ce, be = np.where(used, ce, 0.0), np.where(used, be, 0.0)
@@ -210,8 +243,81 @@ def ratio_log_evalue_columns(
     scores = mid_p_scores(ce, ce + be, theta0, high=increase)
     if weight is None:
         weight = ratio_weight(ce, ct, be, bt)
-    robust_log_e = combine(binomial, bet_log_increments(scores), weight)
-    return np.asarray(np.where(fast, binomial, np.minimum(binomial, robust_log_e)), dtype=float)
+    robust_log_e = combine(binomial.log_e, bet_log_increments(scores), weight)
+    evidence = np.where(fast, binomial.log_e, np.minimum(binomial.log_e, robust_log_e))
+    return _monotone(evidence, fast, binomial, raw_ce, ct, raw_be, bt, increase)
+
+
+def _monotone(
+    evidence: FloatArray,
+    fast: BoolArray,
+    binomial: _BinomialRatio,
+    ce: FloatArray,
+    ct: FloatArray,
+    be: FloatArray,
+    bt: FloatArray,
+    increase: bool,
+) -> FloatArray:
+    """The evidence at each look made monotone in that look's canary bad events: never less than it would be
+    with fewer of them (more, for a decrease), so more harm in a look never weakens the case against the canary.
+
+    Only a look that shut the fast path by having more harm than the dispersion test accepts can be below
+    that: it gets at least the binomial evidence it would have had with the most harmful count that keeps the
+    path open, b. Since b is less harmful than the look's own count, that is at most the binomial evidence E_s
+    itself, so the bound of the module text (D_s ≤ log E_s) still holds."""
+    shut = ~fast & _enough_looks(ct, bt)[:, None] & (ct > 0)[:, None]
+    if not bool(np.any(shut)):
+        return evidence
+    look, column = np.nonzero(shut)
+    k, n = ce[look, column], ct[look]
+    prior_k, prior_n, prior_k2n, baseline_chi2, df = _pearson_parts(ce, ct, be, bt, look, column)
+    typical = n * (prior_k + 0.5) / (prior_n + 1.0)  # the canary count nearest its pooled rate
+    harmful = k > typical if increase else k < typical
+
+    def open_at(count: FloatArray) -> BoolArray:
+        sum_k, sum_n, sum_k2n = prior_k + count, prior_n + n, prior_k2n + count**2 / n
+        rate = (sum_k + 0.5) / (sum_n + 1.0)
+        chi2 = np.maximum((sum_k2n - 2.0 * rate * sum_k + rate**2 * sum_n) / (rate * (1.0 - rate)), 0.0)
+        return np.asarray(chdtrc(df, chi2 + baseline_chi2) > FAST_PATH_P, dtype=bool)
+
+    near, far = typical.copy(), k.copy()
+    candidate = harmful & open_at(near)
+    for _ in range(ENVELOPE_STEPS):  # bisect between an open count (near) and the look's own, shut one (far)
+        middle = 0.5 * (near + far)
+        opened = open_at(middle)
+        near, far = np.where(opened, middle, near), np.where(opened, far, middle)
+    if not bool(np.any(candidate)):
+        return evidence
+    look, column, near = look[candidate], column[candidate], near[candidate]
+    floor = binomial.with_canary_events(look, column, near, be[look, column])
+    out = np.array(evidence, dtype=float)
+    out[look, column] = np.maximum(out[look, column], floor)
+    return out
+
+
+def _enough_looks(ct: FloatArray, bt: FloatArray) -> BoolArray:
+    canary_looks = np.cumsum(np.asarray(ct) > 0)
+    baseline_looks = np.cumsum(np.asarray(bt) > 0)
+    return np.asarray(np.minimum(canary_looks, baseline_looks) >= FAST_PATH_LOOKS, dtype=bool)
+
+
+def _pearson_parts(
+    ce: FloatArray, ct: FloatArray, be: FloatArray, bt: FloatArray, look: IntArray, column: IntArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """For the fast path's test at (look, column): the canary's sums over earlier looks (bad events, trials,
+    events²/trials), the baseline's Pearson statistic up to the look, and the test's degrees of freedom."""
+    n = np.broadcast_to(np.asarray(ct, dtype=float)[:, None], ce.shape)
+    live = n > 0
+    k2n = np.where(live, ce**2 / np.where(live, n, 1.0), 0.0)
+
+    def before(values: FloatArray) -> FloatArray:
+        running = np.cumsum(values, axis=0)
+        return np.asarray(running - values, dtype=float)[look, column]
+
+    baseline_chi2, baseline_looks = pearson(be, bt, include_current=True)
+    canary_looks = np.cumsum(live, axis=0)[look, column].astype(float)
+    df = np.maximum(canary_looks + baseline_looks[look, column] - 2.0, 1.0)
+    return before(ce), before(np.where(live, n, 0.0)), before(k2n), baseline_chi2[look, column], df
 
 
 def ratio_weight(
