@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from robustness_gate.api import Action, RobustnessGate, Verdict
 from robustness_gate.judge import GateVerdict, judge_gate
-from robustness_gate.metrics.source import MetricSource, Window, fetch_all
+from robustness_gate.metrics.source import REFUSED, MetricsError, MetricSource, Window, fetch_all
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.policy import Decision, decide
 from robustness_gate.series import MetricData, first_looks
@@ -60,19 +60,24 @@ def replay(
     """Judge the looks from `first_look` to the last one before `now`, in order, each on the data up to it;
     the first decision ends the analysis. Looks before `first_look` were judged before (Continue): the
     operator passes the number it recorded, `analyze` starts from the first. MetricsError propagates
-    (never a verdict). With no look in the window yet, the report is of look 0: no data, Continue."""
+    (never a verdict), and so does a refusal of data that cannot be right unless a look before the refused
+    one decided. With no look in the window yet, the report is of look 0: no data, Continue."""
     spec = gate.spec
     window = Window.between(start, now, spec.analysis.interval_seconds)
     if window.looks == 0:
         reason = f"no look yet: the first is {spec.analysis.interval} after the start"
         verdict = GateVerdict(Verdict.NO_DATA, 0.0, reason, [])
         return AnalysisReport(start, start, 0, verdict, Decision(Action.CONTINUE, reason), available=0)
-    data: dict[str, MetricData] = fetch_all(source, spec.metrics, sides, window)
+    available = window.looks
+    first_look = max(1, min(first_look, window.looks))
+    data, refused = _fetch_judgeable(gate, sides, source, window, first_look)
     report: AnalysisReport | None = None
-    for look in range(max(1, min(first_look, window.looks)), window.looks + 1):
+    for look in range(first_look, data_looks(window, refused) + 1):
         report = judge_look(gate, data, start, look)
         if report.decided:
             break
+    if refused is not None and (report is None or not report.decided):
+        raise refused  # the looks before the refused one decided nothing: no verdict on data that cannot be right
     assert report is not None
     return AnalysisReport(
         start=report.start,
@@ -80,5 +85,32 @@ def replay(
         looks=report.looks,
         verdict=report.verdict,
         decision=report.decision,
-        available=window.looks,
+        available=available,
     )
+
+
+def data_looks(window: Window, refused: MetricsError | None) -> int:
+    """The looks that may be judged: all of the window's, or those before the first refused one."""
+    if refused is None or refused.at is None:
+        return window.looks
+    return max(0, round((refused.at - window.start) / window.step) - 1)
+
+
+def _fetch_judgeable(
+    gate: RobustnessGate, sides: Sides, source: MetricSource, window: Window, first_look: int
+) -> tuple[dict[str, MetricData], MetricsError | None]:
+    """Every metric's data over the window; when some look holds data that cannot be right, the data before
+    that look and the refusal, so that a decision taken earlier stands (as in the operator, which judged those
+    looks before the bad one came) and none is taken on or after it."""
+    refused: MetricsError | None = None
+    while True:
+        try:
+            return fetch_all(source, gate.spec.metrics, sides, window), refused
+        except MetricsError as error:
+            if error.kind != REFUSED or error.at is None:
+                raise
+            refused = error if refused is None or refused.at is None or error.at <= refused.at else refused
+            looks = data_looks(window, refused)
+            if looks < first_look or looks >= window.looks:  # nothing left to judge, or no look left out
+                raise refused from None
+            window = Window(window.start, window.step, looks)

@@ -37,7 +37,7 @@ from robustness_gate.durations import format_duration, parse_duration
 from robustness_gate.judge import MetricResult
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
 from robustness_gate.metrics.queries import metric_queries
-from robustness_gate.metrics.source import MetricsError, MetricSource
+from robustness_gate.metrics.source import REFUSED, MetricsError, MetricSource
 from robustness_gate.metrics.templates import Sides, TemplateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_PENDING, EXIT_ERROR = 0, 1, 2, 3
@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     status_cmd.add_argument("-n", "--namespace", default="default")
     status_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)")
     status_cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status_cmd.add_argument(
+        "--queries", action="store_true", help="also show the PromQL each metric sends, per side, as rendered"
+    )
     status_cmd.set_defaults(handler=_status_command)
 
     crds_cmd = commands.add_parser("crds", help="write (or --check) the generated CustomResourceDefinition")
@@ -276,11 +279,59 @@ def _status_command(args: argparse.Namespace) -> int:
     if body is None:
         console.print(f"[red]RobustnessGate {args.namespace}/{args.name} not found[/]", highlight=False)
         return EXIT_ERROR
+    queries: dict[str, list[dict[str, str]]] | None = None
+    if args.queries:
+        try:
+            queries = _recorded_queries(body)
+        except (GateValidationError, TemplateError) as error:
+            console.print(f"[red]cannot render the gate's queries: {error}[/]", highlight=False)
+            return EXIT_ERROR
     if args.output == "json":
-        print(json.dumps(body.get("status") or {}, indent=2))
+        document = dict(body.get("status") or {})
+        if queries is not None:
+            document["queries"] = queries
+        print(json.dumps(document, indent=2))
         return 0
     print_gate_status(console, body)
+    if queries is not None:
+        print_queries(console, queries)
     return 0
+
+
+def _recorded_queries(body: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """The PromQL of the analysis the gate's status records, as the operator sends it; empty before one."""
+    from robustness_gate.controller import recorded_sides
+
+    meta = body.get("metadata") or {}
+    document = {key: body.get(key) for key in ("apiVersion", "kind", "spec")}
+    gate = parse_gate(document | {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}})
+    status = RobustnessGateStatus.model_validate(body.get("status") or {})
+    sides = recorded_sides(gate, status)
+    return {} if sides is None else rendered_queries(gate, sides)
+
+
+def rendered_queries(gate: RobustnessGate, sides: Sides) -> dict[str, list[dict[str, str]]]:
+    """Per metric: each query sent for one look (role, side, PromQL after templating and the exact-increment
+    rewrite); side "both" is one query split by the label that tells the sides apart."""
+    interval = gate.spec.analysis.interval_seconds
+    return {
+        metric.name: [
+            {"role": query.role, "side": query.side, "promql": query.promql}
+            for query in metric_queries(metric, sides, interval)
+        ]
+        for metric in gate.spec.metrics
+    }
+
+
+def print_queries(console: Console, queries: dict[str, list[dict[str, str]]]) -> None:
+    if not queries:
+        console.print("queries: none yet (no analysis has started)")
+        return
+    for name, parts in queries.items():
+        for part in parts:
+            console.print(
+                f"query {name} {part['role']} ({part['side']}): {part['promql']}", markup=False, highlight=False
+            )
 
 
 def print_gate_status(console: Console, body: dict[str, Any]) -> None:
@@ -342,12 +393,14 @@ def _analyze_command(args: argparse.Namespace) -> int:
     try:
         report = replay(gate, sides, source, start, end)
     except MetricsError as error:
+        if error.kind == REFUSED:
+            return _report_error(args.output, "data", [FieldProblem(path="spec.metrics", message=str(error))])
         return _report_error(args.output, "prometheus", [FieldProblem(path="prometheus", message=str(error))])
     finally:
         source.close()
     code = EXIT_BY_ACTION[report.decision.action]
     if args.output == "json":
-        print(json.dumps(result_document(gate, report, code), indent=2))
+        print(json.dumps(result_document(gate, report, code, sides), indent=2))
     else:
         _print_table(console, gate, report, code)
     return code
@@ -359,7 +412,7 @@ def _prepare(args: argparse.Namespace) -> tuple[RobustnessGate, Sides, Prometheu
     gate: RobustnessGate | None = None
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-        gate = parse_gate(yaml.safe_load(text))
+        gate = parse_gate(_with_prometheus(yaml.safe_load(text), args.prometheus))
     except OSError as error:
         problems.append(FieldProblem(path="--file", message=f"cannot read {args.file}: {error.strerror}"))
     except yaml.YAMLError as error:
@@ -403,6 +456,16 @@ def _prepare(args: argparse.Namespace) -> tuple[RobustnessGate, Sides, Prometheu
     return gate, sides, source, start, end
 
 
+def _with_prometheus(document: object, address: str | None) -> object:
+    """The gate with `--prometheus` as its spec.prometheus when it has none: the flag gives the address."""
+    if not address or not isinstance(document, dict) or not isinstance(document.get("spec"), dict):
+        return document
+    spec = document["spec"]
+    if spec.get("prometheus") is not None:
+        return document
+    return {**document, "spec": {**spec, "prometheus": {"address": address}}}
+
+
 def _time_range(args: argparse.Namespace, gate: RobustnessGate | None) -> tuple[float, float]:
     if args.since and args.start:
         raise ValueError("give --since or --start, not both")
@@ -441,7 +504,7 @@ def _report_error(output: str, kind: str, problems: list[FieldProblem]) -> int:
         }
         print(json.dumps(document, indent=2))
     else:
-        title = "invalid input" if kind == "invalid" else "Prometheus error"
+        title = {"invalid": "invalid input", "data": "data refused"}.get(kind, "Prometheus error")
         # Plain text: one unwrapped line per problem, easy to grep in CI logs.
         print(f"error: {title}", file=sys.stderr)
         for problem in problems:
@@ -486,7 +549,9 @@ def metric_document(result: MetricResult) -> dict[str, Any]:
     }
 
 
-def result_document(gate: RobustnessGate, report: AnalysisReport, code: int) -> dict[str, Any]:
+def result_document(
+    gate: RobustnessGate, report: AnalysisReport, code: int, sides: Sides | None = None
+) -> dict[str, Any]:
     """The stable JSON output of `analyze -o json` (documented in docs/cli.md)."""
     interval = gate.spec.analysis.interval_seconds
     window_end = report.start + report.available * interval
@@ -513,6 +578,7 @@ def result_document(gate: RobustnessGate, report: AnalysisReport, code: int) -> 
         "note": replay_note(gate, report),
         "falsePositiveRate": gate.spec.analysis.false_positive_rate,
         "metrics": [metric_document(result) for result in report.verdict.metrics],
+        **({"queries": rendered_queries(gate, sides)} if sides is not None else {}),
         "exitCode": code,
     }
 

@@ -39,10 +39,14 @@ from robustness_gate.durations import parse_duration
 from robustness_gate.metrics.gate_sources import GateKey, GateSources, SourceFactory
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
 from robustness_gate.metrics.queries import metric_queries
-from robustness_gate.metrics.source import Fetched, MetricsError, MetricSource, Window, fetch_many
+from robustness_gate.metrics.source import REFUSED, Fetched, MetricsError, MetricSource, Window, fetch_many
 from robustness_gate.metrics.templates import Sides, TemplateError, escape_string, render
 from robustness_gate.notify import Notice
 from robustness_gate.series import MetricData
+from robustness_gate.targets.argo_rollout import DEFAULT_BASELINE_SELECTOR as ARGO_BASELINE_SELECTOR
+from robustness_gate.targets.argo_rollout import DEFAULT_CANARY_SELECTOR as ARGO_CANARY_SELECTOR
+from robustness_gate.targets.deployment import DEFAULT_BASELINE_SELECTOR as DEPLOYMENT_BASELINE_SELECTOR
+from robustness_gate.targets.deployment import DEFAULT_CANARY_SELECTOR as DEPLOYMENT_CANARY_SELECTOR
 from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
 from robustness_gate.targets.model import Patch, TargetError
 from robustness_gate.telemetry import Telemetry, step_part
@@ -336,6 +340,9 @@ class Controller:
                 # Looks already judged (Continue) are not judged again: the analysis goes on from the next one.
                 report = replay(gate, sides, _TimedSource(source, self.telemetry), start, now, status.looks + 1)
         except MetricsError as error:
+            if error.kind == REFUSED:
+                # Data that cannot be right is the gate's problem, not Prometheus': no verdict, no action.
+                return self._invalid(writer, status, "InvalidData", str(error))
             return self._metrics_down(gate, target, status, writer, error, now - start) or delay
         action = report.decision.action
         # A look that decides to pause keeps an onError pause in place: resuming first would let the canary
@@ -614,11 +621,11 @@ def _render_sides(canary: str, baseline: str, variables: dict[str, str]) -> Side
     try:
         return Sides.parse(*rendered)
     except TemplateError as error:
-        if "identical" in error.detail:
+        if "identical" in error.detail or "overlapping" in error.detail:
             raise TemplateError(
                 "spec.selectors",
-                f"canary {rendered[0]!r} and baseline {rendered[1]!r} select the same series; tell them apart "
-                "with {{canaryHash}} and {{stableHash}}",
+                f"canary {rendered[0]!r} and baseline {rendered[1]!r} select the same series ({error.detail}); "
+                "tell them apart with {{canaryHash}} and {{stableHash}}",
             ) from None
         raise TemplateError(f"spec.selectors ({error.where})", error.detail) from None
 
@@ -626,6 +633,29 @@ def _render_sides(canary: str, baseline: str, variables: dict[str, str]) -> Side
 def _sides(gate: RobustnessGate, target: LiveTarget) -> Sides:
     canary, baseline = _selector_templates(gate, target.default_selectors)
     return _render_sides(canary, baseline, target.observation.variables)
+
+
+def recorded_sides(gate: RobustnessGate, status: RobustnessGateStatus) -> Sides | None:
+    """The sides of the analysis that `status` records, rendered as the operator renders them from its target
+    (None before an analysis started); for showing its queries."""
+    if not status.revision or not status.stable_revision:
+        return None
+    target = gate.spec.target_ref
+    defaults = (
+        (ARGO_CANARY_SELECTOR, ARGO_BASELINE_SELECTOR)
+        if target.kind == "Rollout"
+        else (DEPLOYMENT_CANARY_SELECTOR, DEPLOYMENT_BASELINE_SELECTOR)
+    )
+    stable = gate.spec.stable_ref.name if gate.spec.stable_ref is not None else target.name
+    variables = {
+        "canaryHash": status.revision,
+        "stableHash": status.stable_revision,
+        "canaryName": target.name,
+        "stableName": stable,
+        "namespace": gate.metadata.namespace,
+    }
+    canary, baseline = _selector_templates(gate, defaults)
+    return _render_sides(canary, baseline, variables)
 
 
 def _semantic_problems(gate: RobustnessGate) -> list[str]:

@@ -785,6 +785,26 @@ def test_metric_errors_never_promote_and_mark_metrics_unavailable() -> None:
     assert len(h.source.fetched) > 20
 
 
+def test_refused_data_makes_the_gate_invalid_and_never_touches_the_target() -> None:
+    # Refused from the first look on, through maxDuration and onError Rollback: no decision, no patch.
+    h = harness(make_gate(onError="Rollback"), make_rollout(), **BAD)
+    refusal = "metric errors: the canary counted 900 errors but only 20 total at look 1; check the queries"
+    h.source.error = MetricsError(refusal, "refused", T0 + 30)
+    h.step()
+    while h.clock.now + h.delays[-1] < T0 + 3600:
+        h.next()
+    status = h.kube.status
+    assert status["phase"] == "Invalid" and status["message"] == refusal and "decision" not in status
+    valid = h.kube.condition("Valid")
+    assert (valid["status"], valid["reason"], valid["message"]) == ("False", "InvalidData", refusal)
+    assert h.kube.applied() == []
+    assert [event[1] for event in h.kube.events()].count("InvalidData") == 1
+    h.source.error = None  # the queries fixed: the analysis goes on and decides on the data
+    while h.clock.now + h.delays[-1] < T0 + 3600 + 600 and h.kube.status["phase"] in ("Invalid", "Analyzing"):
+        h.next()
+    assert h.kube.status["phase"] != "Invalid" and h.kube.status["decision"]["action"] == "Rollback"
+
+
 def test_a_passing_canary_is_not_promoted_while_metrics_are_down_and_is_once_they_return() -> None:
     h = harness(rollout=make_rollout(), **HEALTHY)
     h.step()

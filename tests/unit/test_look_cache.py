@@ -75,6 +75,7 @@ class RawStore:
     presence: float = 0.9
     samples: dict[tuple[str, tuple[tuple[str, str], ...], float], float | None] = field(default_factory=dict)
     requested: list[Window] = field(default_factory=list)
+    scrapes: dict[tuple[tuple[tuple[str, str], ...], float], bool] = field(default_factory=dict)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,11 +95,18 @@ class RawStore:
             return [{**labels, "le": le} for labels in sets for le in BOUNDS]
         return sets
 
-    def _sample(self, promql: str, labels: dict[str, str], timestamp: float) -> float | None:
+    def _sample(self, promql: str, labels: dict[str, str], timestamp: float, role: str = "") -> float | None:
         key = (promql, tuple(sorted(labels.items())), timestamp)
         if key not in self.samples:
-            present = self.rng.random() < self.presence
-            self.samples[key] = round(self.rng.uniform(0, 50), 3) if present else None
+            # A missing scrape misses every series of it (all buckets, both counters) at once.
+            scrape = (tuple(sorted((k, v) for k, v in labels.items() if k not in ("le", "code"))), timestamp)
+            if scrape not in self.scrapes:
+                self.scrapes[scrape] = self.rng.random() < self.presence
+            present = self.scrapes[scrape]
+            # Data that can be right: buckets cumulative, bad events fewer than all events (assemble refuses
+            # the rest); a missing sample still can make a look refused, on every path alike.
+            offset = 100.0 * BOUNDS.index(labels["le"]) if "le" in labels else 200.0 * (role == "total")
+            self.samples[key] = round(offset + self.rng.uniform(0, 50), 3) if present else None
         return self.samples[key]
 
     def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
@@ -109,7 +117,7 @@ class RawStore:
         for query in metric_queries(metric, sides, window.step):
             raw[query] = []
             for labels in self._series(query, sides, histogram):
-                found = [(t, v) for t in stamps if (v := self._sample(query.promql, labels, t)) is not None]
+                found = [(t, v) for t in stamps if (v := self._sample(query.promql, labels, t, query.role)) is not None]
                 if found:  # a range query leaves out series without a sample in the range
                     raw[query].append((labels, found))
         return assemble(metric, sides, window, raw)
@@ -339,8 +347,13 @@ GATE = GateKey("ns", "g", "uid-1")
 SPEC = PrometheusSpec(address="http://prometheus:9090")
 
 
-def _use(sources: GateSources, gate: GateKey = GATE, spec: PrometheusSpec = SPEC,
-         credentials: Credentials | None = None, interval: float = 10.0) -> CachedSource:
+def _use(
+    sources: GateSources,
+    gate: GateKey = GATE,
+    spec: PrometheusSpec = SPEC,
+    credentials: Credentials | None = None,
+    interval: float = 10.0,
+) -> CachedSource:
     with sources.lease(gate, spec, credentials or Credentials(), interval) as source:
         return source
 

@@ -25,6 +25,7 @@ from robustness_gate.api import MetricSpec
 from robustness_gate.durations import format_duration
 from robustness_gate.metrics.queries import Query, QueryMemo, combine, combine_tagged
 from robustness_gate.metrics.source import (
+    PER_METRIC_KINDS,
     Fetched,
     MetricsError,
     RawSeries,
@@ -227,7 +228,7 @@ def _assembled(
     try:
         return assemble(metric, sides, window, raw)
     except MetricsError as error:
-        if error.kind != "data":
+        if error.kind not in PER_METRIC_KINDS:
             raise
         return error
 

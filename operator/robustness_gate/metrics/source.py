@@ -22,9 +22,28 @@ RawSeries = list[tuple[dict[str, str], list[tuple[float, float]]]]
 class MetricsError(Exception):
     """The metric store could not answer usefully; never grounds for a promotion."""
 
-    def __init__(self, message: str, kind: str = "error") -> None:
+    def __init__(self, message: str, kind: str = "error", at: float | None = None) -> None:
         super().__init__(message)
-        self.kind = kind  # unreachable | timeout | http | promql | malformed | data
+        self.kind = kind  # unreachable | timeout | http | promql | malformed | data | refused
+        # "refused": data that cannot be right (REFUSED); `at` is the time of the first look that shows it.
+        self.at = at
+
+
+# Data that cannot be right: an error that names the metric and the fix, never a verdict. Kept per metric,
+# like "data", so the other metrics' answers are not lost.
+REFUSED = "refused"
+PER_METRIC_KINDS = ("data", REFUSED)
+
+# How far a look's counts may stray before they are refused rather than judged. Bad events of a look may
+# exceed its requests by scrape skew or `increase()` extrapolation between two series (a factor up to
+# about 2 at two scrapes per look, a couple of events at low traffic), never more; swapped numerator and
+# denominator at an error rate below 50% do. A histogram's bucket may count less than the one below it by
+# extrapolation of series that start within a look, never by more than a tenth of the look's observations.
+EVENT_EXCESS_FACTOR = 2.0
+COUNT_SLACK = 2.0
+BUCKET_DROP_SHARE = 0.1
+# A negative count further below zero than float rounding of a sum of increments.
+NEGATIVE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -78,7 +97,7 @@ def fetch_each(source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides
         try:
             results[metric.name] = source.fetch(metric, sides, window)
         except MetricsError as error:
-            if error.kind != "data":
+            if error.kind not in PER_METRIC_KINDS:
                 raise
             results[metric.name] = error
     return results
@@ -147,6 +166,7 @@ def split_tagged(tags: list[str], answer: RawSeries) -> dict[str, RawSeries] | N
 
 def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> MetricData:
     """Turn the answers to metric_queries() into the series the judge reads."""
+    _refuse_shared_series(metric, sides, window, raw)
     if metric.kind in ("latency", "drift"):
         return _assemble_histogram(metric, sides, window, raw)
     per_role: dict[tuple[str, str], FloatArray] = {}
@@ -171,12 +191,16 @@ def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, 
             else:
                 # A missing sample in a counter increase means nothing was counted then.
                 stacked = np.nan_to_num(np.array(arrays), nan=0.0) if arrays else np.zeros((1, window.looks))
-                per_role[(query.role, side)] = np.clip(stacked.sum(axis=0), 0.0, None)
+                summed = stacked.sum(axis=0)
+                _refuse_negative(metric, query.role, side, window, summed)
+                per_role[(query.role, side)] = np.clip(summed, 0.0, None)
     if metric.kind == "custom":
         return ValueSeries(canary=per_role[("value", CANARY)], baseline=per_role[("value", BASELINE)])
     canary_events, canary_total = per_role[("errors", CANARY)], per_role[("total", CANARY)]
     baseline_events, baseline_total = per_role[("errors", BASELINE)], per_role[("total", BASELINE)]
-    # Bad events cannot outnumber all events; scrape skew between two queries can make them.
+    _refuse_excess(metric, CANARY, window, canary_events, canary_total)
+    _refuse_excess(metric, BASELINE, window, baseline_events, baseline_total)
+    # Bad events cannot outnumber all events; within the slack above, scrape skew can make them.
     return CountSeries(
         canary_events=np.minimum(canary_events, canary_total),
         canary_total=canary_total,
@@ -236,6 +260,8 @@ def _assemble_histogram(
         raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", "data")
     kept = [union.index(bound) for bound in all_bounds]
     (canary, canary_seen), (baseline, baseline_seen) = summed[CANARY], summed[BASELINE]
+    _refuse_not_cumulative(metric, CANARY, window, tuple(all_bounds), canary[:, kept], le_text)
+    _refuse_not_cumulative(metric, BASELINE, window, tuple(all_bounds), baseline[:, kept], le_text)
     return HistogramSeries(
         bounds=finite,
         canary=per_bucket(canary[:, kept]),
@@ -286,3 +312,82 @@ def joined_buckets_agree(bounds: tuple[float, ...], seen: tuple[BoolArray, BoolA
     if not any(bool(side.any()) for side in sides):
         return bounds == EMPTY_BOUNDS  # nothing seen: all rows are zeros, as in the empty answer
     return all(bool(side.all()) or not side.any() for side in sides)
+
+
+def _look_time(window: Window, index: int) -> float:
+    return window.start + (index + 1) * window.step
+
+
+def _refuse_negative(metric: MetricSpec, role: str, side: str, window: Window, values: FloatArray) -> None:
+    bad = np.flatnonzero(values < -NEGATIVE_TOLERANCE)
+    if bad.size:
+        look = int(bad[0])
+        part = role if metric.kind == "errorRate" else {"errors": "numerator", "total": "denominator"}[role]
+        raise MetricsError(
+            f"metric {metric.name}: the {side}'s {part} query counted {values[look]:.6g} at look {look + 1}; counts "
+            "cannot be negative: count with increase() of a counter, not delta() or a difference of gauges",
+            REFUSED,
+            _look_time(window, look),
+        )
+
+
+def _refuse_excess(metric: MetricSpec, side: str, window: Window, events: FloatArray, total: FloatArray) -> None:
+    """Bad events far above all events in a look: the numerator and denominator are swapped or unrelated."""
+    bad = np.flatnonzero(events > EVENT_EXCESS_FACTOR * total + COUNT_SLACK)
+    if bad.size:
+        look = int(bad[0])
+        numerator, denominator = ("errors", "total") if metric.kind == "errorRate" else ("numerator", "denominator")
+        raise MetricsError(
+            f"metric {metric.name}: the {side} counted {events[look]:.6g} {numerator} but only {total[look]:.6g} "
+            f"{denominator} at look {look + 1}; the {numerator} must count a subset of the {denominator}: check "
+            "that the two queries are not swapped and select the same requests",
+            REFUSED,
+            _look_time(window, look),
+        )
+
+
+def _refuse_not_cumulative(
+    metric: MetricSpec,
+    side: str,
+    window: Window,
+    bounds: tuple[float, ...],
+    cumulative: FloatArray,
+    le_text: dict[float, str],
+) -> None:
+    """A bucket that counts clearly fewer observations than the bucket below it: not `le` buckets."""
+    if cumulative.shape[1] < 2 or cumulative.shape[0] == 0:
+        return
+    drops = cumulative[:, :-1] - cumulative[:, 1:]  # how much each bucket counts less than the next one up
+    allowed = np.maximum(COUNT_SLACK, BUCKET_DROP_SHARE * cumulative[:, -1:])
+    bad = np.argwhere(drops > allowed)
+    if bad.size:
+        look, column = int(bad[0][0]), int(bad[0][1])
+        lower, upper = le_text[bounds[column]], le_text[bounds[column + 1]]
+        raise MetricsError(
+            f"metric {metric.name}: the {side}'s bucket le={lower} counted {cumulative[look, column]:.6g} but "
+            f"le={upper} only {cumulative[look, column + 1]:.6g} at look {look + 1}; histogram buckets must be "
+            "cumulative (each counts the observations at or below its bound): query a classic histogram's "
+            "_bucket series, not per-bucket counts",
+            REFUSED,
+            _look_time(window, look),
+        )
+
+
+def _refuse_shared_series(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> None:
+    """A series that both sides' selectors match: the canary would be compared with itself. Only series that
+    still carry every label the selectors name can show it (aggregation may have removed them)."""
+    matchers = (*sides.canary, *sides.baseline)
+    for query, series_list in raw.items():
+        for labels, samples in series_list:
+            if not all(matcher.name in labels and matcher.matches(labels[matcher.name]) for matcher in matchers):
+                continue
+            indices = sorted(i for i in (window.index(t) for t, _ in samples) if i is not None)
+            if not indices:
+                continue
+            shown = ",".join(f'{name}="{value}"' for name, value in sorted(labels.items()))
+            raise MetricsError(
+                f"metric {metric.name}: the series {{{shown}}} matches both the canary and the baseline selector "
+                f"({query.role}); give each side a label value the other cannot match",
+                REFUSED,
+                _look_time(window, indices[0]),
+            )

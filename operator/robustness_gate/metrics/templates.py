@@ -62,6 +62,16 @@ class Matcher:
     def render(self) -> str:
         return f'{self.name}{self.op}"{escape_string(self.value)}"'
 
+    def matches(self, value: str) -> bool:
+        """Whether a series with this label value is selected (PromQL regexes match the whole value)."""
+        if self.op in ("=", "!="):
+            return (value == self.value) == (self.op == "=")
+        try:
+            found = re.fullmatch(self.value, value) is not None
+        except re.error:
+            return False
+        return found == (self.op == "=~")
+
 
 def parse_selector(text: str, where: str = "selector") -> tuple[Matcher, ...]:
     """Parse `a="x",b!~"y.*"` into matchers; anything else is rejected with the expected form."""
@@ -119,8 +129,17 @@ class Sides:
     @classmethod
     def parse(cls, canary: str, baseline: str) -> Sides:
         sides = cls(parse_selector(canary, "canary selector"), parse_selector(baseline, "baseline selector"))
-        if set(sides.canary) == set(sides.baseline):
+        canary_set, baseline_set = set(sides.canary), set(sides.baseline)
+        if canary_set == baseline_set:
             raise TemplateError("--canary/--baseline", "identical selectors; they must select different series")
+        # Fewer matchers select more series: every series of the narrower side is also on the wider one.
+        if canary_set < baseline_set or baseline_set < canary_set:
+            wider, narrower = ("canary", "baseline") if canary_set < baseline_set else ("baseline", "canary")
+            raise TemplateError(
+                "--canary/--baseline",
+                f"overlapping selectors: every {narrower} series is also a {wider} series; give each side a "
+                'matcher the other cannot match, e.g. version="v2" and version="v1"',
+            )
         return sides
 
     @classmethod
