@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -239,7 +240,8 @@ def test_table_output_from_the_installed_command(history: Lab, tmp_path: Path) -
         command, capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
     )
     assert finished.returncode == 1, finished.stderr
-    assert "error-rate" in finished.stdout and "decision Rollback (exit 1)" in finished.stdout
+    assert "error-rate" in finished.stdout
+    assert re.search(r"decision Rollback at look \d+ \(.+, after .+\) \(exit 1\)", finished.stdout), finished.stdout
 
 
 BACKFILL_VARIANTS = (
@@ -263,7 +265,11 @@ def test_backfilled_history_long_window(
     code, good = run_analyze(tmp_path, gate("legacy", **long_gate), prometheus.url, *window, capsys=capsys)
     assert code == 0, good
     assert good["window"]["looks"] == 120
-    assert good["metrics"][0]["canaryTraffic"] == pytest.approx(5 * 7200, rel=0.05)
+    # Promoted at its first look past minDuration: the later looks of the window are not judged.
+    look = good["decision"]["look"]
+    assert 30 <= look <= 120 and (good["note"] is None) == (look == 120)
+    assert good["note"] is None or f"at look {look}" in good["note"]
+    assert good["metrics"][0]["canaryTraffic"] == pytest.approx(5 * 60 * look, rel=0.05)
     code, bad = run_analyze(tmp_path, gate("oldbad", **long_gate), prometheus.url, *window, capsys=capsys)
     assert code == 1, bad
     assert bad["metrics"][0]["verdict"] == "Fail" and bad["metrics"][0]["effect"] > 2
