@@ -13,7 +13,7 @@ import yaml
 from robustness_gate import cli
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.prometheus import PrometheusSource
-from robustness_gate.metrics.source import Window
+from robustness_gate.metrics.source import REFUSED, MetricsError, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, MetricData
 
@@ -161,3 +161,50 @@ def test_unknown_template_variable_is_caught_before_querying(tmp_path: Path, no_
 def test_missing_file(no_queries: None, capsys: Any) -> None:
     assert cli.main(["analyze", "-f", "/nonexistent/gate.yaml", *ARGS]) == 3
     assert "cannot read /nonexistent/gate.yaml" in capsys.readouterr().err
+
+
+def test_prometheus_flag_stands_in_for_a_missing_spec_prometheus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    _fake_source(monkeypatch, 0.01)
+    gate = {**GATE, "spec": {k: v for k, v in GATE["spec"].items() if k != "prometheus"}}  # type: ignore[attr-defined]
+    path = _write(tmp_path, gate)
+    assert cli.main(["analyze", "-f", path, *ARGS, "--since", "10m", "-o", "json"]) == 3
+    assert "spec.prometheus" in capsys.readouterr().out
+    code = cli.main(
+        ["analyze", "-f", path, *ARGS, "--prometheus", "http://127.0.0.1:9", "--since", "10m", "-o", "json"]
+    )
+    assert code == 0 and json.loads(capsys.readouterr().out)["decision"]["action"] == "Promote"
+
+
+def test_json_shows_each_metric_query_as_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    _fake_source(monkeypatch, 0.01)
+    cli.main(["analyze", "-f", _write(tmp_path, GATE), *ARGS, "--since", "10m", "-o", "json"])
+    queries = json.loads(capsys.readouterr().out)["queries"]["errors"]
+    assert {(q["role"], q["side"]) for q in queries} == {
+        ("errors", "canary"),
+        ("errors", "baseline"),
+        ("total", "canary"),
+        ("total", "baseline"),
+    }
+    assert any(q["promql"] == 'e{ version="v2" }' for q in queries)
+
+
+def test_refused_data_exits_3_naming_the_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    def fetch(self: PrometheusSource, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
+        raise MetricsError(f"metric {metric.name}: the canary counted 1000 errors but only 20 total", REFUSED)
+
+    monkeypatch.setattr(PrometheusSource, "fetch", fetch)
+    assert cli.main(["analyze", "-f", _write(tmp_path, GATE), *ARGS, "--since", "10m", "-o", "json"]) == 3
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["type"] == "data" and error["problems"][0]["message"].startswith("metric errors:")
+
+
+def test_status_queries_render_the_recorded_revisions() -> None:
+    body = {**GATE, "status": {"revision": "abc123", "stableRevision": "def456", "looks": 3}}
+    body["spec"] = {**GATE["spec"], "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "r"}}  # type: ignore[dict-item]
+    queries = cli._recorded_queries(body)["errors"]
+    rendered = {q["promql"] for q in queries}
+    assert 'e{ rollouts_pod_template_hash="abc123" }' in rendered
+    assert 't{ rollouts_pod_template_hash="def456" }' in rendered
+    assert cli._recorded_queries({**GATE, "status": {}}) == {}
