@@ -602,6 +602,14 @@ class GateValidationError(ValueError):
         super().__init__("; ".join(str(problem) for problem in problems))
 
 
+def gate_document(body: dict[str, Any], name: Any, namespace: Any) -> dict[str, Any]:
+    """The part of a RobustnessGate object that parse_gate reads: apiVersion, kind, spec, name and namespace
+    (status, managedFields and the other metadata left out)."""
+    return {key: body.get(key) for key in ("apiVersion", "kind", "spec")} | {
+        "metadata": {"name": name, "namespace": namespace}
+    }
+
+
 def parse_gate(document: Any) -> RobustnessGate:
     """Validate a decoded YAML/JSON document into a RobustnessGate or raise GateValidationError."""
     if not isinstance(document, dict):

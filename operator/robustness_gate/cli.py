@@ -31,6 +31,7 @@ from robustness_gate.api import (
     RobustnessGate,
     RobustnessGateStatus,
     Verdict,
+    gate_document,
     parse_gate,
 )
 from robustness_gate.durations import format_duration, parse_duration
@@ -303,8 +304,7 @@ def _recorded_queries(body: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     from robustness_gate.controller import recorded_sides
 
     meta = body.get("metadata") or {}
-    document = {key: body.get(key) for key in ("apiVersion", "kind", "spec")}
-    gate = parse_gate(document | {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}})
+    gate = parse_gate(gate_document(body, meta.get("name"), meta.get("namespace")))
     status = RobustnessGateStatus.model_validate(body.get("status") or {})
     sides = recorded_sides(gate, status)
     return {} if sides is None else rendered_queries(gate, sides)

@@ -33,6 +33,7 @@ from robustness_gate.api import (
     PrometheusSpec,
     RobustnessGate,
     RobustnessGateStatus,
+    gate_document,
     parse_gate,
 )
 from robustness_gate.durations import parse_duration
@@ -187,9 +188,7 @@ class Controller:
         Kept per gate until its spec changes: the same spec is stepped every interval, and its checks render
         every query. Keeping the same RobustnessGate also lets the gate's source keep its queries.
         """
-        document = {key: body.get(key) for key in ("apiVersion", "kind", "spec")} | {
-            "metadata": {"name": name, "namespace": namespace}
-        }
+        document = gate_document(body, name, namespace)
         uid = str((body.get("metadata") or {}).get("uid", ""))
         try:
             fingerprint = json.dumps(document, sort_keys=True, separators=(",", ":"))

@@ -376,6 +376,8 @@ def _refuse_not_cumulative(
 def _refuse_shared_series(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> None:
     """A series that both sides' selectors match: the canary would be compared with itself. Only series that
     still carry every label the selectors name can show it (aggregation may have removed them)."""
+    if sides.disjoint():  # the usual case, checked once per Sides: no series to look through
+        return
     matchers = (*sides.canary, *sides.baseline)
     for query, series_list in raw.items():
         for labels, samples in series_list:

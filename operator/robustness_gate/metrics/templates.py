@@ -146,6 +146,15 @@ class Sides:
     def by_label(cls, label: str, canary: str, baseline: str) -> Sides:
         return cls((Matcher(label, "=", canary),), (Matcher(label, "=", baseline),))
 
+    def disjoint(self) -> bool:
+        """Whether no series can match both sides: some label is required equal to different values."""
+        return self._disjoint
+
+    @functools.cached_property
+    def _disjoint(self) -> bool:
+        canary = {m.name: m.value for m in self.canary if m.op == "="}
+        return any(m.op == "=" and m.name in canary and canary[m.name] != m.value for m in self.baseline)
+
     def split(self) -> Split | None:
         """Asked for every series of every answer: worked out once per Sides (which never changes)."""
         return self._split

@@ -270,29 +270,39 @@ def _monotone(
         return evidence
     look, column = np.nonzero(shut)
     k, n = ce[look, column], ct[look]
-    prior_k, prior_n, prior_k2n, baseline_chi2, df = _pearson_parts(ce, ct, be, bt, look, column)
-    typical = n * (prior_k + 0.5) / (prior_n + 1.0)  # the canary count nearest its pooled rate
+    parts = _pearson_parts(ce, ct, be, bt, look, column)
+    typical = n * (parts[0] + 0.5) / (parts[1] + 1.0)  # the canary count nearest its pooled rate
     harmful = k > typical if increase else k < typical
-
-    def open_at(count: FloatArray) -> BoolArray:
-        sum_k, sum_n, sum_k2n = prior_k + count, prior_n + n, prior_k2n + count**2 / n
-        rate = (sum_k + 0.5) / (sum_n + 1.0)
-        chi2 = np.maximum((sum_k2n - 2.0 * rate * sum_k + rate**2 * sum_n) / (rate * (1.0 - rate)), 0.0)
-        return np.asarray(chdtrc(df, chi2 + baseline_chi2) > FAST_PATH_P, dtype=bool)
-
-    near, far = typical.copy(), k.copy()
-    candidate = harmful & open_at(near)
-    for _ in range(ENVELOPE_STEPS):  # bisect between an open count (near) and the look's own, shut one (far)
-        middle = 0.5 * (near + far)
-        opened = open_at(middle)
-        near, far = np.where(opened, middle, near), np.where(opened, far, middle)
+    candidate = harmful & _fast_path_open(typical, n, *parts)
     if not bool(np.any(candidate)):
         return evidence
-    look, column, near = look[candidate], column[candidate], near[candidate]
+    look, column, k, n, typical = look[candidate], column[candidate], k[candidate], n[candidate], typical[candidate]
+    kept = tuple(part[candidate] for part in parts)
+    near, far = typical, k
+    for _ in range(ENVELOPE_STEPS):  # bisect between an open count (near) and the look's own, shut one (far)
+        middle = 0.5 * (near + far)
+        opened = _fast_path_open(middle, n, *kept)
+        near, far = np.where(opened, middle, near), np.where(opened, far, middle)
     floor = binomial.with_canary_events(look, column, near, be[look, column])
     out = np.array(evidence, dtype=float)
     out[look, column] = np.maximum(out[look, column], floor)
     return out
+
+
+def _fast_path_open(
+    count: FloatArray,
+    n: FloatArray,
+    prior_k: FloatArray,
+    prior_n: FloatArray,
+    prior_k2n: FloatArray,
+    baseline_chi2: FloatArray,
+    df: FloatArray,
+) -> BoolArray:
+    """Would the fast path's dispersion test pass had the canary counted `count` bad events of `n` in the look?"""
+    sum_k, sum_n, sum_k2n = prior_k + count, prior_n + n, prior_k2n + count**2 / n
+    rate = (sum_k + 0.5) / (sum_n + 1.0)
+    chi2 = np.maximum((sum_k2n - 2.0 * rate * sum_k + rate**2 * sum_n) / (rate * (1.0 - rate)), 0.0)
+    return np.asarray(chdtrc(df, chi2 + baseline_chi2) > FAST_PATH_P, dtype=bool)
 
 
 def _enough_looks(ct: FloatArray, bt: FloatArray) -> BoolArray:
