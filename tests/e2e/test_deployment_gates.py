@@ -3,7 +3,12 @@ Deployment whose rolling update is held back, rolled back as `kubectl rollout un
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +164,55 @@ def test_single_deployment_bad_update_is_undone(
     # Our own undo is not mistaken for a new canary.
     later = (kube.gate(namespace, "gate") or {})["status"]
     assert later["phase"] == "RolledBack" and later["revision"] == v2
+
+
+def test_refused_data_leaves_the_target_alone(
+    kube: Kubectl, operator: Operator, traffic: Any, request: pytest.FixtureRequest
+) -> None:
+    """Swapped error counters: the gate turns Invalid and, through maxDuration with onError Rollback, neither
+    Deployment is touched; `status --queries` shows the PromQL that was refused, read from the apiserver."""
+    namespace = kube.namespace(namespace_for(request.node.name))
+    stable, canary = start_pair(kube, namespace)
+    flow = traffic("fraud", stable, canary, Behaviour(error_rate=0.05))
+    manifest = gate_manifest(
+        namespace, "gate", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud-canary"}, flow.url,
+        app="fraud", stable="fraud", label=LABEL, min_duration="10s", max_duration="30s",
+    )  # fmt: skip
+    manifest["spec"]["onError"] = "Rollback"
+    rate = manifest["spec"]["metrics"][0]["errorRate"]
+    rate["errors"], rate["total"] = rate["total"], rate["errors"]
+    kube.create_gate(manifest)
+
+    def invalid() -> dict[str, Any] | None:
+        status = (kube.gate(namespace, "gate") or {}).get("status") or {}
+        valid = {c["type"]: c for c in status.get("conditions") or []}.get("Valid") or {}
+        return status if status.get("phase") == "Invalid" and valid.get("reason") == "InvalidData" else None
+
+    status = wait_for("the gate Invalid on refused data", invalid, 120)
+    assert "metric error-rate: the canary counted" in status["message"] and "not swapped" in status["message"]
+    started = datetime.fromisoformat(status["startedAt"].replace("Z", "+00:00")).timestamp()
+    time.sleep(max(0.0, started + 30 + 10 - time.time()))  # past maxDuration, with onError Rollback
+    later = (kube.gate(namespace, "gate") or {})["status"]
+    assert later["phase"] == "Invalid" and "decision" not in later, later
+    for name, replicas in (("fraud", 4), ("fraud-canary", 1)):
+        deployment = kube.deployment(namespace, name)
+        assert deployment["metadata"]["generation"] == 1 and deployment["spec"]["replicas"] == replicas, name
+    reasons = [event["reason"] for event in kube.events(namespace, "gate")]
+    assert reasons.count("InvalidData") == 1 and "RolledBack" not in reasons and "Promoted" not in reasons, reasons
+
+    code, shown = run_cli(["status", "gate", "-n", namespace, "--kubeconfig", str(operator.kubeconfig),
+                           "--queries", "-o", "json"])  # fmt: skip
+    assert code == 0 and shown["phase"] == "Invalid"
+    errors = [part for part in shown["queries"]["error-rate"] if part["role"] == "errors"]
+    sent = " ".join(part["promql"] for part in errors)
+    assert errors and canary in sent and stable in sent, errors  # the recorded revisions, templated
+    assert all('code=~"5.."' not in part["promql"] for part in errors), errors  # the swapped query, as sent
+
+
+def run_cli(args: list[str]) -> tuple[int, dict[str, Any]]:
+    """The robustness-gate command, as a user runs it, with its JSON output decoded."""
+    finished = subprocess.run(
+        [str(Path(sys.executable).with_name("robustness-gate")), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return finished.returncode, json.loads(finished.stdout or "{}")

@@ -219,6 +219,73 @@ def test_promql_error_passes_prometheus_message_on(
     assert message.startswith("PromQL error in metric feature-nulls (errors)") and "parse error" in message
 
 
+def test_swapped_counters_are_refused_not_judged(
+    history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = gate("healthy")
+    rate = document["spec"]["metrics"][0]["errorRate"]
+    rate["errors"], rate["total"] = rate["total"], rate["errors"]
+    code, answer = run_analyze(tmp_path, document, history.url, "--since", f"{HISTORY_SECONDS}s", capsys=capsys)
+    assert code == 3 and answer["error"]["type"] == "data", answer
+    message = answer["error"]["problems"][0]["message"]
+    assert message.startswith("metric error-rate: the canary counted ") and "errors but only" in message, message
+    assert "at look 1;" in message and "not swapped" in message
+    assert "decision" not in answer
+
+
+def test_a_series_both_selectors_match_is_refused(
+    history: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text(yaml.safe_dump(gate("healthy")))
+    capsys.readouterr()
+    code = cli.main([
+        "analyze", "-f", str(path), "--prometheus", history.url, "--since", "20s", "-o", "json",
+        "--canary", 'version=~"canary|stable"', "--baseline", 'version="stable"',
+    ])  # fmt: skip
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 3 and answer["error"]["type"] == "data", answer
+    message = answer["error"]["problems"][0]["message"]
+    # The gate's queries sum the version label away; the query of what both selectors match finds it.
+    assert message.startswith(
+        "metric error-rate: series that both the canary and the baseline selector match "
+        '({version=~"canary|stable",version="stable"}) counted '
+    ), message
+    assert "(total) at look 1;" in message
+
+
+def test_per_bucket_counts_are_refused_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], start_prometheus: Callable[..., PrometheusServer]
+) -> None:
+    """Buckets that each count their own range (not cumulative `le` buckets), written with promtool."""
+    end = float(int(time.time()) // 60 * 60 - 600)
+    times = [end - 1800 + 15 * i for i in range(121)]
+    per_step = {"0.05": 30, "0.1": 20, "0.25": 8, "+Inf": 2}  # observations per step in each bucket's own range
+    series = [
+        promlab.Series(
+            "perbucket_seconds_bucket",
+            {"app": "perbucket", "version": version, "le": le},
+            [(t, float(count * i)) for i, t in enumerate(times)],
+        )
+        for version in ("stable", "canary")
+        for le, count in per_step.items()
+    ]
+    family = promlab.MetricFamily("perbucket_seconds_bucket", "unknown", "per-bucket counts", series)
+    prometheus = start_prometheus(backfill=promlab.write_openmetrics_backfill(tmp_path / "buckets.om", [family]))
+    document = gate("perbucket", interval="1m", min_duration="10m", max_duration="1h")
+    latency = document["spec"]["metrics"][1]
+    latency["latency"]["histogram"] = "perbucket_seconds"
+    document["spec"]["metrics"] = [latency]
+    window = ["--start", str(int(end - 1800)), "--end", str(int(end))]
+    code, answer = run_analyze(tmp_path, document, prometheus.url, *window, capsys=capsys)
+    assert code == 3 and answer["error"]["type"] == "data", answer
+    message = answer["error"]["problems"][0]["message"]
+    assert message.startswith(
+        "metric latency-p99: the canary's bucket le=0.05 counted 120 but le=0.1 only 80 at look 1"
+    )
+    assert "histogram buckets must be cumulative" in message
+
+
 def test_table_output_from_the_installed_command(history: Lab, tmp_path: Path) -> None:
     path = tmp_path / "gate.yaml"
     path.write_text(yaml.safe_dump(gate("errors")))

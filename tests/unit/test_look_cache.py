@@ -24,7 +24,7 @@ from robustness_gate.handlers import GateWorkers
 from robustness_gate.metrics.cache import REFETCH_LOOKS, CachedSource, splice
 from robustness_gate.metrics.gate_sources import MIN_IDLE_SECONDS, SWEEP_SECONDS, GateKey, GateSources, fingerprint
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
-from robustness_gate.metrics.queries import BOTH, Query, metric_queries
+from robustness_gate.metrics.queries import BOTH, OVERLAP, Query, metric_queries
 from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, MetricData, ValueSeries
@@ -82,6 +82,8 @@ class RawStore:
         self.rng = random.Random(self.seed)
 
     def _series(self, query: Query, sides: Sides, histogram: bool) -> list[dict[str, str]]:
+        if query.side == OVERLAP:
+            return []  # the sides' series are distinct: nothing matches both selectors
         if query.side == BOTH:
             split = sides.split()
             assert split is not None and query.split_label is not None

@@ -7,7 +7,7 @@ from test_replay import SIDES, START, StreamSource, _at, _gate
 
 from robustness_gate.analysis import replay
 from robustness_gate.api import Action, MetricSpec
-from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.queries import BASELINE, CANARY, OVERLAP, metric_queries
 from robustness_gate.metrics.source import REFUSED, MetricsError, RawSeries, Window, assemble
 from robustness_gate.metrics.templates import Sides, TemplateError
 from robustness_gate.series import CountSeries, MetricData
@@ -111,6 +111,54 @@ def test_aggregated_series_that_lost_the_side_labels_are_not_refused() -> None:
     raw = {query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries}
     data = assemble(metric, sides, WINDOW, raw)  # type: ignore[arg-type]
     assert isinstance(data, CountSeries) and data.canary_total.tolist() == [100] * 3
+
+
+def test_what_both_selectors_match_is_refused_where_the_queries_aggregate_the_labels_away() -> None:
+    # Sums without the version label cannot show the shared series: a query of both sides' matchers can.
+    sides = Sides.parse('app="fraud",version=~"v2|v1"', 'app="fraud",version="v1"')
+    metric = _count_metric()
+    queries = metric_queries(metric, sides, WINDOW.step)
+    overlap = [query for query in queries if query.side == OVERLAP]
+    assert [query.role for query in overlap] == ["total"]
+    assert 't{ app="fraud",version=~"v2|v1",version="v1" }' in overlap[0].promql
+    raw = {query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries}
+    raw[overlap[0]] = [({}, _samples(0, 0, 100))]
+    error = _refusal(metric, raw, sides)  # type: ignore[arg-type]
+    assert str(error).startswith(
+        'metric fraud: series that both the canary and the baseline selector match ({app="fraud",'
+        'version=~"v2|v1",version="v1"}) counted 100 (total) at look 3'
+    )
+    assert error.at == WINDOW.first + 2 * WINDOW.step
+    raw[overlap[0]] = []  # nothing matches both: judged
+    data = assemble(metric, sides, WINDOW, raw)  # type: ignore[arg-type]
+    assert isinstance(data, CountSeries) and data.canary_total.tolist() == [100] * 3
+
+
+def test_histograms_query_what_both_selectors_match_too() -> None:
+    sides = Sides.parse('version=~"v2|v1"', 'version="v1"')
+    metric = MetricSpec.model_validate(
+        {"name": "lat", "slo": {"quantile": 0.99, "max": 0.1}, "latency": {"histogram": "h"}}
+    )
+    queries = metric_queries(metric, sides, WINDOW.step)
+    assert [query.side for query in queries] == [CANARY, BASELINE, OVERLAP]
+    assert (
+        queries[2].promql.startswith("sum by (le) ") and 'h_bucket{version=~"v2|v1",version="v1"}' in queries[2].promql
+    )
+    assert metric_queries(metric, BY_VERSION, WINDOW.step)[-1].side != OVERLAP
+
+
+@pytest.mark.parametrize(
+    ("canary", "baseline", "disjoint"),
+    [
+        ('version="v2"', 'version="v1"', True),
+        ('track="canary"', 'track!="canary"', True),
+        ('track!="canary"', 'track="canary"', True),
+        ('version=~"v2|v1"', 'version="v1"', False),
+        ('track="canary"', 'track!="stable"', False),
+    ],
+)
+def test_sides_that_cannot_share_a_series(canary: str, baseline: str, disjoint: bool) -> None:
+    assert Sides.parse(canary, baseline).disjoint() is disjoint
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,9 @@ def test_template_without_by_runs_per_side() -> None:
         ("errors", "baseline"),
         ("total", "canary"),
         ("total", "baseline"),
+        ("total", "overlap"),  # a series may carry both version="v2" and track="stable"
     ]
+    assert queries[4].promql == "sum(" + exact_form('t{ version="v2",track="stable" }', "1m30s") + ")"
     canary, baseline = 'e{ version="v2" }', 'e{ track="stable" }'
     assert queries[0].promql == "sum(" + exact_form(canary, "1m30s") + ")"
     assert queries[1].promql == "sum(" + exact_form(baseline, "1m30s") + ")"
@@ -118,7 +120,7 @@ def test_histogram_queries_are_generated() -> None:
         f"sum by (le, rollouts_pod_template_hash) (({buckets} - {buckets} offset 30s) >= 0 or increase({buckets}[30s]))"
     )
     per_side = metric_queries(metric, Sides.parse('version="v2"', 'track="stable"'), 30)
-    assert [q.side for q in per_side] == [CANARY, "baseline"]
+    assert [q.side for q in per_side] == [CANARY, "baseline", "overlap"]
 
 
 def test_template_error_names_the_metric_field() -> None:

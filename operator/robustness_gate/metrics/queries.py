@@ -22,6 +22,9 @@ from robustness_gate.metrics.templates import Sides, render, render_matchers, us
 CANARY = "canary"
 BASELINE = "baseline"
 BOTH = "both"
+# Series that both sides' selectors match, queried only when the selectors do not rule that out: such a
+# series is counted on both sides, so anything it counts makes the comparison meaningless.
+OVERLAP = "overlap"
 # Tags each part's series in a combined query. Not a reserved "__" name, which some stores drop.
 PART_LABEL = "robustness_gate_part"
 
@@ -72,6 +75,23 @@ def template_queries(role: str, template: str, sides: Sides, window_seconds: flo
     return queries
 
 
+def overlap_selector(sides: Sides) -> str | None:
+    """Both sides' matchers at once (a series must satisfy all), or None when no series can match both."""
+    if sides.disjoint():
+        return None
+    matchers = dict.fromkeys((*sides.canary, *sides.baseline))
+    return render_matchers(tuple(matchers))
+
+
+def overlap_template_query(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:
+    selector = overlap_selector(sides)
+    if selector is None:
+        return []
+    window = format_duration(window_seconds)
+    promql = render(template, {"selector": selector, "window": window, "by": ""}, where)
+    return [Query(role, OVERLAP, promql if role == "value" else exact_increments(promql, window))]
+
+
 def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds: float) -> list[Query]:
     window = format_duration(window_seconds)
     extra = labels.strip().rstrip(",")
@@ -85,6 +105,12 @@ def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds:
         selector = ",".join(part for part in (extra, render_matchers(matchers)) if part)
         promql = f"sum by (le) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
         queries.append(Query("buckets", side, promql))
+    overlap = overlap_selector(sides)
+    if overlap is not None:
+        selector = ",".join(part for part in (extra, overlap) if part)
+        queries.append(
+            Query("buckets", OVERLAP, f"sum by (le) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}")
+        )
     return queries
 
 
@@ -95,18 +121,28 @@ def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, wher
         return [
             *template_queries("errors", metric.error_rate.errors, sides, window_seconds, f"{where}.errorRate.errors"),
             *template_queries("total", metric.error_rate.total, sides, window_seconds, f"{where}.errorRate.total"),
+            *overlap_template_query(
+                "total", metric.error_rate.total, sides, window_seconds, f"{where}.errorRate.total"
+            ),
         ]
     if metric.ratio is not None:
         return [
             *template_queries("errors", metric.ratio.numerator, sides, window_seconds, f"{where}.ratio.numerator"),
             *template_queries("total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator"),
+            *overlap_template_query(
+                "total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator"
+            ),
         ]
     if metric.latency is not None:
         return histogram_queries(metric.latency.histogram, metric.latency.labels, sides, window_seconds)
     if metric.drift is not None:
         return histogram_queries(metric.drift.histogram, metric.drift.labels, sides, window_seconds)
     assert metric.custom is not None
-    return template_queries("value", metric.custom.query, sides, window_seconds, f"{where}.custom.query")
+    where = f"{where}.custom.query"
+    return [
+        *template_queries("value", metric.custom.query, sides, window_seconds, where),
+        *overlap_template_query("value", metric.custom.query, sides, window_seconds, where),
+    ]
 
 
 # A metric object, the sides and step it was rendered for, its queries and its spec as JSON.

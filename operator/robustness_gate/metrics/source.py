@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from robustness_gate.api import MetricSpec
-from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, PART_LABEL, Query
+from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, OVERLAP, PART_LABEL, Query
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import BoolArray, CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
 from robustness_gate.stats.histograms import per_bucket
@@ -167,6 +167,8 @@ def split_tagged(tags: list[str], answer: RawSeries) -> dict[str, RawSeries] | N
 def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> MetricData:
     """Turn the answers to metric_queries() into the series the judge reads."""
     _refuse_shared_series(metric, sides, window, raw)
+    _refuse_overlap(metric, sides, window, raw)
+    raw = {query: series for query, series in raw.items() if query.side != OVERLAP}
     if metric.kind in ("latency", "drift"):
         return _assemble_histogram(metric, sides, window, raw)
     per_role: dict[tuple[str, str], FloatArray] = {}
@@ -371,6 +373,30 @@ def _refuse_not_cumulative(
             REFUSED,
             _look_time(window, look),
         )
+
+
+def _refuse_overlap(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> None:
+    """Anything counted by the series both selectors match (the OVERLAP query): those requests would be on
+    both sides. Also found where the metric's own queries aggregate the telling labels away."""
+    for query, series_list in raw.items():
+        if query.side != OVERLAP:
+            continue
+        for _, samples in series_list:
+            # Custom values are not counts: any value at all is a series of both sides.
+            looks = [(i, value) for i, value in ((window.index(t), v) for t, v in samples) if i is not None]
+            counted = (lambda v: not math.isnan(v)) if query.role == "value" else (lambda v: v > COUNT_SLACK)
+            shown = [(i, value) for i, value in looks if counted(value)]
+            if not shown:
+                continue
+            look, value = min(shown)
+            both = ",".join(matcher.render() for matcher in dict.fromkeys((*sides.canary, *sides.baseline)))
+            raise MetricsError(
+                f"metric {metric.name}: series that both the canary and the baseline selector match ({{{both}}}) "
+                f"counted {value:.6g} ({query.role}) at look {look + 1}; give each side a label value the other "
+                "cannot match",
+                REFUSED,
+                _look_time(window, look),
+            )
 
 
 def _refuse_shared_series(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> None:

@@ -147,13 +147,21 @@ class Sides:
         return cls((Matcher(label, "=", canary),), (Matcher(label, "=", baseline),))
 
     def disjoint(self) -> bool:
-        """Whether no series can match both sides: some label is required equal to different values."""
+        """Whether no series can match both sides: some label is required equal to different values, or
+        equal to a value on one side and not equal to it on the other."""
         return self._disjoint
 
     @functools.cached_property
     def _disjoint(self) -> bool:
-        canary = {m.name: m.value for m in self.canary if m.op == "="}
-        return any(m.op == "=" and m.name in canary and canary[m.name] != m.value for m in self.baseline)
+        def excludes(one: tuple[Matcher, ...], other: tuple[Matcher, ...]) -> bool:
+            equal = {m.name: m.value for m in one if m.op == "="}
+            return any(
+                m.name in equal
+                and ((m.op == "=" and m.value != equal[m.name]) or (m.op == "!=" and m.value == equal[m.name]))
+                for m in other
+            )
+
+        return excludes(self.canary, self.baseline) or excludes(self.baseline, self.canary)
 
     def split(self) -> Split | None:
         """Asked for every series of every answer: worked out once per Sides (which never changes)."""
