@@ -1,28 +1,20 @@
-"""The source layout and the layering rules of the package."""
+"""The source layout and the layering rules of the package.
+
+The rules themselves are import-linter contracts in pyproject.toml (`make lint` runs them); these tests
+run them from the unit tier too, show that they can fail, and keep them covering every module."""
 
 from __future__ import annotations
 
-import ast
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "robustness_gate"
-PURE = ["api.py", "judge.py", "policy.py", "series.py", "durations.py", "stats"]
-IO_MODULES = {
-    "requests",
-    "urllib",
-    "urllib3",
-    "http",
-    "socket",
-    "kubernetes",
-    "kopf",
-    "prometheus_api_client",
-    "aiohttp",
-    "subprocess",
-    "asyncio",
-}
+CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def test_operator_dir_is_a_source_root_not_a_package() -> None:
@@ -40,64 +32,51 @@ def test_import_operator_is_the_standard_library() -> None:
     assert "/operator/" not in location.replace("\\", "/").rsplit("lib", 1)[-1]
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+def _contract(name_start: str) -> dict[str, object]:
+    (contract,) = [c for c in CONTRACTS if str(c["name"]).startswith(name_start)]
+    return contract
 
 
-def _pure_files() -> list[Path]:
-    files: list[Path] = []
-    for entry in PURE:
-        path = PACKAGE / entry
-        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    return files
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-def test_pure_layers_import_no_io_library() -> None:
-    offenders = {str(path.relative_to(PACKAGE)): sorted(_imports(path) & IO_MODULES) for path in _pure_files()}
-    assert {k: v for k, v in offenders.items() if v} == {}
+def test_the_import_contracts_hold() -> None:
+    finished = _lint_imports(ROOT)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in finished.stdout
 
 
-def test_pure_layers_do_not_import_upper_layers() -> None:
-    upper = {
-        "robustness_gate.metrics",
-        "robustness_gate.cli",
-        "robustness_gate.analysis",
-        "robustness_gate.kube",
-        "robustness_gate.handlers",
-        "robustness_gate.server",
-        "robustness_gate.targets",
-    }
-    for path in _pure_files():
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not any(node.module.startswith(u) for u in upper), f"{path.name} imports {node.module}"
+def test_an_io_import_in_a_pure_layer_breaks_a_contract(tmp_path: Path) -> None:
+    # The same contracts over a copy of the package where series.py (pure) imports requests.
+    copy = tmp_path / "operator" / "robustness_gate"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    series = copy / "series.py"
+    series.write_text("import requests  # noqa: F401\n" + series.read_text())
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    finished = subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={"PYTHONPATH": str(tmp_path / "operator"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert "robustness_gate.series -> requests" in finished.stdout
 
 
-def test_the_detector_sees_an_io_import(tmp_path: Path) -> None:
-    sample = tmp_path / "x.py"
-    sample.write_text("import requests\nfrom kubernetes import client\n")
-    assert _imports(sample) & IO_MODULES == {"requests", "kubernetes"}
+def _top_level_modules() -> set[str]:
+    return {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if p.suffix == ".py" or (p / "__init__.py").is_file()
+    } - {"__init__"}
 
 
-def test_target_logic_imports_no_io_library() -> None:
-    targets = sorted((PACKAGE / "targets").glob("*.py"))
-    assert {p.name for p in targets} >= {"model.py", "argo_rollout.py", "deployment.py", "live.py"}
-    offenders = {p.name: sorted(_imports(p) & IO_MODULES) for p in targets}
-    assert {k: v for k, v in offenders.items() if v} == {}
+def test_every_module_but_kube_is_barred_from_the_kubernetes_client() -> None:
+    barred = {str(m).removeprefix("robustness_gate.") for m in _contract("Only kube.py")["source_modules"]}  # type: ignore[attr-defined]
+    assert barred == _top_level_modules() - {"kube"}
 
 
-def test_only_kube_talks_to_kubernetes_and_only_handlers_to_kopf() -> None:
-    users: dict[str, set[str]] = {"kubernetes": set(), "kopf": set()}
-    for path in PACKAGE.rglob("*.py"):
-        for library in users:
-            if library in _imports(path):
-                users[library].add(str(path.relative_to(PACKAGE)))
-    assert users == {"kubernetes": {"kube.py"}, "kopf": {"handlers.py"}}
+def test_the_pure_layers_are_barred_from_io() -> None:
+    barred = {str(m).removeprefix("robustness_gate.") for m in _contract("Pure layers")["source_modules"]}  # type: ignore[attr-defined]
+    assert barred >= {"api", "series", "durations", "stats", "judge", "policy", "analysis", "targets", "metrics.source"}
+    forbidden = set(_contract("Pure layers")["forbidden_modules"])  # type: ignore[arg-type]
+    assert forbidden >= {"kubernetes", "kopf", "requests", "urllib3", "prometheus_api_client", "socket", "http"}
