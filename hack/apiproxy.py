@@ -33,18 +33,37 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
-              "content-length", "host", "accept-encoding"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+    "host",
+    "accept-encoding",
+}
 GATE_STATUS = re.compile(r"^/apis/robustness\.dev/v1alpha1/namespaces/[^/]+/robustnessgates/([^/?]+)/status(\?|$)")
 GATE_ONE = re.compile(r"^/apis/robustness\.dev/v1alpha1/namespaces/[^/]+/robustnessgates/([^/?]+)(\?|$)")
 ROLLOUT = re.compile(r"^/apis/argoproj\.io/v1alpha1/namespaces/[^/]+/rollouts/([^/?]+)(/status)?(\?|$)")
-CONFLICT_MESSAGE = ("Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; "
-                    "please apply your changes to the latest version and try again")
+CONFLICT_MESSAGE = (
+    'Operation cannot be fulfilled on {what} "{name}": the object has been modified; '
+    "please apply your changes to the latest version and try again"
+)
 
 
 def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> bytes:
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                            "message": message, "reason": reason, "code": code}
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
     if details:
         body["details"] = details
     return json.dumps(body).encode()
@@ -113,8 +132,7 @@ class ApiFaultProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=True)
         self.server.daemon_threads = True
-        self.server.socket = server_ctx.wrap_socket(self.server.socket, server_side=True,
-                                                    do_handshake_on_connect=False)
+        self.server.socket = server_ctx.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, name="api-fault-proxy", daemon=True)
         self.thread.start()
 
@@ -139,10 +157,18 @@ class ApiFaultProxy:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "proxied", "cluster": {"server": self.url,
-                                                         "certificate-authority": str(self.pki / "ca.crt")}}],
-            "users": [{"name": "admin", "user": {"client-certificate": str(self.pki / "admin.crt"),
-                                                 "client-key": str(self.pki / "admin.key")}}],
+            "clusters": [
+                {"name": "proxied", "cluster": {"server": self.url, "certificate-authority": str(self.pki / "ca.crt")}}
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(self.pki / "admin.crt"),
+                        "client-key": str(self.pki / "admin.key"),
+                    },
+                }
+            ],
             "contexts": [{"name": "proxied", "context": {"cluster": "proxied", "user": "admin"}}],
             "current-context": "proxied",
         }
@@ -165,15 +191,21 @@ class ApiFaultProxy:
         """The made-up answer for this request, if a rule says so (counted), else None."""
         with self.lock:
             if method == "PATCH":
-                for kind, pattern, what in (("gates", GATE_STATUS, "robustnessgates.robustness.dev"),
-                                            ("rollouts", ROLLOUT, "rollouts.argoproj.io")):
+                for kind, pattern, what in (
+                    ("gates", GATE_STATUS, "robustnessgates.robustness.dev"),
+                    ("rollouts", ROLLOUT, "rollouts.argoproj.io"),
+                ):
                     match = pattern.match(path)
                     if match and self.conflicts.get((kind, match.group(1)), 0) > 0:
                         name = match.group(1)
                         self.conflicts[(kind, name)] -= 1
                         self.injected.append(Injected(time.time(), 409, kind, name, method, path))
-                        body = status_body(409, "Conflict", CONFLICT_MESSAGE.format(what=what, name=name),
-                                           {"name": name, "group": what.split(".", 1)[1], "kind": what.split(".")[0]})
+                        body = status_body(
+                            409,
+                            "Conflict",
+                            CONFLICT_MESSAGE.format(what=what, name=name),
+                            {"name": name, "group": what.split(".", 1)[1], "kind": what.split(".")[0]},
+                        )
                         return 409, kind, name, body
             if method == "GET" and "watch=" not in path:
                 match = GATE_ONE.match(path)
@@ -182,8 +214,13 @@ class ApiFaultProxy:
                     self.gate_gets[name] += 1
                     if self.unavailable_every and self.gate_gets[name] % self.unavailable_every == 0:
                         self.injected.append(Injected(time.time(), 503, "gate-get", name, method, path))
-                        return 503, "gate-get", name, status_body(
-                            503, "ServiceUnavailable", "the server is currently unable to handle the request"
+                        return (
+                            503,
+                            "gate-get",
+                            name,
+                            status_body(
+                                503, "ServiceUnavailable", "the server is currently unable to handle the request"
+                            ),
                         )
         return None
 
@@ -203,8 +240,9 @@ class ApiFaultProxy:
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Host"] = f"127.0.0.1:{self.port}"
         watch = bool(re.search(r"[?&]watch=(true|1)", path))
-        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.client_ctx,
-                                                 timeout=None if watch else 60)
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.client_ctx, timeout=None if watch else 60
+        )
         with self.lock:
             self._open.add(connection)
         try:

@@ -101,8 +101,9 @@ class _Metrics:
             lines = ["# TYPE http_requests_total counter"]
             for code in sorted(set(self.codes) | {"200", "500"}):
                 lines.append(f'http_requests_total{{{self.base},code="{code}"}} {self.codes.get(code, 0)}')
-            lines += _histogram("http_request_duration_seconds", self.base, LATENCY_BUCKETS, self.latency,
-                                self.latency_sum)
+            lines += _histogram(
+                "http_request_duration_seconds", self.base, LATENCY_BUCKETS, self.latency, self.latency_sum
+            )
             lines += _histogram("model_prediction_score", self.base, SCORE_BUCKETS, self.score, self.score_sum)
             feature = f'{self.base},feature="{FEATURE}"'
             lines += ["# TYPE model_feature_null_total counter", f"model_feature_null_total{{{feature}}} {self.nulls}"]
@@ -133,8 +134,16 @@ def _histogram(name: str, base: str, bounds: Sequence[float], counts: list[int],
     return lines
 
 
-def serve(port: int, app: str, label: str, value: str, behaviour: Behaviour, seed: int, max_lifetime: float,
-          port_file: Path | None = None) -> None:
+def serve(
+    port: int,
+    app: str,
+    label: str,
+    value: str,
+    behaviour: Behaviour,
+    seed: int,
+    max_lifetime: float,
+    port_file: Path | None = None,
+) -> None:
     metrics = _Metrics(app, label, value)
     started = time.monotonic()  # the time bursts count from
     rng = random.Random(seed)
@@ -278,8 +287,16 @@ class _Child:
 class ModelServer(_Child):
     """One model version as a child process; `target` is what Prometheus scrapes."""
 
-    def __init__(self, workdir: Path, app: str, label: str, value: str, behaviour: Behaviour, seed: int = 0,
-                 max_lifetime: float = 900.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        app: str,
+        label: str,
+        value: str,
+        behaviour: Behaviour,
+        seed: int = 0,
+        max_lifetime: float = 900.0,
+    ) -> None:
         self.workdir, self.app, self.label, self.value = workdir, app, label, value
         self.behaviour, self.seed, self.max_lifetime = behaviour, seed, max_lifetime
         self.port = 0
@@ -290,9 +307,24 @@ class ModelServer(_Child):
         port_file = self.workdir / f"modelserver-{self.value}.port"
         port_file.unlink(missing_ok=True)
         command = [
-            *_prefix(), sys.executable, str(Path(__file__).resolve()), "serve", "--app", self.app, "--label",
-            self.label, "--value", self.value, "--behaviour", json.dumps(asdict(self.behaviour)), "--seed",
-            str(self.seed), "--max-lifetime", str(self.max_lifetime), "--port-file", str(port_file),
+            *_prefix(),
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "serve",
+            "--app",
+            self.app,
+            "--label",
+            self.label,
+            "--value",
+            self.value,
+            "--behaviour",
+            json.dumps(asdict(self.behaviour)),
+            "--seed",
+            str(self.seed),
+            "--max-lifetime",
+            str(self.max_lifetime),
+            "--port-file",
+            str(port_file),
         ]
         log = open(self.workdir / f"modelserver-{self.value}.log", "wb")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -326,8 +358,17 @@ class LoadGenerator(_Child):
 
     def start(self) -> LoadGenerator:
         command = [
-            *_prefix(), sys.executable, str(Path(__file__).resolve()), "load", "--rate", str(self.rate),
-            "--duration", str(self.duration), "--workers", str(self.workers), *self.urls,
+            *_prefix(),
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "load",
+            "--rate",
+            str(self.rate),
+            "--duration",
+            str(self.duration),
+            "--workers",
+            str(self.workers),
+            *self.urls,
         ]
         log = open(self.workdir / "load.log", "wb")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

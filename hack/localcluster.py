@@ -253,8 +253,14 @@ class _Api:
             parsed = raw.decode(errors="replace")
         return resp.status, parsed
 
-    def ok(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-           accept: Iterable[int] = (200, 201)) -> Any:
+    def ok(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: Iterable[int] = (200, 201),
+    ) -> Any:
         status, parsed = self.request(method, path, body, content_type)
         if status not in tuple(accept):
             raise RuntimeError(f"{method} {path} -> HTTP {status}: {str(parsed)[:300]}")
@@ -461,8 +467,10 @@ class LocalCluster:
         new = self._launch("kube-apiserver", old.cmd)
         ctx = self._ssl_context(self.workdir / "pki")
         port = self._ports["apiserver"]
-        self._wait([_Check("kube-apiserver", "kube-apiserver", lambda: _ok(_https_get(port, "/readyz", ctx)),
-                           new.launched)], time.monotonic() + timeout)
+        self._wait(
+            [_Check("kube-apiserver", "kube-apiserver", lambda: _ok(_https_get(port, "/readyz", ctx)), new.launched)],
+            time.monotonic() + timeout,
+        )
         return time.monotonic() - new.launched
 
     def rss_mib(self) -> dict[str, float]:
@@ -556,16 +564,23 @@ class LocalCluster:
         port = self._ports
 
         # etcd first: it needs no PKI, so it starts while openssl runs.
-        etcd = self._launch("etcd", [
-            str(b["etcd"]), "--name=node0", f"--data-dir={w / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{port['etcd']}",
-            f"--advertise-client-urls=http://127.0.0.1:{port['etcd']}",
-            f"--listen-peer-urls=http://127.0.0.1:{port['peer']}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{port['peer']}",
-            f"--initial-cluster=node0=http://127.0.0.1:{port['peer']}",
-            "--unsafe-no-fsync=true", "--auto-compaction-retention=1", "--quota-backend-bytes=8589934592",
-            "--log-level=warn",
-        ])
+        etcd = self._launch(
+            "etcd",
+            [
+                str(b["etcd"]),
+                "--name=node0",
+                f"--data-dir={w / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{port['etcd']}",
+                f"--advertise-client-urls=http://127.0.0.1:{port['etcd']}",
+                f"--listen-peer-urls=http://127.0.0.1:{port['peer']}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{port['peer']}",
+                f"--initial-cluster=node0=http://127.0.0.1:{port['peer']}",
+                "--unsafe-no-fsync=true",
+                "--auto-compaction-retention=1",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+        )
         t_pki = time.monotonic()
 
         def make_pki() -> None:
@@ -578,28 +593,41 @@ class LocalCluster:
             status, body = _http_get(port["etcd"], "/health")
             return _ok((status, body), None) and json.loads(body).get("health") == "true"
 
-        self._wait([_Check("etcd", "etcd", etcd_ready, etcd.launched), _Check("pki", "pki", pki_done, t_pki)],
-                   deadline)
+        self._wait([_Check("etcd", "etcd", etcd_ready, etcd.launched), _Check("pki", "pki", pki_done, t_pki)], deadline)
 
         # ServiceAccount admission stays on (the default), since kube-controller-manager creates the SAs.
         # A loopback advertise address needs --endpoint-reconciler-type=none (no valid Endpoints IP).
-        api = self._launch("kube-apiserver", [
-            str(b["kube-apiserver"]), f"--etcd-servers=http://127.0.0.1:{port['etcd']}",
-            "--bind-address=127.0.0.1", f"--secure-port={port['apiserver']}", f"--cert-dir={pki}",
-            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
-            f"--tls-cert-file={pki / 'serving.crt'}", f"--tls-private-key-file={pki / 'serving.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}", "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
-            # Without a request-header CA the extension-apiserver-authentication config map lacks one, and the
-            # controller-manager and scheduler log an error about it every few seconds. The admin cert doubles as
-            # the front-proxy client (as in kwokctl); it may do everything anyway.
-            f"--requestheader-client-ca-file={pki / 'ca.crt'}", f"--requestheader-allowed-names={ADMIN_CN}",
-            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki / 'admin.crt'}", f"--proxy-client-key-file={pki / 'admin.key'}",
-        ])
+        api = self._launch(
+            "kube-apiserver",
+            [
+                str(b["kube-apiserver"]),
+                f"--etcd-servers=http://127.0.0.1:{port['etcd']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port['apiserver']}",
+                f"--cert-dir={pki}",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={pki / 'serving.crt'}",
+                f"--tls-private-key-file={pki / 'serving.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                # Without a request-header CA the extension-apiserver-authentication config map lacks one, and the
+                # controller-manager and scheduler log an error about it every few seconds. The admin cert doubles as
+                # the front-proxy client (as in kwokctl); it may do everything anyway.
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                f"--requestheader-allowed-names={ADMIN_CN}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'admin.crt'}",
+                f"--proxy-client-key-file={pki / 'admin.key'}",
+            ],
+        )
         ctx = self._ssl_context(pki)
         self._api_client = _Api(port["apiserver"], ctx)
 
@@ -611,29 +639,53 @@ class LocalCluster:
         kubeconfig = str(self.kubeconfig)
         # Both serve HTTPS with the cluster's serving cert, so the probes can verify them against our CA.
         common = [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-            "--bind-address=127.0.0.1", f"--tls-cert-file={pki / 'serving.crt'}",
-            f"--tls-private-key-file={pki / 'serving.key'}", "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--tls-cert-file={pki / 'serving.crt'}",
+            f"--tls-private-key-file={pki / 'serving.key'}",
+            "--leader-elect=false",
         ]
-        kcm = self._launch("kube-controller-manager", [
-            str(b["kube-controller-manager"]), *common, f"--secure-port={port['kcm']}",
-            f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
-            "--use-service-account-credentials=false",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-        ])
-        sched = self._launch("kube-scheduler", [
-            str(b["kube-scheduler"]), *common, f"--secure-port={port['scheduler']}",
-        ])
+        kcm = self._launch(
+            "kube-controller-manager",
+            [
+                str(b["kube-controller-manager"]),
+                *common,
+                f"--secure-port={port['kcm']}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                "--use-service-account-credentials=false",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+            ],
+        )
+        sched = self._launch(
+            "kube-scheduler",
+            [
+                str(b["kube-scheduler"]),
+                *common,
+                f"--secure-port={port['scheduler']}",
+            ],
+        )
         # kwok serves healthz (plain HTTP; TLS on the same port via cmux) and the fake kubelet endpoint.
-        kwok = self._launch("kwok", [
-            str(b["kwok"]), f"--kubeconfig={kubeconfig}", f"--config={self._stages_file()}",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION[0]}={KWOK_NODE_ANNOTATION[1]}",
-            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{port['kwok']}", f"--node-port={port['kwok']}",
-            f"--tls-cert-file={pki / 'serving.crt'}", f"--tls-private-key-file={pki / 'serving.key'}",
-        ])
+        kwok = self._launch(
+            "kwok",
+            [
+                str(b["kwok"]),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={self._stages_file()}",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION[0]}={KWOK_NODE_ANNOTATION[1]}",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{port['kwok']}",
+                f"--node-port={port['kwok']}",
+                f"--tls-cert-file={pki / 'serving.crt'}",
+                f"--tls-private-key-file={pki / 'serving.key'}",
+            ],
+        )
 
         t_nodes = time.monotonic()
 
@@ -641,8 +693,9 @@ class LocalCluster:
             for i in range(self.nodes):
                 self._api.ok("POST", "/api/v1/nodes", self._node(f"kwok-node-{i}"))
 
-        nodes_created = _in_background("kube-apiserver", "creating the Nodes", create_nodes,
-                                       w / "logs" / "kube-apiserver.log")
+        nodes_created = _in_background(
+            "kube-apiserver", "creating the Nodes", create_nodes, w / "logs" / "kube-apiserver.log"
+        )
 
         def healthz(p: int) -> Callable[[], bool]:
             return lambda: _ok(_https_get(p, "/healthz", ctx))
@@ -653,33 +706,53 @@ class LocalCluster:
             _Check("kwok", "kwok", lambda: _ok(_http_get(port["kwok"], "/healthz"), None), kwok.launched),
             _Check("nodes", "kwok", lambda: nodes_created() and self._nodes_ready(), t_nodes),
             # Pods are rejected by ServiceAccount admission until the controller-manager made this SA.
-            _Check("default-serviceaccount", "kube-controller-manager",
-                   lambda: self._api.ok("GET", "/api/v1/namespaces/default/serviceaccounts/default") is not None,
-                   kcm.launched),
+            _Check(
+                "default-serviceaccount",
+                "kube-controller-manager",
+                lambda: self._api.ok("GET", "/api/v1/namespaces/default/serviceaccounts/default") is not None,
+                kcm.launched,
+            ),
         ]
         if self.rollouts:
             t_crds = time.monotonic()
             crd_names: list[str] = []
 
             def apply() -> None:
-                self._api.ok("POST", "/api/v1/namespaces", {"metadata": {"name": ROLLOUTS_NAMESPACE}},
-                             accept=(201, 409))
+                self._api.ok(
+                    "POST", "/api/v1/namespaces", {"metadata": {"name": ROLLOUTS_NAMESPACE}}, accept=(201, 409)
+                )
                 crd_names.extend(self._apply_crds())
 
-            applied = _in_background("kube-apiserver", "applying the Argo Rollouts CRDs", apply,
-                                     w / "logs" / "kube-apiserver.log")
-            checks.append(_Check("rollouts-crds", "kube-apiserver", lambda: applied() and self._crds_established(
-                crd_names), t_crds, on_ready=lambda: self._start_rollouts(b["rollouts-controller"])))
+            applied = _in_background(
+                "kube-apiserver", "applying the Argo Rollouts CRDs", apply, w / "logs" / "kube-apiserver.log"
+            )
+            checks.append(
+                _Check(
+                    "rollouts-crds",
+                    "kube-apiserver",
+                    lambda: applied() and self._crds_established(crd_names),
+                    t_crds,
+                    on_ready=lambda: self._start_rollouts(b["rollouts-controller"]),
+                )
+            )
         self._wait(checks, deadline)
 
     def _start_rollouts(self, binary: Path) -> list[_Check]:
         port = self._ports
         # The controller keeps its config maps and (disabled) leader lease in POD_NAMESPACE.
         env = dict(os.environ, POD_NAMESPACE=ROLLOUTS_NAMESPACE)
-        ro = self._launch("rollouts-controller", [
-            str(binary), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-            f"--healthzPort={port['ro-healthz']}", f"--metricsport={port['ro-metrics']}", "--loglevel=info",
-        ], env=env)
+        ro = self._launch(
+            "rollouts-controller",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                f"--healthzPort={port['ro-healthz']}",
+                f"--metricsport={port['ro-metrics']}",
+                "--loglevel=info",
+            ],
+            env=env,
+        )
 
         def ready() -> bool:
             # /healthz answers as soon as the listener is up; the workers start only after the informer caches
@@ -715,8 +788,9 @@ class LocalCluster:
                 check = pending[0]
                 waited = time.monotonic() - check.since
                 why = f" (last error: {check.last_error})" if check.last_error else ""
-                raise ClusterError(check.component, f"{check.name} not ready after {waited:.1f}s{why}",
-                                   self._log_of(check.component))
+                raise ClusterError(
+                    check.component, f"{check.name} not ready after {waited:.1f}s{why}", self._log_of(check.component)
+                )
             time.sleep(POLL_SECONDS)
 
     def _assert_running(self) -> None:
@@ -748,26 +822,102 @@ class LocalCluster:
         )
         days = "365"
         steps = [
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", days, "-keyout", "ca.key",
-             "-out", "ca.crt", "-subj", "/CN=robustness-gate-local-ca",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-addext", "subjectKeyIdentifier=hash"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key", "-out", "serving.csr",
-             "-subj", "/CN=kube-apiserver"],
-            ["x509", "-req", "-sha256", "-days", days, "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-extfile", "srv.ext", "-out", "serving.crt"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr",
-             "-subj", f"/O=system:masters/CN={ADMIN_CN}"],
-            ["x509", "-req", "-sha256", "-days", days, "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-extfile", "cli.ext", "-out", "admin.crt"],
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-days",
+                days,
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=robustness-gate-local-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-addext",
+                "subjectKeyIdentifier=hash",
+            ],
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "serving.key",
+                "-out",
+                "serving.csr",
+                "-subj",
+                "/CN=kube-apiserver",
+            ],
+            [
+                "x509",
+                "-req",
+                "-sha256",
+                "-days",
+                days,
+                "-in",
+                "serving.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                "srv.ext",
+                "-out",
+                "serving.crt",
+            ],
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "admin.key",
+                "-out",
+                "admin.csr",
+                "-subj",
+                f"/O=system:masters/CN={ADMIN_CN}",
+            ],
+            [
+                "x509",
+                "-req",
+                "-sha256",
+                "-days",
+                days,
+                "-in",
+                "admin.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                "cli.ext",
+                "-out",
+                "admin.crt",
+            ],
             ["genrsa", "-out", "sa.key", "2048"],
             ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"],
         ]
         log = self.workdir / "logs" / "openssl.log"
         with open(log, "ab") as fh:
             for step in steps:
-                rc = subprocess.run(["openssl", *step], cwd=pki, stdin=subprocess.DEVNULL, stdout=fh,
-                                    stderr=subprocess.STDOUT, check=False).returncode
+                rc = subprocess.run(
+                    ["openssl", *step],
+                    cwd=pki,
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                ).returncode
                 if rc != 0:
                     raise ClusterError("pki", f"openssl {' '.join(step[:2])} failed (exit {rc})", log)
 
@@ -775,11 +925,21 @@ class LocalCluster:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "local", "cluster": {
-                "server": f"https://127.0.0.1:{self._ports['apiserver']}",
-                "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{self._ports['apiserver']}",
+                        "certificate-authority": str(pki / "ca.crt"),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
+                }
+            ],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin", "namespace": "default"}}],
             "current-context": "local",
         }
@@ -801,8 +961,12 @@ class LocalCluster:
             "metadata": {
                 "name": name,
                 "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1]},
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", "type": "kwok"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
             },
             "status": {"allocatable": resources, "capacity": resources},
         }
@@ -822,8 +986,13 @@ class LocalCluster:
                 if not doc:
                     continue
                 name = doc["metadata"]["name"]
-                self._api.ok("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-                             f"?fieldManager={FIELD_MANAGER}&force=true", doc, "application/apply-patch+yaml")
+                self._api.ok(
+                    "PATCH",
+                    f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+                    f"?fieldManager={FIELD_MANAGER}&force=true",
+                    doc,
+                    "application/apply-patch+yaml",
+                )
                 names.append(name)
         return names
 
@@ -860,8 +1029,10 @@ class LocalCluster:
             return None
         self._ports = {k: int(v) for k, v in state.get("ports", {}).items()}
         self.timings = {k: float(v) for k, v in state.get("timings", {}).items()}
-        self._procs = [_Proc(name=p["name"], pid=int(p["pid"]), cmd=list(p["cmd"]), log=Path(p["log"]), launched=0.0)
-                       for p in state.get("processes", [])]
+        self._procs = [
+            _Proc(name=p["name"], pid=int(p["pid"]), cmd=list(p["cmd"]), log=Path(p["log"]), launched=0.0)
+            for p in state.get("processes", [])
+        ]
         return state
 
     def _adopt(self) -> bool:
@@ -872,8 +1043,9 @@ class LocalCluster:
         expected = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
         if state.get("rollouts"):
             expected.append("rollouts-controller")
-        running = state.get("ready") and [p.name for p in self._procs] == expected and all(
-            _alive(p) for p in self._procs)
+        running = (
+            state.get("ready") and [p.name for p in self._procs] == expected and all(_alive(p) for p in self._procs)
+        )
         if running:
             try:
                 self._api_client = _Api(self._ports["apiserver"], self._ssl_context(self.workdir / "pki"))
@@ -885,8 +1057,11 @@ class LocalCluster:
             return False
         if bool(state.get("rollouts")) != self.rollouts or int(state.get("nodes", 0)) != self.nodes:
             self._procs, self._ports = [], {}  # not ours to stop
-            raise ClusterError("cluster", f"a cluster with rollouts={state.get('rollouts')} nodes={state.get('nodes')}"
-                               f" is already running in {self.workdir}; stop it first (localcluster.py down)")
+            raise ClusterError(
+                "cluster",
+                f"a cluster with rollouts={state.get('rollouts')} nodes={state.get('nodes')}"
+                f" is already running in {self.workdir}; stop it first (localcluster.py down)",
+            )
         self._ready = True
         self.adopted = True
         return True
@@ -925,8 +1100,10 @@ class LocalCluster:
             time.sleep(0.05)
         for p in procs:
             if _alive(p):
-                print(f"localcluster: {p.name} (pid {p.pid}) ignored SIGTERM for {TERM_GRACE_SECONDS:.0f}s; "
-                      "killing it", file=sys.stderr)
+                print(
+                    f"localcluster: {p.name} (pid {p.pid}) ignored SIGTERM for {TERM_GRACE_SECONDS:.0f}s; killing it",
+                    file=sys.stderr,
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGKILL)
             if p.popen is not None:

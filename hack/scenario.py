@@ -100,7 +100,8 @@ class Kubectl:
 
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         response: Any = self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=RobustnessGate",
+            namespace,
+            field_selector=f"involvedObject.name={name},involvedObject.kind=RobustnessGate",
             _preload_content=False,
         )
         items: list[dict[str, Any]] = json.loads(response.data)["items"]
@@ -143,7 +144,12 @@ def rollout_manifest(
 
 
 def deployment_manifest(
-    namespace: str, name: str, app: str, version: str, replicas: int, track: str | None = None,
+    namespace: str,
+    name: str,
+    app: str,
+    version: str,
+    replicas: int,
+    track: str | None = None,
     min_ready_seconds: int = 0,
 ) -> dict[str, Any]:
     labels = {"track": track} if track else {}
@@ -164,9 +170,19 @@ def deployment_manifest(
 
 
 def gate_manifest(
-    namespace: str, name: str, target: dict[str, str], prometheus: str, *, app: str, stable: str | None = None,
-    label: str = "rollouts_pod_template_hash", interval: str = "2s", min_duration: str = "20s",
-    max_duration: str = "3m", dry_run: bool = False, min_traffic: int = 100,
+    namespace: str,
+    name: str,
+    target: dict[str, str],
+    prometheus: str,
+    *,
+    app: str,
+    stable: str | None = None,
+    label: str = "rollouts_pod_template_hash",
+    interval: str = "2s",
+    min_duration: str = "20s",
+    max_duration: str = "3m",
+    dry_run: bool = False,
+    min_traffic: int = 100,
 ) -> dict[str, Any]:
     """Availability, latency and prediction-drift checks of a fraud-scoring model."""
     selector = f'app="{app}",{{{{selector}}}}'
@@ -273,8 +289,9 @@ class Traffic:
                 self.servers.pop(value).stop()
         for seed, (value, behaviour) in enumerate(versions.items(), start=len(self.servers) + 1):
             if value not in self.servers:
-                server = ModelServer(self.workdir, self.app, self.label, value, behaviour, seed,
-                                     max_lifetime=self.duration + 120)
+                server = ModelServer(
+                    self.workdir, self.app, self.label, value, behaviour, seed, max_lifetime=self.duration + 120
+                )
                 self.servers[value] = server.start()
         write_file_sd(self.targets_file, [server.target for server in self.servers.values()])
         self.load = LoadGenerator(
@@ -320,7 +337,11 @@ def start_rollout_canary(
         90,
     )
     kube.custom.patch_namespaced_custom_object(
-        *ROLLOUTS[:2], namespace, ROLLOUTS[2], name, {"spec": {"template": pod_template(name, "v2")}},
+        *ROLLOUTS[:2],
+        namespace,
+        ROLLOUTS[2],
+        name,
+        {"spec": {"template": pod_template(name, "v2")}},
         _content_type="application/merge-patch+json",
     )
     canary = wait_for(
@@ -333,8 +354,10 @@ def start_rollout_canary(
 
 def _healthy_hash(rollout: dict[str, Any]) -> str | None:
     status = rollout.get("status") or {}
-    if status.get("phase") == "Healthy" and status.get("stableRS") and status.get("stableRS") == status.get(
-        "currentPodHash"
+    if (
+        status.get("phase") == "Healthy"
+        and status.get("stableRS")
+        and status.get("stableRS") == status.get("currentPodHash")
     ):
         return str(status["stableRS"])
     return None
@@ -361,8 +384,15 @@ class Operator:
     Its verdict API and metrics listen on free loopback ports (`http_url`, `metrics_url`).
     """
 
-    def __init__(self, kubeconfig: Path, workdir: Path, namespaces: Sequence[str] = (),
-                 env: dict[str, str] | None = None, extra_args: Sequence[str] = (), name: str = "operator") -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        namespaces: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+        name: str = "operator",
+    ) -> None:
         from promlab import free_port
 
         self.kubeconfig, self.workdir, self.namespaces = kubeconfig, workdir, list(namespaces)
@@ -387,15 +417,25 @@ class Operator:
 
         self.starts += 1
         log = open(self.workdir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
-        command = [*die_with_parent_prefix(), sys.executable, "-m", "robustness_gate.cli", "run",
-                   "--kubeconfig", str(self.kubeconfig),
-                   "--http-address", f"127.0.0.1:{self.http_port}",
-                   "--metrics-address", f"127.0.0.1:{self.metrics_port}"]
+        command = [
+            *die_with_parent_prefix(),
+            sys.executable,
+            "-m",
+            "robustness_gate.cli",
+            "run",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--http-address",
+            f"127.0.0.1:{self.http_port}",
+            "--metrics-address",
+            f"127.0.0.1:{self.metrics_port}",
+        ]
         for namespace in self.namespaces:
             command += ["--namespace", namespace]
         command += self.extra_args
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, **self.env})
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **self.env}
+        )
         log.close()
         return self
 

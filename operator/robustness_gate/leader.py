@@ -119,7 +119,8 @@ class LeaderElector:
                 log.info("leader election: %s now leads (Lease %s/%s)", self.identity, self.namespace, self.name)
                 self.leading.set()
             elif not leading and self.leading.is_set():
-                log.warning("leader election: %s no longer leads (Lease %s/%s)", self.identity, self.namespace,
-                            self.name)
+                log.warning(
+                    "leader election: %s no longer leads (Lease %s/%s)", self.identity, self.namespace, self.name
+                )
                 self.leading.clear()
             self._stop.wait(self.renew_seconds)

@@ -89,7 +89,9 @@ def verdict_document(body: dict[str, Any], revision: str | None = None) -> dict[
         "looks": status.looks,
         "score": status.score,
         "gateVerdict": status.verdict.value if status.verdict else None,
-        "decision": None if decision is None else {
+        "decision": None
+        if decision is None
+        else {
             "action": decision.action.value,
             "operation": decision.operation.value,
             "applied": decision.applied,
@@ -97,8 +99,14 @@ def verdict_document(body: dict[str, Any], revision: str | None = None) -> dict[
             "at": decision.at,
         },
         "metrics": [
-            {"name": m.name, "verdict": m.verdict.value, "canary": m.canary, "baseline": m.baseline,
-             "pValue": m.p_value, "effect": m.effect}
+            {
+                "name": m.name,
+                "verdict": m.verdict.value,
+                "canary": m.canary,
+                "baseline": m.baseline,
+                "pValue": m.p_value,
+                "effect": m.effect,
+            }
             for m in status.metrics
         ],
         "reason": reason,

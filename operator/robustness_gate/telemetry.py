@@ -92,11 +92,15 @@ class Telemetry:
             registry=self.registry,
         )
         self.score = Gauge(
-            "robustness_gate_score", "Last score (0-100) of the gate's analysis.", ["namespace", "gate"],
+            "robustness_gate_score",
+            "Last score (0-100) of the gate's analysis.",
+            ["namespace", "gate"],
             registry=self.registry,
         )
         self.looks = Gauge(
-            "robustness_gate_looks", "Looks taken in the gate's current analysis.", ["namespace", "gate"],
+            "robustness_gate_looks",
+            "Looks taken in the gate's current analysis.",
+            ["namespace", "gate"],
             registry=self.registry,
         )
         # Cost of the operator on its dependencies: divided by the step count, these give requests per step.

@@ -121,12 +121,14 @@ def two_canaries(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) 
     hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("healthy", "bad")}
     traffic = Traffic(tmp_path / "traffic", "fraud", LABEL).start()
     try:
-        traffic.serve({
-            hashes["healthy"][0]: Behaviour(),
-            hashes["healthy"][1]: Behaviour(),
-            hashes["bad"][0]: Behaviour(),
-            hashes["bad"][1]: Behaviour(error_rate=0.06),
-        })
+        traffic.serve(
+            {
+                hashes["healthy"][0]: Behaviour(),
+                hashes["healthy"][1]: Behaviour(),
+                hashes["bad"][0]: Behaviour(),
+                hashes["bad"][1]: Behaviour(error_rate=0.06),
+            }
+        )
         yield namespace, hashes, traffic
     finally:
         traffic.stop()

@@ -64,15 +64,26 @@ def test_conflicts_and_unavailable_answers_are_retried_and_act_once(
     proxy.after_target_patch = AFTER_ACTION
     workdir = tmp_path / "proxied"
     workdir.mkdir()
-    proxied = Operator(proxy.write_kubeconfig(workdir / "proxied.kubeconfig"), workdir, namespaces=[namespace],
-                       name="proxied")
+    proxied = Operator(
+        proxy.write_kubeconfig(workdir / "proxied.kubeconfig"), workdir, namespaces=[namespace], name="proxied"
+    )
     try:
         proxied.start()
         proxied.wait_ready(60)
         for name in hashes:
             target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
-            kube.create_gate(gate_manifest(namespace, name, target, traffic.url, app="fraud", interval="2s",
-                                           min_duration="20s", max_duration="6m"))
+            kube.create_gate(
+                gate_manifest(
+                    namespace,
+                    name,
+                    target,
+                    traffic.url,
+                    app="fraud",
+                    interval="2s",
+                    min_duration="20s",
+                    max_duration="6m",
+                )
+            )
         calm = threading.Timer(UNAVAILABLE_SECONDS, lambda: setattr(proxy, "unavailable_every", 0))
         calm.daemon = True
         calm.start()
@@ -81,8 +92,9 @@ def test_conflicts_and_unavailable_answers_are_retried_and_act_once(
             for name in hashes
         }
         # Both actions took effect on the real Rollouts.
-        wait_for("the bad Rollout aborted", lambda: (kube.rollout(namespace, "bad").get("status") or {}).get("abort"),
-                 90)
+        wait_for(
+            "the bad Rollout aborted", lambda: (kube.rollout(namespace, "bad").get("status") or {}).get("abort"), 90
+        )
         wait_for(
             "the healthy canary to become stable",
             lambda: (kube.rollout(namespace, "healthy").get("status") or {}).get("stableRS") == hashes["healthy"][1],

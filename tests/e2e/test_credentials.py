@@ -45,8 +45,12 @@ def basic(user: str, password: str) -> str:
 def needles() -> dict[str, str]:
     """Every form in which a credential could show up: raw, base64 (as in a Secret) and as the header value."""
     found: dict[str, str] = {}
-    for label, value in (("token", TOKEN), ("password", PASSWORD), ("wrong token", WRONG_TOKEN),
-                         ("wrong password", WRONG_PASSWORD)):
+    for label, value in (
+        ("token", TOKEN),
+        ("password", PASSWORD),
+        ("wrong token", WRONG_TOKEN),
+        ("wrong password", WRONG_PASSWORD),
+    ):
         found[label] = value
         found[f"{label} (base64)"] = base64.b64encode(value.encode()).decode()
     found["basic header"] = basic(USER, PASSWORD).split()[1]
@@ -83,8 +87,12 @@ class AuthProxy:
                 if authorization not in proxy.accepted:
                     with proxy._lock:
                         proxy.refused += 1
-                    self._answer(401, "application/json", b'{"status":"error","error":"unauthorized"}',
-                                 {"WWW-Authenticate": 'Basic realm="prometheus"'})
+                    self._answer(
+                        401,
+                        "application/json",
+                        b'{"status":"error","error":"unauthorized"}',
+                        {"WWW-Authenticate": 'Basic realm="prometheus"'},
+                    )
                     return
                 # Prometheus' answer is relayed as is: ask it for an uncompressed one.
                 dropped = ("authorization", "host", "accept-encoding", "connection")
@@ -127,8 +135,11 @@ class AuthProxy:
 
 def secret(kube: Kubectl, namespace: str, name: str, data: dict[str, str]) -> None:
     body: Any = {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-        "type": "Opaque", "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
     kube.core.create_namespaced_secret(namespace, body)
 
@@ -137,8 +148,7 @@ def auth_gate(namespace: str, name: str, rollout: str, proxy: AuthProxy, auth: d
     target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": rollout}
     # A gate whose credentials are refused must stay refused while the test looks (no maxDuration end).
     max_duration = "10m" if name in BAD else "90s"
-    gate = gate_manifest(namespace, name, target, proxy.url, app="fraud", min_duration="20s",
-                         max_duration=max_duration)
+    gate = gate_manifest(namespace, name, target, proxy.url, app="fraud", min_duration="20s", max_duration=max_duration)
     gate["spec"]["prometheus"]["auth"] = auth
     return gate
 
@@ -188,8 +198,9 @@ def test_credentials_are_used_but_never_shown(
             wait_gate(kube, namespace, name, "decided", partial(decided, kube, namespace, name), 240)
         # The wrong ones: refused on every look; after errorLimit looks the canary is held.
         for name in BAD:
-            wait_gate(kube, namespace, name, "held after errorLimit refusals", partial(held, kube, namespace, name),
-                      120)
+            wait_gate(
+                kube, namespace, name, "held after errorLimit refusals", partial(held, kube, namespace, name), 120
+            )
 
         # The same gates under a JSON-logging operator, at DEBUG too, for a few more looks.
         text.stop()
@@ -198,16 +209,25 @@ def test_credentials_are_used_but_never_shown(
             tmp_path / "json", [namespace], ["--log-format", "json", "--log-level", "DEBUG"], "json"
         )
         for name in BAD:
-            wait_gate(kube, namespace, name, "refused again under the JSON-logging operator",
-                      partial(refused_since, kube, namespace, name, errors_before[name] + 3), 60)
+            wait_gate(
+                kube,
+                namespace,
+                name,
+                "refused again under the JSON-logging operator",
+                partial(refused_since, kube, namespace, name, errors_before[name] + 3),
+                60,
+            )
 
         # The outcome: the right credentials decided, the wrong ones are reported as refused credentials.
         for name, rollout in GOOD.items():
             status = status_of(kube, namespace, name)
             assert status["phase"] == "Promoted" and status["decision"]["applied"], status
             assert status["revision"] == hashes[rollout][1]
-            wait_for(f"Rollout {rollout} promoted to its canary",
-                     partial(stable_is, kube, namespace, rollout, hashes[rollout][1]), 90)
+            wait_for(
+                f"Rollout {rollout} promoted to its canary",
+                partial(stable_is, kube, namespace, rollout, hashes[rollout][1]),
+                90,
+            )
         for name in BAD:
             status = status_of(kube, namespace, name)
             assert status["phase"] == "Paused" and not (status.get("decision") or {}).get("applied"), status
@@ -226,8 +246,12 @@ def test_credentials_are_used_but_never_shown(
         refused_looks = sum(int(status_of(kube, namespace, name)["consecutiveErrors"]) for name in BAD)
         assert proxy.seen["<none>"] == 0 and looks > 0 and refused_looks > 0
         assert proxy.forwarded >= looks and proxy.refused >= refused_looks, (proxy.forwarded, looks, proxy.refused)
-        assert set(proxy.seen) == {f"Bearer {TOKEN}", basic(USER, PASSWORD), f"Bearer {WRONG_TOKEN}",
-                                   basic(USER, WRONG_PASSWORD)}
+        assert set(proxy.seen) == {
+            f"Bearer {TOKEN}",
+            basic(USER, PASSWORD),
+            f"Bearer {WRONG_TOKEN}",
+            basic(USER, WRONG_PASSWORD),
+        }
 
         # Where the values must not be.
         places: dict[str, str] = {}
@@ -242,8 +266,12 @@ def test_credentials_are_used_but_never_shown(
         places["JSON log"] = structured.logs()
         places["metrics"] = raw_get(structured.metrics_url)
         places["decision notices"] = json.dumps(inbox.bodies)
-        leaks = [(needle, place) for needle, value in needles().items() for place, content in places.items()
-                 if value in content]
+        leaks = [
+            (needle, place)
+            for needle, value in needles().items()
+            for place, content in places.items()
+            if value in content
+        ]
         assert not leaks, f"credentials found: {leaks}"
 
         # The searched places are the real ones, with the gates' stories in them.
@@ -254,8 +282,9 @@ def test_credentials_are_used_but_never_shown(
         for name in BAD:
             assert f"{namespace}/{name}" in places["text log"] and "HTTP 401" in places["text log"]
         json_lines = [json.loads(line) for line in places["JSON log"].splitlines() if line.startswith("{")]
-        assert any(f"{namespace}/wrong-token" in line["message"] and "HTTP 401" in line["message"]
-                   for line in json_lines), places["JSON log"][-3000:]
+        assert any(
+            f"{namespace}/wrong-token" in line["message"] and "HTTP 401" in line["message"] for line in json_lines
+        ), places["JSON log"][-3000:]
         assert any(line["level"] == "DEBUG" for line in json_lines)
         for name in GOOD:
             assert json.loads(places[f"verdict of {name}"])["verdict"] == "pass"
@@ -292,4 +321,3 @@ def refused_since(kube: Kubectl, namespace: str, name: str, errors: int) -> bool
 
 def stable_is(kube: Kubectl, namespace: str, rollout: str, pod_hash: str) -> bool:
     return bool((kube.rollout(namespace, rollout).get("status") or {}).get("stableRS") == pod_hash)
-

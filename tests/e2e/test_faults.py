@@ -137,16 +137,18 @@ class Watch:
                 except Exception:  # a sample lost to an API hiccup is not a finding
                     continue
                 status = gate.get("status") or {}
-                self.samples.append({
-                    "mode": self.proxy.mode,
-                    "name": name,
-                    "phase": status.get("phase"),
-                    "message": str(status.get("message") or ""),
-                    "decision": (status.get("decision") or {}).get("action"),
-                    "paused": bool((rollout.get("spec") or {}).get("paused")),
-                    "stableRS": (rollout.get("status") or {}).get("stableRS"),
-                    "abort": bool((rollout.get("status") or {}).get("abort")),
-                })
+                self.samples.append(
+                    {
+                        "mode": self.proxy.mode,
+                        "name": name,
+                        "phase": status.get("phase"),
+                        "message": str(status.get("message") or ""),
+                        "decision": (status.get("decision") or {}).get("action"),
+                        "paused": bool((rollout.get("spec") or {}).get("paused")),
+                        "stableRS": (rollout.get("status") or {}).get("stableRS"),
+                        "abort": bool((rollout.get("status") or {}).get("abort")),
+                    }
+                )
 
     def close(self) -> None:
         self.stop.set()
@@ -173,9 +175,11 @@ def _assert_one_correct_action_each(
         status = wait_for(
             f"gate {name} decided and applied",
             lambda name=name: (
-                s if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") in (
-                    "Promoted", "RolledBack", "Inconclusive", "Passed", "Failed"
-                ) and (s.get("decision") or {}).get("applied") else None
+                s
+                if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase")
+                in ("Promoted", "RolledBack", "Inconclusive", "Passed", "Failed")
+                and (s.get("decision") or {}).get("applied")
+                else None
             ),
             300,
         )

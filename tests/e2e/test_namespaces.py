@@ -25,7 +25,8 @@ INTERVAL_SECONDS = 2
 def operator_events(kube: Kubectl, namespace: str) -> list[Any]:
     """Every Event in the namespace written by the operator, or about a RobustnessGate."""
     return [
-        event for event in kube.core.list_namespaced_event(namespace).items
+        event
+        for event in kube.core.list_namespaced_event(namespace).items
         if "robustness-gate" in (event.reporting_component or "", (event.source and event.source.component) or "")
         or event.involved_object.kind == "RobustnessGate"
     ]
@@ -79,8 +80,11 @@ def test_an_operator_watching_one_namespace_never_touches_another(
         # Control: the setup in the other namespace is actionable. An operator watching it promotes it.
         namespaced.stop()
         own_operators.start(tmp_path / "other", [other], [], "other")
-        wait_for("the gate in the other namespace decided by its own operator",
-                 partial(decided, kube, other, "fraud-gate"), 240)
+        wait_for(
+            "the gate in the other namespace decided by its own operator",
+            partial(decided, kube, other, "fraud-gate"),
+            240,
+        )
         assert status_of(kube, other, "fraud-gate")["phase"] == "Promoted"
     finally:
         traffic.stop()

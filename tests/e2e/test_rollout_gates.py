@@ -89,8 +89,11 @@ def _ready_replicas(kube: Kubectl, namespace: str, pod_hash: str) -> int | None:
 def _aborted(rollout: dict[str, Any], kube: Kubectl, release: Release) -> dict[str, Any] | None:
     status = rollout.get("status") or {}
     canary_rs = kube.replica_sets(release.namespace, f"rollouts-pod-template-hash={release.canary}")
-    if status.get("abort") and status.get("phase") == "Degraded" and canary_rs and (
-        canary_rs[0]["spec"].get("replicas") == 0
+    if (
+        status.get("abort")
+        and status.get("phase") == "Degraded"
+        and canary_rs
+        and (canary_rs[0]["spec"].get("replicas") == 0)
     ):
         return rollout
     return None
@@ -167,9 +170,7 @@ def test_dry_run_records_the_decision_and_changes_nothing(kube: Kubectl, operato
     assert reasons(kube, rel).count("DryRunRollback") == 1
 
 
-def test_operator_killed_mid_analysis_resumes_and_acts_once(
-    kube: Kubectl, operator: Operator, release: Any
-) -> None:
+def test_operator_killed_mid_analysis_resumes_and_acts_once(kube: Kubectl, operator: Operator, release: Any) -> None:
     rel: Release = release(Behaviour())
     kube.create_gate(gate_for(rel, min_duration="30s"))
 

@@ -105,8 +105,11 @@ def test_combined_query_gives_the_same_series_as_the_separate_ones(
 
 def test_a_part_that_cannot_be_combined_is_asked_on_its_own(lab: Lab, window: Window) -> None:
     """A template returning a scalar cannot be tagged by label_replace: the parts are then sent one by one."""
-    scalar = metric("scalar", slo={"max": 1}, custom={
-        "query": f'scalar(sum(rate(http_requests_total{{app="{APP}",{{{{selector}}}}}}[1m])))'})
+    scalar = metric(
+        "scalar",
+        slo={"max": 1},
+        custom={"query": f'scalar(sum(rate(http_requests_total{{app="{APP}",{{{{selector}}}}}}[1m])))'},
+    )
     queries = metric_queries(scalar, SPLIT, window.step)
     source = PrometheusSource(lab.url)
     try:

@@ -52,12 +52,14 @@ def _unreachable() -> MaxRetryError:
 CANNED: dict[str, Any] = {
     "ml/fraud": gate("fraud", "Analyzing", score=80.0),
     "ml/promoted": gate(
-        "promoted", "Promoted",
+        "promoted",
+        "Promoted",
         decision={"action": "Promote", "reason": "all metrics pass", "operation": "Promote", "applied": True},
         metrics=[{"name": "error-rate", "verdict": "Pass", "canary": 0.01, "baseline": 0.011}],
     ),
     "ml/rolled-back": gate(
-        "rolled-back", "RolledBack",
+        "rolled-back",
+        "RolledBack",
         decision={"action": "Rollback", "reason": "error rate", "operation": "Rollback", "applied": True},
     ),
     "ml/paused": gate("paused", "Paused", decision={"action": "Inconclusive", "reason": "r", "applied": True}),
@@ -72,8 +74,24 @@ CANNED: dict[str, Any] = {
     "ml/denied": KubeError("reading RobustnessGate ml/denied: HTTP 403 Forbidden", 403),
     "ml/down": "unreachable",
 }
-VALID_NAMES = ["fraud", "promoted", "rolled-back", "paused", "invalid", "no-status", "junk-status", "list-status",
-               "huge.status", "broken", "denied", "down", "missing", "a", "0", "a.b-c"]
+VALID_NAMES = [
+    "fraud",
+    "promoted",
+    "rolled-back",
+    "paused",
+    "invalid",
+    "no-status",
+    "junk-status",
+    "list-status",
+    "huge.status",
+    "broken",
+    "denied",
+    "down",
+    "missing",
+    "a",
+    "0",
+    "a.b-c",
+]
 
 
 @dataclass
@@ -128,8 +146,9 @@ class Answer:
     will_close: bool
 
 
-def send(sock: socket.socket, method: str, target: bytes, headers: list[bytes], body: bytes,
-         version: str = "HTTP/1.1") -> Answer:
+def send(
+    sock: socket.socket, method: str, target: bytes, headers: list[bytes], body: bytes, version: str = "HTTP/1.1"
+) -> Answer:
     """One request written byte for byte (no client-side validation), its answer read with http.client."""
     started = time.monotonic()
     head = method.encode() + b" " + target + b" " + version.encode() + b"\r\n" + b"".join(h + b"\r\n" for h in headers)
@@ -163,15 +182,30 @@ segment = st.one_of(
     st.sampled_from(VALID_NAMES),
     st.text(SAFE, min_size=1, max_size=40),
     long_text(SAFE, 1000, 4096),  # very long segments
-    st.text(st.characters(codec="utf-8", exclude_characters=" \t\r\n\x0b\x0c#?"),
-            max_size=30),  # unicode, raw (sent as UTF-8)
+    st.text(
+        st.characters(codec="utf-8", exclude_characters=" \t\r\n\x0b\x0c#?"), max_size=30
+    ),  # unicode, raw (sent as UTF-8)
     st.binary(max_size=12).map(lambda b: "".join(f"%{x:02X}" for x in b)),  # percent-encoding
     st.text("ABCXYZ_~!$&'()*+,;=:@%", min_size=1, max_size=12),
 )
-prefix = st.sampled_from(["/api/v1/verdict", "/api/v1", "/api", "", "/healthz", "/readyz", "//api/v1/verdict",
-                          "/API/v1/verdict", "/api/v1/verdict/..", "http://127.0.0.1/api/v1/verdict"])
-query_value = st.one_of(st.sampled_from(["", "abc123", "other", "%ZZ", "%00", "&", "=", "a=b=c"]),
-                        st.text(st.characters(codec="latin-1", exclude_characters=" \t\r\n#"), max_size=60))
+prefix = st.sampled_from(
+    [
+        "/api/v1/verdict",
+        "/api/v1",
+        "/api",
+        "",
+        "/healthz",
+        "/readyz",
+        "//api/v1/verdict",
+        "/API/v1/verdict",
+        "/api/v1/verdict/..",
+        "http://127.0.0.1/api/v1/verdict",
+    ]
+)
+query_value = st.one_of(
+    st.sampled_from(["", "abc123", "other", "%ZZ", "%00", "&", "=", "a=b=c"]),
+    st.text(st.characters(codec="latin-1", exclude_characters=" \t\r\n#"), max_size=60),
+)
 query = st.lists(
     st.tuples(st.sampled_from(["revision", "revision", "REVISION", "rev", "", "x[]"]), query_value), max_size=6
 ).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs))
@@ -190,18 +224,49 @@ def targets(draw: st.DrawFn) -> str:
 
 
 header_name = st.one_of(
-    st.sampled_from(["Host", "Content-Type", "Accept", "Connection", "Content-Length", "Transfer-Encoding", "Expect",
-                     "Authorization", "X-Forwarded-For", "Cookie", "Range", "If-None-Match"]),
+    st.sampled_from(
+        [
+            "Host",
+            "Content-Type",
+            "Accept",
+            "Connection",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Expect",
+            "Authorization",
+            "X-Forwarded-For",
+            "Cookie",
+            "Range",
+            "If-None-Match",
+        ]
+    ),
     st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!#$%&'*+.^`|~", min_size=1, max_size=30),
 )
 header_value = st.one_of(
-    st.sampled_from(["", "close", "keep-alive", "chunked", "100-continue", "-1", "99999999999999999999", "1_0", "abc",
-                     "application/json", "text/html; charset=utf-8", "bytes=0-", "\xff\xfe", "Bearer x"]),
+    st.sampled_from(
+        [
+            "",
+            "close",
+            "keep-alive",
+            "chunked",
+            "100-continue",
+            "-1",
+            "99999999999999999999",
+            "1_0",
+            "abc",
+            "application/json",
+            "text/html; charset=utf-8",
+            "bytes=0-",
+            "\xff\xfe",
+            "Bearer x",
+        ]
+    ),
     st.text(st.characters(codec="latin-1", exclude_characters="\r\n\x00"), max_size=80),
     long_text("abcdefghijklmnopqrstuvwxyz", 1000, 4000),
 )
-junk_line = st.binary(min_size=1, max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b and b[:1] not in (
-    b" ", b"\t"))
+junk_line = st.binary(min_size=1, max_size=60).filter(
+    lambda b: b"\r" not in b and b"\n" not in b and b[:1] not in (b" ", b"\t")
+)
 
 
 @st.composite
@@ -269,8 +334,11 @@ def check_answer(running: Running, method: str, target: bytes, answer: Answer, r
         assert document["verdict"] is None and key in document["error"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(request=requests())
 def test_fuzzed_requests_get_a_prompt_well_formed_answer(running: Running, request: tuple[Any, ...]) -> None:
     method, target, headers, body, version = request
@@ -313,8 +381,10 @@ def test_after_the_fuzzing_the_server_is_healthy_and_was_exercised(running: Runn
     assert answer.status == 503 and json.loads(answer.body) == {"status": "starting"}
     running.ready["ready"] = True
     # The run reached every kind of answer (the module runs this last), so the properties were not vacuous.
-    print(f"requests {running.requests}, status codes {dict(sorted(running.codes.items()))}, "
-          f"slowest {running.slowest:.3f}s, reader calls {len(running.reader.calls)}, failures {running.reader.raised}")
+    print(
+        f"requests {running.requests}, status codes {dict(sorted(running.codes.items()))}, "
+        f"slowest {running.slowest:.3f}s, reader calls {len(running.reader.calls)}, failures {running.reader.raised}"
+    )
     assert running.requests >= EXAMPLES
     assert {200, 404, 405, 503} <= set(running.codes), running.codes
     assert running.reader.raised > 0 and len(running.reader.calls) > 50

@@ -24,9 +24,27 @@ class TlsPrometheus:
     def __init__(self, workdir: Path) -> None:
         self.cert, key = workdir / "cert.pem", workdir / "key.pem"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(self.cert)],
-            check=True, capture_output=True, timeout=60,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         (workdir / "web.yml").write_text(f"tls_server_config:\n  cert_file: {self.cert}\n  key_file: {key}\n")
         (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
@@ -34,10 +52,16 @@ class TlsPrometheus:
         self.url = f"https://127.0.0.1:{self.port}"
         self.log = (workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
-            [*promlab.die_with_parent_prefix(), promlab.resolve_prometheus_bin(),
-             f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", f"--web.config.file={workdir / 'web.yml'}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                *promlab.die_with_parent_prefix(),
+                promlab.resolve_prometheus_bin(),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.config.file={workdir / 'web.yml'}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         unverified = ssl.create_default_context()
         unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
@@ -78,8 +102,18 @@ def query(source: PrometheusSource) -> list[float]:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
-                 "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+    for name in (
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -64,11 +64,18 @@ class Tools:
     def run(self, binary: Path, args: list[str], stdin: str | None, check: bool) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(binary), "--kubeconfig", self.kubeconfig, *args],
-            input=stdin, env=self.env, capture_output=True, text=True, timeout=180, check=False,
+            input=stdin,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
         if check and result.returncode != 0:
-            pytest.fail(f"{binary.name} {shlex.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}",
-                        pytrace=False)
+            pytest.fail(
+                f"{binary.name} {shlex.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}",
+                pytrace=False,
+            )
         return result
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -182,8 +189,9 @@ def can_i(tools: Tools, user: str, check: str) -> bool:
     result = tools.kubectl("auth", "can-i", *check.split(), "--as", user, check=False)
     answer = result.stdout.strip()
     if result.returncode not in (0, 1) or answer not in ("yes", "no"):
-        pytest.fail(f"kubectl auth can-i {check} --as {user}: exit {result.returncode}: {result.stderr}{answer}",
-                    pytrace=False)
+        pytest.fail(
+            f"kubectl auth can-i {check} --as {user}: exit {result.returncode}: {result.stderr}{answer}", pytrace=False
+        )
     return answer == "yes"
 
 
@@ -269,8 +277,12 @@ def token_kubeconfig(tools: Tools, cluster: LocalCluster, release: Release, path
     body = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server["server"],
-                                                    "certificate-authority": server["certificate-authority"]}}],
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": server["server"], "certificate-authority": server["certificate-authority"]},
+            }
+        ],
         "users": [{"name": release.account, "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": "local", "user": release.account}}],
         "current-context": "sa",
@@ -297,8 +309,12 @@ def test_rendered_chart_passes_server_side_dry_run(
         [],
         [f'watchNamespaces=["{namespace}"]', 'rbac.secretNames=["prom-auth"]'],
         ["leaderElection.enabled=true", "replicas=3", 'serviceAccount.annotations={"example.com/role":"rg"}'],
-        ['rbac.secretNames=["prom-auth","prom-basic"]', 'notifications.webhookSecret={"name":"slack","key":"url"}',
-         'podAnnotations={"example.com/team":"delivery"}', "replicas=0"],
+        [
+            'rbac.secretNames=["prom-auth","prom-basic"]',
+            'notifications.webhookSecret={"name":"slack","key":"url"}',
+            'podAnnotations={"example.com/team":"delivery"}',
+            "replicas=0",
+        ],
     ]
     for values in variants:
         args = ["template", "dry", str(CHART), "--namespace", namespace]
@@ -306,19 +322,21 @@ def test_rendered_chart_passes_server_side_dry_run(
             args += ["--set-json", value]
         manifest = tools.helm(*args).stdout
         kinds = [doc["kind"] for doc in yaml.safe_load_all(manifest) if doc]
-        applied = tools.kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=helm-chart-test",
-                                "-f", "-", stdin=manifest).stdout
+        applied = tools.kubectl(
+            "apply", "--server-side", "--dry-run=server", "--field-manager=helm-chart-test", "-f", "-", stdin=manifest
+        ).stdout
         lines = [line for line in applied.splitlines() if line.strip()]
-        assert len(lines) == len(kinds) and all(line.endswith("serverside-applied (server dry run)")
-                                                for line in lines), applied
+        assert len(lines) == len(kinds) and all(
+            line.endswith("serverside-applied (server dry run)") for line in lines
+        ), applied
         assert {"Deployment", "ServiceAccount", "Service"} <= set(kinds)
     # Nothing was created by the dry runs.
     assert "NotFound" in tools.kubectl("get", "clusterrole", "dry-robustness-gate", check=False).stderr
-    assert "NotFound" in tools.kubectl("get", "deployment", "dry-robustness-gate", "-n", namespace,
-                                       check=False).stderr
+    assert "NotFound" in tools.kubectl("get", "deployment", "dry-robustness-gate", "-n", namespace, check=False).stderr
     # The example AnalysisTemplate is valid for the Argo Rollouts CRDs of the cluster.
-    applied = tools.kubectl("apply", "--server-side", "--dry-run=server", "-n", namespace, "-f",
-                            str(EXAMPLE_TEMPLATE)).stdout
+    applied = tools.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", str(EXAMPLE_TEMPLATE)
+    ).stdout
     assert "analysistemplate.argoproj.io/robustness-gate serverside-applied (server dry run)" in applied
 
 
@@ -351,8 +369,9 @@ def test_the_gate_in_the_notes_is_valid(cluster_release: Release, tools: Tools) 
     gate = yaml.safe_load(text)
     assert gate["kind"] == "RobustnessGate"
     RobustnessGateSpec.model_validate(gate["spec"])  # what the operator accepts
-    applied = tools.kubectl("apply", "--server-side", "--dry-run=server", "-n", cluster_release.namespace, "-f", "-",
-                            stdin=text).stdout  # what the CRD accepts
+    applied = tools.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-n", cluster_release.namespace, "-f", "-", stdin=text
+    ).stdout  # what the CRD accepts
     assert "robustnessgate.robustness.dev/fraud-model serverside-applied (server dry run)" in applied
 
 
@@ -363,8 +382,12 @@ def test_cluster_wide_service_account_may_do_what_the_operator_does_and_no_more(
     assert_access(
         tools,
         cluster_release.user,
-        allowed=[*operator_access(anywhere), *operator_access("default"),
-                 "list robustnessgates.robustness.dev -A", "watch robustnessgates.robustness.dev -A"],
+        allowed=[
+            *operator_access(anywhere),
+            *operator_access("default"),
+            "list robustnessgates.robustness.dev -A",
+            "watch robustnessgates.robustness.dev -A",
+        ],
         denied=[*beyond_operator(anywhere), *beyond_operator(cluster_release.namespace), *CLUSTER_SCOPED_DENIED],
     )
 
@@ -378,8 +401,10 @@ def test_namespaced_release_is_confined_to_its_namespaces(
     selector = f"app.kubernetes.io/instance={release.name}"
     assert tools.get("clusterroles,clusterrolebindings", "-l", selector)["items"] == []
     grants = tools.get("roles,rolebindings", "-A", "-l", selector)["items"]
-    assert sorted((g["kind"], g["metadata"]["namespace"]) for g in grants) == [("Role", watched),
-                                                                              ("RoleBinding", watched)]
+    assert sorted((g["kind"], g["metadata"]["namespace"]) for g in grants) == [
+        ("Role", watched),
+        ("RoleBinding", watched),
+    ]
     assert_access(
         tools,
         release.user,
@@ -396,21 +421,34 @@ def test_namespaced_release_is_confined_to_its_namespaces(
 
 
 def test_secret_names_allow_reading_only_those_secrets(
-    options_release: Release, cluster_release: Release, tools: Tools, cluster: LocalCluster, admin: Kubectl,
-    namespaces: Callable[[str], str], tmp_path: Path
+    options_release: Release,
+    cluster_release: Release,
+    tools: Tools,
+    cluster: LocalCluster,
+    admin: Kubectl,
+    namespaces: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     namespace = namespaces("prom-auth")
     for name in ("prom-auth", "other"):
-        admin.core.create_namespaced_secret(namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name), data={"token": base64.b64encode(b"s3cret").decode()}
-        ))
+        admin.core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name), data={"token": base64.b64encode(b"s3cret").decode()}
+            ),
+        )
     assert_access(
         tools,
         options_release.user,
         allowed=[f"get secrets/prom-auth -n {namespace}", f"get secrets/prom-auth -n {unique('anywhere')}"],
-        denied=[f"get secrets/other -n {namespace}", f"get secrets -n {namespace}", f"list secrets -n {namespace}",
-                f"watch secrets -n {namespace}", f"update secrets/prom-auth -n {namespace}",
-                f"create secrets -n {namespace}"],
+        denied=[
+            f"get secrets/other -n {namespace}",
+            f"get secrets -n {namespace}",
+            f"list secrets -n {namespace}",
+            f"watch secrets -n {namespace}",
+            f"update secrets/prom-auth -n {namespace}",
+            f"create secrets -n {namespace}",
+        ],
     )
     # The operator's own code path (Kube.secret_value), logged in as each release's ServiceAccount.
     kube = Kube(api_client(str(token_kubeconfig(tools, cluster, options_release, tmp_path / "options.kubeconfig"))))
@@ -432,19 +470,31 @@ def test_leader_election_may_hold_only_its_own_lease(
     pods = tools.get("pods", "-n", release.namespace, "-l", f"app.kubernetes.io/instance={release.name}")["items"]
     assert [pod["status"]["phase"] for pod in pods] == ["Running", "Running"]
     args = deployment_args(admin, release)
-    assert args[-4:] == ["--leader-elect", f"--lease-namespace={release.namespace}", f"--lease-name={lease}",
-                         "--lease-duration=15"]
+    assert args[-4:] == [
+        "--leader-elect",
+        f"--lease-namespace={release.namespace}",
+        f"--lease-name={lease}",
+        "--lease-duration=15",
+    ]
     other = unique("elsewhere")
     ns = f"-n {release.namespace}"
     assert_access(
         tools,
         release.user,
-        allowed=[f"create leases.coordination.k8s.io {ns}", f"get leases.coordination.k8s.io/{lease} {ns}",
-                 f"update leases.coordination.k8s.io/{lease} {ns}"],
-        denied=[f"get leases.coordination.k8s.io/kube-scheduler {ns}", f"update leases.coordination.k8s.io {ns}",
-                f"list leases.coordination.k8s.io {ns}", f"delete leases.coordination.k8s.io/{lease} {ns}",
-                f"create leases.coordination.k8s.io -n {other}", f"get leases.coordination.k8s.io/{lease} -n {other}",
-                "get leases.coordination.k8s.io/kube-controller-manager -n kube-system"],
+        allowed=[
+            f"create leases.coordination.k8s.io {ns}",
+            f"get leases.coordination.k8s.io/{lease} {ns}",
+            f"update leases.coordination.k8s.io/{lease} {ns}",
+        ],
+        denied=[
+            f"get leases.coordination.k8s.io/kube-scheduler {ns}",
+            f"update leases.coordination.k8s.io {ns}",
+            f"list leases.coordination.k8s.io {ns}",
+            f"delete leases.coordination.k8s.io/{lease} {ns}",
+            f"create leases.coordination.k8s.io -n {other}",
+            f"get leases.coordination.k8s.io/{lease} -n {other}",
+            "get leases.coordination.k8s.io/kube-controller-manager -n kube-system",
+        ],
     )
     # The operator's own election code, logged in as the ServiceAccount: create, renew, and keep others out.
     kube = Kube(api_client(str(token_kubeconfig(tools, cluster, release, tmp_path / "lease.kubeconfig"))))
@@ -471,8 +521,13 @@ def _no_other_gates(admin: Kubectl, namespace: str) -> bool:
 
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
 def test_operator_with_the_charts_rbac_rolls_back_a_bad_canary(
-    mode: str, request: pytest.FixtureRequest, cluster: LocalCluster, tools: Tools, admin: Kubectl,
-    namespaces: Callable[[str], str], tmp_path: Path
+    mode: str,
+    request: pytest.FixtureRequest,
+    cluster: LocalCluster,
+    tools: Tools,
+    admin: Kubectl,
+    namespaces: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     release: Release = request.getfixturevalue("cluster_release" if mode == "cluster-wide" else "namespaced_release")
     namespace = release.watched[0] if release.watched else namespaces("canary")
@@ -497,8 +552,11 @@ def test_operator_with_the_charts_rbac_rolls_back_a_bad_canary(
         def decided() -> dict[str, Any] | None:
             assert_no_denials(operator)  # fail at the first denied request, not after the timeout
             status = (admin.gate(namespace, "fraud-gate") or {}).get("status") or {}
-            return status if status.get("phase") == "RolledBack" and (status.get("decision") or {}).get(
-                "applied") else None
+            return (
+                status
+                if status.get("phase") == "RolledBack" and (status.get("decision") or {}).get("applied")
+                else None
+            )
 
         status = wait_for("the gate to roll the canary back", decided, 150)
         assert status["revision"] == canary and status["decision"]["operation"] == "Rollback", status

@@ -78,18 +78,21 @@ def test_processes_listen_on_loopback(cluster: LocalCluster) -> None:
 def test_deployment_pods_become_ready(kube_api: client.ApiClient, namespace: str) -> None:
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     labels = {"app": "web"}
-    apps.create_namespaced_deployment(namespace, client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="web"),
-        spec=client.V1DeploymentSpec(
-            replicas=2,
-            selector=client.V1LabelSelector(match_labels=labels),
-            # kwok pulls nothing, so any image string will do.
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="web", image="example.invalid/web:1")]),
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1DeploymentSpec(
+                replicas=2,
+                selector=client.V1LabelSelector(match_labels=labels),
+                # kwok pulls nothing, so any image string will do.
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="web", image="example.invalid/web:1")]),
+                ),
             ),
         ),
-    ))
+    )
 
     def ready_pods() -> list[client.V1Pod]:
         pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
@@ -99,8 +102,11 @@ def test_deployment_pods_become_ready(kube_api: client.ApiClient, namespace: str
     for pod in pods:
         assert ipaddress.ip_address(pod.status.pod_ip) in POD_CIDR
         assert pod.spec.node_name.startswith("kwok-node-")
-    wait_for(lambda: apps.read_namespaced_deployment_status("web", namespace).status,
-             lambda st: st.available_replicas == 2, "Deployment web availableReplicas == 2")
+    wait_for(
+        lambda: apps.read_namespaced_deployment_status("web", namespace).status,
+        lambda st: st.available_replicas == 2,
+        "Deployment web availableReplicas == 2",
+    )
 
 
 def _rollout(namespace: str, env_value: str) -> dict[str, Any]:
@@ -113,8 +119,15 @@ def _rollout(namespace: str, env_value: str) -> dict[str, Any]:
             "selector": {"matchLabels": {"app": "canary"}},
             "template": {
                 "metadata": {"labels": {"app": "canary"}},
-                "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1",
-                                         "env": [{"name": "VERSION", "value": env_value}]}]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.invalid/app:1",
+                            "env": [{"name": "VERSION", "value": env_value}],
+                        }
+                    ]
+                },
             },
             "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
         },
@@ -126,27 +139,42 @@ def test_rollout_canary_pauses_at_step(kube_api: client.ApiClient, namespace: st
     apps = client.AppsV1Api(kube_api)
 
     def rollout() -> dict[str, Any]:
-        obj: dict[str, Any] = crd.get_namespaced_custom_object(ROLLOUT_GROUP, ROLLOUT_VERSION, namespace,
-                                                               ROLLOUT_PLURAL, "canary")
+        obj: dict[str, Any] = crd.get_namespaced_custom_object(
+            ROLLOUT_GROUP, ROLLOUT_VERSION, namespace, ROLLOUT_PLURAL, "canary"
+        )
         return obj
 
     def status() -> dict[str, Any]:
         return rollout().get("status") or {}
 
-    crd.create_namespaced_custom_object(ROLLOUT_GROUP, ROLLOUT_VERSION, namespace, ROLLOUT_PLURAL,
-                                        _rollout(namespace, "1"))
-    healthy = wait_for(status, lambda s: s.get("phase") == "Healthy" and s.get("availableReplicas") == 2,
-                       "Rollout canary to become Healthy with 2 available replicas")
+    crd.create_namespaced_custom_object(
+        ROLLOUT_GROUP, ROLLOUT_VERSION, namespace, ROLLOUT_PLURAL, _rollout(namespace, "1")
+    )
+    healthy = wait_for(
+        status,
+        lambda s: s.get("phase") == "Healthy" and s.get("availableReplicas") == 2,
+        "Rollout canary to become Healthy with 2 available replicas",
+    )
     stable_hash = healthy["stableRS"]
     assert healthy["currentPodHash"] == stable_hash
 
     # A new pod template starts the canary: step 0 sets weight 50, step 1 pauses indefinitely. Custom objects take
     # JSON merge patches, which replace lists whole, so the patch carries the complete template.
-    crd.patch_namespaced_custom_object(ROLLOUT_GROUP, ROLLOUT_VERSION, namespace, ROLLOUT_PLURAL, "canary", {
-        "spec": {"template": _rollout(namespace, "2")["spec"]["template"]},
-    })
-    paused = wait_for(status, lambda s: s.get("phase") == "Paused" and bool(s.get("pauseConditions")),
-                      "Rollout canary to pause at its pause step")
+    crd.patch_namespaced_custom_object(
+        ROLLOUT_GROUP,
+        ROLLOUT_VERSION,
+        namespace,
+        ROLLOUT_PLURAL,
+        "canary",
+        {
+            "spec": {"template": _rollout(namespace, "2")["spec"]["template"]},
+        },
+    )
+    paused = wait_for(
+        status,
+        lambda s: s.get("phase") == "Paused" and bool(s.get("pauseConditions")),
+        "Rollout canary to pause at its pause step",
+    )
     assert paused["pauseConditions"][0]["reason"] == "CanaryPauseStep"
     assert paused["currentStepIndex"] == 1
     assert paused["stableRS"] == stable_hash
@@ -158,8 +186,11 @@ def test_rollout_canary_pauses_at_step(kube_api: client.ApiClient, namespace: st
         items = apps.list_namespaced_replica_set(namespace, label_selector="app=canary").items
         return {rs.metadata.labels["rollouts-pod-template-hash"]: rs.status.ready_replicas or 0 for rs in items}
 
-    wait_for(replica_sets, lambda ready: ready == {stable_hash: 1, canary_hash: 1},
-             f"stable RS {stable_hash} and canary RS {canary_hash} with one ready pod each")
+    wait_for(
+        replica_sets,
+        lambda ready: ready == {stable_hash: 1, canary_hash: 1},
+        f"stable RS {stable_hash} and canary RS {canary_hash} with one ready pod each",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -182,7 +213,7 @@ def _listening_sockets() -> dict[str, tuple[str, int]]:
                 if family == 4:
                     addr = str(ipaddress.IPv4Address(raw[::-1]))
                 else:  # four little-endian 32-bit words
-                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                     v6 = ipaddress.IPv6Address(words)
                     addr = str(v6.ipv4_mapped or v6)
                 out[fields[9]] = (addr, int(hex_port, 16))
@@ -197,5 +228,5 @@ def _socket_inodes(pid: int) -> set[str]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     return inodes

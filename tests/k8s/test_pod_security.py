@@ -35,8 +35,12 @@ PSA = "pod-security.kubernetes.io"
 VALUES = {
     "default": [],
     "watch-namespaces": ['watchNamespaces=["team-a","team-b"]'],
-    "leader-election": ["leaderElection.enabled=true", "replicas=2", 'rbac.secretNames=["prom-auth"]',
-                        'notifications.webhookSecret={"name":"hooks","key":"url"}'],
+    "leader-election": [
+        "leaderElection.enabled=true",
+        "replicas=2",
+        'rbac.secretNames=["prom-auth"]',
+        'notifications.webhookSecret={"name":"hooks","key":"url"}',
+    ],
 }
 
 
@@ -81,8 +85,12 @@ def restricted(kube_api: client.ApiClient) -> Iterator[str]:
     """A namespace enforcing (and warning about) the restricted profile at the apiserver's own version."""
     core = client.CoreV1Api(kube_api)
     name = f"psa-{uuid.uuid4().hex[:8]}"
-    labels = {f"{PSA}/enforce": "restricted", f"{PSA}/enforce-version": "latest",
-              f"{PSA}/warn": "restricted", f"{PSA}/warn-version": "latest"}
+    labels = {
+        f"{PSA}/enforce": "restricted",
+        f"{PSA}/enforce-version": "latest",
+        f"{PSA}/warn": "restricted",
+        f"{PSA}/warn-version": "latest",
+    }
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
     try:
         yield name

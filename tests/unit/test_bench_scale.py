@@ -52,7 +52,9 @@ def test_exposition_samples_and_totals() -> None:
     assert measure.total(samples, "robustness_gate_api_requests_total") == 30
     assert measure.total(samples, "robustness_gate_api_requests_total", verb="get") == 20
     assert measure.by_label(samples, "robustness_gate_api_requests_total", "kind") == {
-        "Deployment": 20, "RobustnessGate": 10}
+        "Deployment": 20,
+        "RobustnessGate": 10,
+    }
     weird = next(s for s in samples if s.name == "weird")
     assert weird.value == 1500 and weird.labels == {"path": 'a "quoted" b'}
     with pytest.raises(ValueError, match="unreadable"):
@@ -94,9 +96,17 @@ def test_exporter_series_grow_with_requests_and_keep_histograms_cumulative() -> 
 
 
 def test_profile_layers_count_the_innermost_known_layer() -> None:
-    assert layer_of(["run (threading.py:1)", "step (/x/robustness_gate/controller.py:9)",
-                     "decode (/x/site-packages/kubernetes/client/rest.py:3)", "loads (/lib/json/decoder.py:1)"]) \
+    assert (
+        layer_of(
+            [
+                "run (threading.py:1)",
+                "step (/x/robustness_gate/controller.py:9)",
+                "decode (/x/site-packages/kubernetes/client/rest.py:3)",
+                "loads (/lib/json/decoder.py:1)",
+            ]
+        )
         == "Kubernetes client (urllib3, TLS, JSON)"
+    )
     assert layer_of(["run (threading.py:1)", "loads (/lib/json/decoder.py:1)"]) == "HTTP, TLS, JSON and sockets"
     assert layer_of(["main (x.py:1)"]) == "other"
     raw = (
@@ -116,11 +126,19 @@ def test_profile_layers_count_the_innermost_known_layer() -> None:
 def _measurement(gates: int, cpu: float, rss: float, fast_share: float, queries: float, steps: float) -> Measurement:
     slow = steps * (1 - fast_share)
     return Measurement(
-        gates=gates, window_seconds=100.0, cpu_seconds=cpu * 100, peak_rss_mib=rss, steps=steps,
+        gates=gates,
+        window_seconds=100.0,
+        cpu_seconds=cpu * 100,
+        peak_rss_mib=rss,
+        steps=steps,
         step_buckets=[(0.1, steps - slow), (1.0, steps - slow), (math.inf, steps)],
-        prometheus_queries=queries * 3 * steps, prometheus_query_range_requests=queries * 3 * steps,
-        api_requests={"get RobustnessGate": steps, "patch RobustnessGate": steps}, prometheus_errors=0,
-        analysing=gates, creation_seconds=10.0, mean_looks=12.0,
+        prometheus_queries=queries * 3 * steps,
+        prometheus_query_range_requests=queries * 3 * steps,
+        api_requests={"get RobustnessGate": steps, "patch RobustnessGate": steps},
+        prometheus_errors=0,
+        analysing=gates,
+        creation_seconds=10.0,
+        mean_looks=12.0,
         profile=Profile(100, [("Kubernetes client (urllib3, TLS, JSON)", 0.6), ("other", 0.4)], []),
     )
 

@@ -59,8 +59,9 @@ OPERATOR_METRICS = {
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     helm = TESTBIN / "bin" / "helm"
     if not os.access(helm, os.X_OK):
-        pytest.fail(f"no helm binary at {helm}: run `make cluster-build` (it builds helm into the testbin)",
-                    pytrace=False)
+        pytest.fail(
+            f"no helm binary at {helm}: run `make cluster-build` (it builds helm into the testbin)", pytrace=False
+        )
     home = tmp_path_factory.mktemp("helm-home")
     yield {
         **os.environ,
@@ -74,14 +75,15 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 def helm(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([env["HELM_BIN"], *args], env=env, capture_output=True, text=True, timeout=60, check=False)
     if check and result.returncode != 0:
-        pytest.fail(f"helm {shlex.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}",
-                    pytrace=False)
+        pytest.fail(
+            f"helm {shlex.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}", pytrace=False
+        )
     return result
 
 
-def render(env: dict[str, str], *sets: str, release: str = "rg", namespace: str = "robustness-gate") -> list[
-    dict[str, Any]
-]:
+def render(
+    env: dict[str, str], *sets: str, release: str = "rg", namespace: str = "robustness-gate"
+) -> list[dict[str, Any]]:
     args = ["template", release, str(CHART), "--namespace", namespace]
     for value in sets:
         args += ["--set-json", value]
@@ -139,11 +141,17 @@ def test_default_install_is_cluster_wide_with_only_the_operator_objects(helm_env
             assert doc["metadata"]["namespace"] == "robustness-gate", doc["metadata"]
         assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == "rg"
     binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": one(docs, "ClusterRole")["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": one(docs, "ClusterRole")["metadata"]["name"],
+    }
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": one(docs, "ServiceAccount")["metadata"]["name"],
-         "namespace": "robustness-gate"}
+        {
+            "kind": "ServiceAccount",
+            "name": one(docs, "ServiceAccount")["metadata"]["name"],
+            "namespace": "robustness-gate",
+        }
     ]
     args = container(docs)["args"]
     assert args[0] == "run" and not any(a.startswith("--namespace") for a in args), args
@@ -175,8 +183,12 @@ def test_secret_names_grant_get_on_those_names_only(helm_env: dict[str, str], na
     for role in roles:
         secret_rules = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
         assert secret_rules == [
-            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["prom-auth", "prom-basic"],
-             "verbs": ["get"]}
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": ["prom-auth", "prom-basic"],
+                "verbs": ["get"],
+            }
         ]
         others = [rule for rule in role["rules"] if rule not in secret_rules]
         assert triples(others) == LEAST_PRIVILEGE
@@ -192,8 +204,11 @@ def test_namespaced_mode_grants_roles_in_the_watched_namespaces_only(helm_env: d
     for role in roles:
         assert triples(role["rules"]) == LEAST_PRIVILEGE
     for binding in bindings:
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                      "name": roles[0]["metadata"]["name"]}
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": roles[0]["metadata"]["name"],
+        }
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
         ]
@@ -207,8 +222,12 @@ def test_leader_election_adds_a_role_for_one_lease_and_allows_replicas(helm_env:
     assert role["metadata"]["namespace"] == "robustness-gate"
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["rg-robustness-gate"],
-         "verbs": ["get", "update"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["rg-robustness-gate"],
+            "verbs": ["get", "update"],
+        },
     ]
     [binding] = only(docs, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -216,8 +235,12 @@ def test_leader_election_adds_a_role_for_one_lease_and_allows_replicas(helm_env:
     assert triples(one(docs, "ClusterRole")["rules"]) == LEAST_PRIVILEGE
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
-    assert container(docs)["args"][-4:] == ["--leader-elect", "--lease-namespace=robustness-gate",
-                                            "--lease-name=rg-robustness-gate", "--lease-duration=15"]
+    assert container(docs)["args"][-4:] == [
+        "--leader-elect",
+        "--lease-namespace=robustness-gate",
+        "--lease-name=rg-robustness-gate",
+        "--lease-duration=15",
+    ]
     default = render(helm_env)
     assert not any("leases" in rule["resources"] for doc in default if "rules" in doc for rule in doc["rules"])
     assert not any(a.startswith("--lease") or a == "--leader-elect" for a in container(default)["args"])
@@ -294,8 +317,14 @@ def test_deployment_runs_one_operator_with_probes_ports_and_resources(helm_env: 
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two operators during an upgrade
     main = container(docs)
     assert main["image"] == f"robustness-gate:{__version__}"
-    assert main["args"] == ["run", "--http-address=0.0.0.0:8080", "--metrics-address=0.0.0.0:9090",
-                            "--log-format=json", "--log-level=INFO", "--concurrent-steps=16"]
+    assert main["args"] == [
+        "run",
+        "--http-address=0.0.0.0:8080",
+        "--metrics-address=0.0.0.0:9090",
+        "--log-format=json",
+        "--log-level=INFO",
+        "--concurrent-steps=16",
+    ]
     assert {p["name"]: p["containerPort"] for p in main["ports"]} == {"http": 8080, "metrics": 9090}
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -303,7 +332,8 @@ def test_deployment_runs_one_operator_with_probes_ports_and_resources(helm_env: 
     assert "RG_NOTIFY_WEBHOOK_URL" not in {e["name"] for e in main["env"]}
     service = one(docs, "Service")
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
-        "http": (8080, "http"), "metrics": (9090, "metrics")
+        "http": (8080, "http"),
+        "metrics": (9090, "metrics"),
     }
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     template_labels = deployment["spec"]["template"]["metadata"]["labels"]
