@@ -20,7 +20,7 @@ HACK = ROOT / "hack"
 if str(HACK) not in sys.path:
     sys.path.insert(0, str(HACK))
 
-from test_rollout_gates import LABEL, namespace_for  # noqa: E402
+from e2e_helpers import LABEL, namespace_for  # noqa: E402
 
 from canarylab import Behaviour  # noqa: E402
 from localcluster import LocalCluster, testbin, versions  # noqa: E402

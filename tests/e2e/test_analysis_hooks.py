@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_rollout_gates import namespace_for
+from e2e_helpers import namespace_for
 
 from canarylab import Behaviour
 from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_rollout_gates import LABEL, namespace_for
+from e2e_helpers import LABEL, namespace_for
 
 from canarylab import Behaviour
 from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for

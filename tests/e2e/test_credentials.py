@@ -25,11 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from test_rollout_gates import DECIDED, namespace_for
+from e2e_helpers import LABEL, decided, namespace_for, stable_is, status_of
 
 from scenario import HEALTHY, Kubectl, OwnOperators, Traffic, gate_manifest, start_rollout_canary, wait_for
 
-LABEL = "rollouts_pod_template_hash"
 USER = "gate-reader"
 # Distinctive values: a hit anywhere can only be a leak.
 TOKEN = f"tok{secrets.token_hex(16)}"
@@ -151,10 +150,6 @@ def auth_gate(namespace: str, name: str, rollout: str, proxy: AuthProxy, auth: d
     gate = gate_manifest(namespace, name, target, proxy.url, app="fraud", min_duration="20s", max_duration=max_duration)
     gate["spec"]["prometheus"]["auth"] = auth
     return gate
-
-
-def status_of(kube: Kubectl, namespace: str, name: str) -> dict[str, Any]:
-    return dict((kube.gate(namespace, name) or {}).get("status") or {})
 
 
 def raw_get(url: str) -> str:
@@ -306,18 +301,9 @@ def wait_gate(kube: Kubectl, namespace: str, name: str, what: str, probe: Callab
         pytest.fail(f"{error}; status: {json.dumps(status_of(kube, namespace, name))[:3000]}", pytrace=False)
 
 
-def decided(kube: Kubectl, namespace: str, name: str) -> bool:
-    status = status_of(kube, namespace, name)
-    return status.get("phase") in DECIDED and bool((status.get("decision") or {}).get("applied"))
-
-
 def held(kube: Kubectl, namespace: str, name: str) -> bool:
     return bool(status_of(kube, namespace, name).get("heldForErrors"))
 
 
 def refused_since(kube: Kubectl, namespace: str, name: str, errors: int) -> bool:
     return int(status_of(kube, namespace, name).get("consecutiveErrors", 0)) >= errors
-
-
-def stable_is(kube: Kubectl, namespace: str, rollout: str, pod_hash: str) -> bool:
-    return bool((kube.rollout(namespace, rollout).get("status") or {}).get("stableRS") == pod_hash)

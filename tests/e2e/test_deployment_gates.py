@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+from e2e_helpers import DECIDED, namespace_for
 from prometheus_client.parser import text_string_to_metric_families
-from test_rollout_gates import DECIDED, namespace_for
 
 from canarylab import Behaviour
 from scenario import Kubectl, Operator, Traffic, deployment_manifest, gate_manifest, pod_template, wait_for

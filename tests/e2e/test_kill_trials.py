@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from test_rollout_gates import namespace_for
+from e2e_helpers import namespace_for
 
 from canarylab import Behaviour
 from scenario import ROLLOUTS, Kubectl, Operator, Traffic, gate_manifest, pod_template, rollout_manifest, wait_for

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials import decided, stable_is, status_of
-from test_rollout_gates import namespace_for
+from e2e_helpers import decided, namespace_for, stable_is, status_of
 
 from scenario import HEALTHY, Kubectl, OwnOperators, Traffic, gate_manifest, start_rollout_canary, wait_for
 

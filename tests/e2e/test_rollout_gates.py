@@ -3,7 +3,6 @@ or aborts it through the real Argo Rollouts controller. Every outcome is read fr
 
 from __future__ import annotations
 
-import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,16 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import DECIDED, LABEL, namespace_for
 
 from canarylab import Behaviour
 from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
-
-DECIDED = {"Promoted", "RolledBack", "Paused", "Passed", "Failed", "Inconclusive"}
-LABEL = "rollouts_pod_template_hash"
-
-
-def namespace_for(test_name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[-50:].strip("-")
 
 
 @dataclass

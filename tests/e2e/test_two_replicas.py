@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import namespace_for
 from kubernetes import client
-from test_rollout_gates import namespace_for
 
 from canarylab import Behaviour
 from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from k8s_helpers import create, gate, rollout, stored
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -22,44 +23,6 @@ from robustness_gate.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "robustnessgates.robustness.dev.yaml"
-
-
-def gate(namespace: str, name: str = "fraud", **spec_changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "RobustnessGate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "fraud"},
-            "prometheus": {"address": "http://127.0.0.1:9"},
-            "analysis": {"interval": "5s", "minDuration": "30s", "maxDuration": "5m"},
-            "metrics": [
-                {
-                    "name": "error-rate",
-                    "errorRate": {
-                        "errors": 'sum(increase(http_requests_total{code=~"5..",{{selector}}}[{{window}}]))',
-                        "total": "sum(increase(http_requests_total{ {{selector}} }[{{window}}]))",
-                    },
-                    "compare": {"direction": "Increase"},
-                }
-            ],
-        },
-    }
-    body["spec"].update(spec_changes)
-    return body
-
-
-def create(kube_api: client.ApiClient, body: dict[str, Any], strict: bool = True) -> dict[str, Any]:
-    custom = client.CustomObjectsApi(kube_api)
-    created: dict[str, Any] = custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        body["metadata"]["namespace"],
-        PLURAL,
-        body,
-        field_validation="Strict" if strict else None,
-    )
-    return created
 
 
 def rejection(kube_api: client.ApiClient, body: dict[str, Any]) -> str:
@@ -118,13 +81,6 @@ def controller(kube_api: client.ApiClient) -> Controller:
     return Controller(Kube(kube_api))
 
 
-def stored(kube_api: client.ApiClient, namespace: str, name: str = "fraud") -> dict[str, Any]:
-    result: dict[str, Any] = client.CustomObjectsApi(kube_api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return result
-
-
 def events(kube_api: client.ApiClient, namespace: str, name: str = "fraud") -> list[Any]:
     listing = client.CoreV1Api(kube_api).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=RobustnessGate"
@@ -163,23 +119,6 @@ def test_semantic_errors_the_schema_cannot_see_give_phase_invalid(
     status = stored(kube_api, namespace)["status"]
     assert status["phase"] == "Invalid"
     assert "spec.metrics[0].errorRate.total" in status["message"] and "{{selecter}}" in status["message"]
-
-
-def rollout(namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "fraud", "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "fraud"}},
-            "template": {
-                "metadata": {"labels": {"app": "fraud"}},
-                "spec": {"containers": [{"name": "model", "image": "registry.invalid/fraud:v1"}]},
-            },
-            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
-        },
-    }
 
 
 def test_a_target_without_canary_gives_pending_and_a_valid_condition(

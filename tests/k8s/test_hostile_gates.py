@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from k8s_helpers import create, gate, rollout, stored
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from test_gate_resource import create, gate, rollout, stored
 
 from robustness_gate.controller import Controller
 from robustness_gate.kube import Kube

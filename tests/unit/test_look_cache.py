@@ -413,7 +413,7 @@ def test_secrets_are_only_inside_the_source() -> None:
 
 
 def test_the_controller_keeps_one_source_per_gate_and_asks_only_for_new_looks() -> None:
-    from test_controller import HEALTHY, T0, harness, make_gate, make_rollout  # the controller's fakes
+    from fakes import HEALTHY, T0, harness, make_gate, make_rollout
 
     analysis = {"interval": "10s", "minDuration": "2m", "maxDuration": "5m"}  # no decision in these steps
     h = harness(make_gate(analysis=analysis), make_rollout(), **HEALTHY)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from test_replay import SIDES, START, StreamSource, _at, _gate
+from fakes import REPLAY_SIDES as SIDES
+from fakes import REPLAY_START as START
+from fakes import StreamSource
+from fakes import look_time as _at
+from fakes import replay_gate as _gate
 
 from robustness_gate.analysis import replay
 from robustness_gate.api import Action, MetricSpec

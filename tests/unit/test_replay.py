@@ -2,63 +2,29 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from fakes import (
+    REPLAY_INTERVAL as INTERVAL,
+)
+from fakes import (
+    REPLAY_SIDES as SIDES,
+)
+from fakes import (
+    REPLAY_START as START,
+)
+from fakes import (
+    StreamSource,
+)
+from fakes import (
+    look_time as _at,
+)
+from fakes import (
+    replay_gate as _gate,
+)
 
 from robustness_gate.analysis import judge_look, replay
-from robustness_gate.api import Action, MetricSpec, RobustnessGate, parse_gate
+from robustness_gate.api import Action
 from robustness_gate.metrics.source import Window
-from robustness_gate.metrics.templates import Sides
-from robustness_gate.series import CountSeries, MetricData
-
-SIDES = Sides.parse('version="v2"', 'version="v1"')
-START = 1_800_000_000.0
-INTERVAL = 30.0
-LONG = 200  # looks the source can serve; every window reads its first looks of the same stream
-
-
-def _gate(**analysis: str) -> RobustnessGate:
-    return parse_gate(
-        {
-            "apiVersion": "robustness.dev/v1alpha1",
-            "kind": "RobustnessGate",
-            "metadata": {"name": "g", "namespace": "ml"},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
-                "prometheus": {"address": "http://127.0.0.1:9"},
-                "analysis": {"interval": "30s", "minDuration": "2m", "maxDuration": "30m", **analysis},
-                "metrics": [
-                    {
-                        "name": "errors",
-                        "critical": True,
-                        "compare": {"tolerance": 0.2},
-                        "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
-                    }
-                ],
-            },
-        }
-    )
-
-
-class StreamSource:
-    """A fixed stream of looks from START: a window sees its first looks, whatever its length."""
-
-    def __init__(self, canary_rate: float, seed: int = 3, traffic: float = 2000.0) -> None:
-        rng = np.random.default_rng(seed)
-        self.total = np.full(LONG, traffic)
-        self.canary = rng.binomial(int(traffic), canary_rate, LONG).astype(float)
-        self.baseline = rng.binomial(int(traffic), 0.01, LONG).astype(float)
-        self.windows: list[Window] = []
-
-    def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
-        assert window.start == START and window.looks <= LONG
-        self.windows.append(window)
-        k = window.looks
-        return CountSeries(self.canary[:k], self.total[:k], self.baseline[:k], self.total[:k].copy())
-
-
-def _at(looks: int) -> float:
-    return START + looks * INTERVAL
 
 
 @pytest.mark.parametrize(("rate", "action"), [(0.05, Action.ROLLBACK), (0.01, Action.PROMOTE)])

@@ -1,0 +1,373 @@
+"""Test doubles of the unit tier, in one place: a fake Kubernetes API, metric sources and a hand-moved clock
+for the controller; a fixed stream of looks for the replay. Pure: nothing here opens a socket."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
+from robustness_gate.controller import Controller
+from robustness_gate.kube import KubeError
+from robustness_gate.metrics.source import MetricsError, Window
+from robustness_gate.metrics.templates import Sides
+from robustness_gate.series import CountSeries, MetricData
+from robustness_gate.targets.model import MERGE_PATCH, Patch
+
+# ---------------------------------------------------------------- the controller's world
+
+T0 = 1_700_000_000.0  # a whole second, so startedAt (second precision) is exactly T0
+NAMESPACE = "shop"
+CANARY = "6d5f7c9b8"
+STABLE = "5c4b8d7f9"
+NEW_CANARY = "7e8a9b0c1"
+STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {"duration": "2m"}}]
+
+
+# ---------------------------------------------------------------- fakes
+
+
+def json_merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = json_merge(result.get(key), value)
+    return result
+
+
+class OperatorCrashError(Exception):
+    """The operator dies between recording a decision and sending its patch."""
+
+
+@dataclass
+class FakeClock:
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeKube:
+    """GateKube over dicts. `calls` keeps status patches, target patches and Events in the order made."""
+
+    gate: dict[str, Any]
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    crash_on_apply: bool = False
+    # API answers to inject: each write pops the next status code of its list and fails with it.
+    apply_failures: list[int] = field(default_factory=list)
+    status_failures: list[int] = field(default_factory=list)
+    # A watch cache lagging behind the API: the step reads these Rollouts, operations read `rollouts`.
+    watched_rollouts: dict[str, dict[str, Any]] | None = None
+    uncached_reads: int = 0
+    event_keys: set[str] = field(default_factory=set)
+
+    # TargetReader
+    def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        assert namespace == NAMESPACE
+        found = (self.watched_rollouts if self.watched_rollouts is not None else self.rollouts).get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    def uncached(self) -> FakeKube:
+        self.uncached_reads += 1
+        return dataclasses.replace(self, watched_rollouts=None) if self.watched_rollouts is not None else self
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        assert namespace == NAMESPACE
+        found = self.deployments.get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.sets.get(deployment["metadata"]["name"], []))
+
+    # writes
+    def apply(self, namespace: str, patch: Patch) -> None:
+        assert namespace == NAMESPACE
+        if self.crash_on_apply:
+            self.crash_on_apply = False
+            raise OperatorCrashError("killed before the PATCH reached the API server")
+        if self.apply_failures:
+            raise KubeError(f"patching {patch.target.kind}/{patch.target.name}: conflict", self.apply_failures.pop(0))
+        self.calls.append(("apply", patch))
+        if patch.target.kind == "Rollout" and patch.content_type == MERGE_PATCH:
+            rollout = self.rollouts[patch.target.name]
+            body = patch.body
+            assert isinstance(body, dict)
+            # The status subresource takes only status; the main resource ignores status.
+            if patch.subresource == "status":
+                rollout["status"] = json_merge(rollout.get("status", {}), body["status"])
+            else:
+                self.rollouts[patch.target.name] = json_merge(rollout, {k: v for k, v in body.items() if k != "status"})
+        if patch.target.kind == "Deployment" and patch.content_type == MERGE_PATCH:
+            self.deployments[patch.target.name] = json_merge(self.deployments[patch.target.name], patch.body)
+
+    def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        assert (namespace, name) == (self.gate["metadata"]["namespace"], self.gate["metadata"]["name"])
+        if self.status_failures:
+            raise KubeError(f"writing status of RobustnessGate {name}: conflict", self.status_failures.pop(0))
+        self.calls.append(("status", copy.deepcopy(status)))
+        self.gate["status"] = json_merge(self.gate.get("status") or {}, status)
+
+    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
+        assert gate["metadata"]["uid"] == self.gate["metadata"]["uid"]
+        if key is not None:
+            if key in self.event_keys:
+                return  # the API answers 409 AlreadyExists for an Event of the same name
+            self.event_keys.add(key)
+        self.calls.append(("event", (type_, reason, message)))
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        raise AssertionError("no gate in these tests reads a Secret")
+
+    # views
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self.gate.get("status") or {})
+
+    def applied(self) -> list[Patch]:
+        return [value for kind, value in self.calls if kind == "apply"]
+
+    def status_patches(self) -> list[dict[str, Any]]:
+        return [value for kind, value in self.calls if kind == "status"]
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [value for kind, value in self.calls if kind == "event"]
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next(c for c in self.status.get("conditions", []) if c["type"] == type_)
+
+
+@dataclass
+class FakeSource:
+    """Error-rate counts per look: `per_look` requests a side (`baseline_per_look` for the baseline, when set),
+    a fixed error rate each."""
+
+    canary_rate: float = 0.01
+    baseline_rate: float = 0.01
+    per_look: float = 2000.0
+    baseline_per_look: float | None = None
+    error: MetricsError | None = None
+    fetched: list[tuple[str, Sides, Window]] = field(default_factory=list)
+
+    def fetch(self, metric: Any, sides: Sides, window: Window) -> CountSeries:
+        self.fetched.append((metric.name, sides, window))
+        if self.error is not None:
+            raise self.error
+        total = np.full(window.looks, self.per_look)
+        baseline = total if self.baseline_per_look is None else np.full(window.looks, self.baseline_per_look)
+        return CountSeries(
+            canary_events=np.round(total * self.canary_rate),
+            canary_total=total.copy(),
+            baseline_events=np.round(baseline * self.baseline_rate),
+            baseline_total=baseline.copy(),
+        )
+
+
+HEALTHY: dict[str, Any] = {"canary_rate": 0.01, "baseline_rate": 0.01, "per_look": 6000.0}
+BAD: dict[str, Any] = {"canary_rate": 0.10, "baseline_rate": 0.01}
+PROMETHEUS_DOWN = MetricsError("http://prometheus.monitoring:9090 unreachable: connection refused", "unreachable")
+
+
+# ---------------------------------------------------------------- objects
+
+
+def make_gate(generation: int = 1, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "robustness.dev/v1alpha1",
+        "kind": "RobustnessGate",
+        "metadata": {
+            "name": "checkout-gate",
+            "namespace": NAMESPACE,
+            "uid": "0b6c2a1e-gate",
+            "generation": generation,
+            "resourceVersion": "4711",
+        },
+        "spec": {
+            "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "checkout"},
+            "prometheus": {"address": "http://prometheus.monitoring:9090"},
+            "analysis": {
+                "interval": "10s",
+                "minDuration": "30s",
+                "maxDuration": "5m",
+                "minTraffic": {"canary": 10, "baseline": 10},
+            },
+            "metrics": [
+                {
+                    "name": "errors",
+                    "errorRate": {"errors": "sum(x{ {{selector}} })", "total": "sum(y{ {{selector}} })"},
+                    "compare": {"direction": "Increase"},
+                    "critical": True,
+                }
+            ],
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def make_rollout(
+    current: str | None = CANARY,
+    stable: str | None = STABLE,
+    step_index: int = 1,
+    paused_at_step: bool = True,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": "3",
+        "replicas": 5,
+        "readyReplicas": 5,
+        "currentStepIndex": step_index,
+        "canary": {},
+    }
+    if current is not None:
+        status["currentPodHash"] = current
+    if stable is not None:
+        status["stableRS"] = stable
+    if paused_at_step:
+        status.update(
+            phase="Paused",
+            pauseConditions=[{"reason": "CanaryPauseStep", "startTime": "2023-11-14T22:13:00Z"}],
+            controllerPause=True,
+        )
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "checkout", "namespace": NAMESPACE, "uid": "rollout-uid", "generation": 3},
+        "spec": {
+            "replicas": 5,
+            "selector": {"matchLabels": {"app": "checkout"}},
+            "template": {"metadata": {"labels": {"app": "checkout"}}, "spec": {"containers": [{"name": "app"}]}},
+            "strategy": {"canary": {"steps": copy.deepcopy(STEPS)}},
+        },
+        "status": status,
+    }
+
+
+@dataclass
+class Harness:
+    kube: FakeKube
+    source: FakeSource
+    clock: FakeClock
+    controller: Controller
+    delays: list[float] = field(default_factory=list)
+
+    def step(self) -> float:
+        """One worker iteration: re-read the stored gate, step it."""
+        delay = self.controller.step(copy.deepcopy(self.kube.gate))
+        self.delays.append(delay)
+        return delay
+
+    def next(self) -> float:
+        """Sleep what the last step asked for, then step."""
+        self.clock.advance(self.delays[-1])
+        return self.step()
+
+    def advance(self, looks: int) -> None:
+        """Take `looks` more looks."""
+        for _ in range(looks):
+            self.next()
+
+    def restart(self) -> None:
+        """A new operator process: nothing but the stored gate survives."""
+        self.controller = make_controller(self.kube, self.source, self.clock)
+
+
+@functools.cache
+def bad_looks() -> int:
+    """Looks until a BAD canary is rolled back: harm shown at once still needs several looks, since the
+    evidence one look adds is capped (stats.robust.LOOK_CAP)."""
+    h = harness(rollout=make_rollout(), **BAD)
+    h.step()
+    for looks in range(1, 30):
+        h.next()
+        if h.kube.status.get("phase") == "RolledBack":
+            return looks
+    raise AssertionError("a BAD canary was not rolled back within 30 looks")
+
+
+def make_controller(kube: FakeKube, source: FakeSource, clock: FakeClock) -> Controller:
+    def factory(spec: Any, credentials: Any) -> FakeSource:
+        assert spec.address == "http://prometheus.monitoring:9090"
+        return source
+
+    return Controller(kube, source_factory=factory, clock=clock)
+
+
+def harness(gate: dict[str, Any] | None = None, rollout: dict[str, Any] | None = None, **source: Any) -> Harness:
+    kube = FakeKube(gate if gate is not None else make_gate())
+    if rollout is not None:
+        kube.rollouts["checkout"] = rollout
+    fake_source, clock = FakeSource(**source), FakeClock()
+    return Harness(kube, fake_source, clock, make_controller(kube, fake_source, clock))
+
+
+def decided(h: Harness) -> dict[str, Any]:
+    return dict(h.kube.status.get("decision") or {})
+
+
+# ---------------------------------------------------------------- a stream of looks for the replay
+
+
+REPLAY_SIDES = Sides.parse('version="v2"', 'version="v1"')
+REPLAY_START = 1_800_000_000.0
+REPLAY_INTERVAL = 30.0
+REPLAY_LOOKS = 200  # looks the source can serve; every window reads its first looks of the same stream
+
+
+def replay_gate(**analysis: str) -> RobustnessGate:
+    return parse_gate(
+        {
+            "apiVersion": "robustness.dev/v1alpha1",
+            "kind": "RobustnessGate",
+            "metadata": {"name": "g", "namespace": "ml"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                "prometheus": {"address": "http://127.0.0.1:9"},
+                "analysis": {"interval": "30s", "minDuration": "2m", "maxDuration": "30m", **analysis},
+                "metrics": [
+                    {
+                        "name": "errors",
+                        "critical": True,
+                        "compare": {"tolerance": 0.2},
+                        "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
+                    }
+                ],
+            },
+        }
+    )
+
+
+class StreamSource:
+    """A fixed stream of looks from REPLAY_START: a window sees its first looks, whatever its length."""
+
+    def __init__(self, canary_rate: float, seed: int = 3, traffic: float = 2000.0) -> None:
+        rng = np.random.default_rng(seed)
+        self.total = np.full(REPLAY_LOOKS, traffic)
+        self.canary = rng.binomial(int(traffic), canary_rate, REPLAY_LOOKS).astype(float)
+        self.baseline = rng.binomial(int(traffic), 0.01, REPLAY_LOOKS).astype(float)
+        self.windows: list[Window] = []
+
+    def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
+        assert window.start == REPLAY_START and window.looks <= REPLAY_LOOKS
+        self.windows.append(window)
+        k = window.looks
+        return CountSeries(self.canary[:k], self.total[:k], self.baseline[:k], self.total[:k].copy())
+
+
+def look_time(looks: int) -> float:
+    return REPLAY_START + looks * REPLAY_INTERVAL
