@@ -168,13 +168,14 @@ def _run_command(args: argparse.Namespace) -> int:
 
     from robustness_gate import logs
     from robustness_gate.controller import Controller, prometheus_source
-    from robustness_gate.handlers import GateWorkers, run
+    from robustness_gate.handlers import run
     from robustness_gate.kube import Kube, api_client
     from robustness_gate.leader import LeaderElector
     from robustness_gate.notify import WebhookNotifier
     from robustness_gate.server import OperatorServer, watched_only
     from robustness_gate.telemetry import Telemetry
     from robustness_gate.watched import WatchedObjects
+    from robustness_gate.workers import GateWorkers
 
     logs.configure(args.log_level, args.log_format)
     if args.kubeconfig:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from robustness_gate import cli, handlers
-from robustness_gate.handlers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
+from robustness_gate import workers as workers_module
 from robustness_gate.kube import KubeError
 from robustness_gate.telemetry import Telemetry
+from robustness_gate.workers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
 
 
 def test_retry_delay_doubles_per_failure_up_to_a_cap_with_jitter() -> None:
@@ -64,7 +65,7 @@ class _Controller:
 def test_a_worker_backs_off_on_api_failures_and_steps_once_the_api_answers(
     status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(handlers, "API_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(workers_module, "API_RETRY_SECONDS", 0.05)
     kube, controller = _Kube(failures=4, status=status), _Controller()
     workers = GateWorkers(kube, controller)  # type: ignore[arg-type]
     workers.seen({"metadata": {"namespace": "ns", "name": "g", "uid": "u1", "generation": 1}}, deleted=False)
@@ -248,9 +249,9 @@ def test_concurrency_must_be_positive() -> None:
 
 
 def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None:
-    assert cli.DEFAULT_CONCURRENCY == handlers.DEFAULT_CONCURRENCY
+    assert cli.DEFAULT_CONCURRENCY == workers_module.DEFAULT_CONCURRENCY
     parser = cli._parser()
-    assert parser.parse_args(["run"]).concurrent_steps == handlers.DEFAULT_CONCURRENCY
+    assert parser.parse_args(["run"]).concurrent_steps == workers_module.DEFAULT_CONCURRENCY
     assert parser.parse_args(["run", "--concurrent-steps", "3"]).concurrent_steps == 3
     for bad in ("0", "300", "many"):
         with pytest.raises(SystemExit):

@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robustness_gate.api import MetricSpec, PrometheusSpec
-from robustness_gate.handlers import GateWorkers
 from robustness_gate.metrics.cache import REFETCH_LOOKS, CachedSource, splice
 from robustness_gate.metrics.gate_sources import MIN_IDLE_SECONDS, SWEEP_SECONDS, GateKey, GateSources, fingerprint
 from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
@@ -29,6 +28,7 @@ from robustness_gate.metrics.source import MetricsError, RawSeries, Window, asse
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, MetricData, ValueSeries
 from robustness_gate.telemetry import Telemetry
+from robustness_gate.workers import GateWorkers
 
 START = 1_700_000_000.0
 SPLIT = Sides.by_label("version", "v2", "v1")
