@@ -84,7 +84,6 @@ class LeaderElector:
         self.leading = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
-        self.acquired_at: float | None = None
 
     def start(self) -> LeaderElector:
         self._thread.start()
@@ -115,7 +114,6 @@ class LeaderElector:
             # Stop acting a renew period before the lease could expire, so two replicas never act at once.
             leading = now - renewed < self.lease_seconds - self.renew_seconds
             if leading and not self.leading.is_set():
-                self.acquired_at = now
                 log.info("leader election: %s now leads (Lease %s/%s)", self.identity, self.namespace, self.name)
                 self.leading.set()
             elif not leading and self.leading.is_set():

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
-KNOWN_VARIABLES = ("selector", "window", "by")
 
 
 class TemplateError(ValueError):
