@@ -329,27 +329,35 @@ REPLAY_INTERVAL = 30.0
 REPLAY_LOOKS = 200  # looks the source can serve; every window reads its first looks of the same stream
 
 
+def gate_document(
+    metrics: list[dict[str, Any]], *, name: str = "g", namespace: str = "ml", target: str = "d", **analysis: Any
+) -> dict[str, Any]:
+    """A gate on a Deployment with these metrics and `analysis` settings, as a user's YAML decodes; its
+    Prometheus address is a closed loopback port that no unit test dials."""
+    return {
+        "apiVersion": "robustness.dev/v1alpha1",
+        "kind": "RobustnessGate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "prometheus": {"address": "http://127.0.0.1:9"},
+            "analysis": analysis,
+            "metrics": metrics,
+        },
+    }
+
+
+ERRORS_METRIC: dict[str, Any] = {
+    "name": "errors",
+    "critical": True,
+    "compare": {"tolerance": 0.2},
+    "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
+}
+
+
 def replay_gate(**analysis: str) -> RobustnessGate:
-    return parse_gate(
-        {
-            "apiVersion": "robustness.dev/v1alpha1",
-            "kind": "RobustnessGate",
-            "metadata": {"name": "g", "namespace": "ml"},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
-                "prometheus": {"address": "http://127.0.0.1:9"},
-                "analysis": {"interval": "30s", "minDuration": "2m", "maxDuration": "30m", **analysis},
-                "metrics": [
-                    {
-                        "name": "errors",
-                        "critical": True,
-                        "compare": {"tolerance": 0.2},
-                        "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
-                    }
-                ],
-            },
-        }
-    )
+    settings = {"interval": "30s", "minDuration": "2m", "maxDuration": "30m", **analysis}
+    return parse_gate(gate_document([copy.deepcopy(ERRORS_METRIC)], **settings))
 
 
 class StreamSource:

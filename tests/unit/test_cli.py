@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from fakes import gate_document
 
 from robustness_gate import cli
 from robustness_gate.api import MetricSpec
@@ -17,25 +18,22 @@ from robustness_gate.metrics.source import REFUSED, MetricsError, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, MetricData
 
-GATE = {
-    "apiVersion": "robustness.dev/v1alpha1",
-    "kind": "RobustnessGate",
-    "metadata": {"name": "demo", "namespace": "ml"},
-    "spec": {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo"},
-        "prometheus": {"address": "http://127.0.0.1:9"},
-        "analysis": {"interval": "30s", "minDuration": "2m", "maxDuration": "30m"},
-        "metrics": [
-            {
-                "name": "errors",
-                "critical": True,
-                "slo": {"max": 0.05},
-                "compare": {},
-                "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
-            }
-        ],
-    },
-}
+GATE = gate_document(
+    [
+        {
+            "name": "errors",
+            "critical": True,
+            "slo": {"max": 0.05},
+            "compare": {},
+            "errorRate": {"errors": "e{ {{selector}} }", "total": "t{ {{selector}} }"},
+        }
+    ],
+    name="demo",
+    target="demo",
+    interval="30s",
+    minDuration="2m",
+    maxDuration="30m",
+)
 ARGS = ["--canary", 'version="v2"', "--baseline", 'version="v1"']
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from fakes import gate_document
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -270,22 +271,11 @@ def test_each_metric_kind_sends_one_query_per_look_with_the_same_result(case: st
 
 
 def _three_metric_gate() -> RobustnessGate:
-    return parse_gate(
-        {
-            "apiVersion": "robustness.dev/v1alpha1",
-            "kind": "RobustnessGate",
-            "metadata": {"name": "g", "namespace": "ns"},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
-                "analysis": {"interval": "10s"},
-                "prometheus": {"address": "http://127.0.0.1:9"},
-                "metrics": [
-                    {"name": name, **METRICS[case][0].model_dump(by_alias=True, exclude_none=True, exclude={"name"})}
-                    for name, case in (("e", "errorRate by label"), ("l", "latency by label"), ("c", "custom per side"))
-                ],
-            },
-        }
-    )
+    metrics = [
+        {"name": name, **METRICS[case][0].model_dump(by_alias=True, exclude_none=True, exclude={"name"})}
+        for name, case in (("e", "errorRate by label"), ("l", "latency by label"), ("c", "custom per side"))
+    ]
+    return parse_gate(gate_document(metrics, namespace="ns", interval="10s"))
 
 
 def test_one_step_of_a_three_metric_gate_sends_one_query_with_each_metrics_own_data() -> None:
