@@ -12,7 +12,7 @@ from pathlib import Path
 # A sample counts for the innermost of these layers on its stack: JSON decoding or TLS inside the
 # Kubernetes client is the client's cost. Only samples under none of them go to a generic layer below.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("judge and statistics", ("robustness_gate/judge.py", "robustness_gate/stats/", "scipy/", "numpy/")),
+    ("judge and statistics", ("robustness_gate/judge/", "robustness_gate/stats/", "scipy/", "numpy/")),
     ("query assembly", ("robustness_gate/metrics/source.py", "robustness_gate/metrics/queries.py")),
     ("look cache", ("robustness_gate/metrics/cache.py", "robustness_gate/metrics/gate_sources.py")),
     (

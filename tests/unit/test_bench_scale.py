@@ -111,14 +111,14 @@ def test_profile_layers_count_the_innermost_known_layer() -> None:
     assert layer_of(["main (x.py:1)"]) == "other"
     raw = (
         "run (threading.py:1);step (/x/robustness_gate/controller.py:9);"
-        "judge (/repo/operator/robustness_gate/judge.py:5) 30\n"
+        "judge (/repo/operator/robustness_gate/judge/counts.py:5) 30\n"
         "run (threading.py:1);get (/x/site-packages/kubernetes/client/rest.py:3) 10\n"
         "garbage line\n"
     )
     profile = summarise(raw)
     assert profile.samples == 40
     assert profile.layers[0] == ("judge and statistics", 0.75)
-    assert profile.functions[0] == ("judge (robustness_gate/judge.py:5)", 0.75)
+    assert profile.functions[0] == ("judge (robustness_gate/judge/counts.py:5)", 0.75)
     assert summarise("") == Profile(0, [], [])
     assert short_frame("f (/usr/lib/python3.11/ssl.py:7)") == "f (ssl.py:7)"
 
