@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("Kubernetes client (urllib3, TLS, JSON)", ("kubernetes/", "robustness_gate/kube.py")),
     ("targets' watch cache", ("robustness_gate/watched.py",)),
-    ("status model (pydantic)", ("pydantic/", "pydantic_core/", "robustness_gate/api.py")),
+    ("status model (pydantic)", ("pydantic/", "pydantic_core/", "robustness_gate/api/")),
     (
         "controller and targets",
         (

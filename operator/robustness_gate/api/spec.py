@@ -1,38 +1,57 @@
-"""The RobustnessGate resource: pydantic models that are the single source of truth for the CRD.
-
-crd.py turns these models into the CustomResourceDefinition; the operator and the CLI parse
-resources with them. Pure: no I/O library is imported here.
-"""
+"""What a user writes: the RobustnessGate's spec, with every field's bounds and default."""
 
 from __future__ import annotations
 
 import functools
 import re
-from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from robustness_gate.api.enums import CompareTest, Direction, DriftEffect, OnError, OnFail, OnInconclusive, OnPass
 from robustness_gate.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "robustness.dev"
+
+
 VERSION = "v1alpha1"
+
+
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
 KIND = "RobustnessGate"
+
+
 PLURAL = "robustnessgates"
+
+
 SINGULAR = "robustnessgate"
+
+
 SHORT_NAMES = ["rgate"]
+
 
 Duration = Annotated[
     str,
     Field(pattern=DURATION_PATTERN, json_schema_extra={"example": "30s"}),
 ]
+
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
 # Label matchers a user may add to generated histogram queries, e.g. app="fraud",route!~"/health.*".
 LABEL_MATCHERS = r'^\s*([a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"([^"\\]|\\.)*"\s*(,\s*|$))*$'
+
+
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+
+
 MAX_LOOKS = 10_000
+
+
 # Longest query template: queries travel in URLs, and a gate should stay readable.
 MAX_QUERY = 10_000
 
@@ -41,90 +60,6 @@ class Model(BaseModel):
     """camelCase on the wire, unknown fields rejected."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False)
-
-
-# ---------------------------------------------------------------- enums
-
-
-class Direction(StrEnum):
-    INCREASE = "Increase"
-    DECREASE = "Decrease"
-
-
-class CompareTest(StrEnum):
-    SEQUENTIAL = "Sequential"
-    MANN_WHITNEY = "MannWhitney"
-
-
-class DriftEffect(StrEnum):
-    PSI = "PSI"
-    JENSEN_SHANNON = "JensenShannon"
-    WASSERSTEIN = "Wasserstein"
-
-
-class OnPass(StrEnum):
-    PROMOTE = "Promote"
-    PROMOTE_FULL = "PromoteFull"
-    NONE = "None"
-
-
-class OnFail(StrEnum):
-    ROLLBACK = "Rollback"
-    PAUSE = "Pause"
-    NONE = "None"
-
-
-class OnInconclusive(StrEnum):
-    ROLLBACK = "Rollback"
-    PAUSE = "Pause"
-    PROMOTE = "Promote"
-    NONE = "None"
-
-
-class OnError(StrEnum):
-    PAUSE = "Pause"
-    ROLLBACK = "Rollback"
-    NONE = "None"
-
-
-class Verdict(StrEnum):
-    PASS = "Pass"
-    MARGINAL = "Marginal"
-    FAIL = "Fail"
-    NO_DATA = "NoData"
-
-
-class Action(StrEnum):
-    CONTINUE = "Continue"
-    PROMOTE = "Promote"
-    ROLLBACK = "Rollback"
-    INCONCLUSIVE = "Inconclusive"
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    ANALYZING = "Analyzing"
-    PROMOTED = "Promoted"
-    ROLLED_BACK = "RolledBack"
-    PAUSED = "Paused"
-    PASSED = "Passed"
-    FAILED = "Failed"
-    INCONCLUSIVE = "Inconclusive"
-    INVALID = "Invalid"
-    ERROR = "Error"
-
-
-class Operation(StrEnum):
-    """What the operator does to the target for a decision."""
-
-    PROMOTE = "Promote"
-    PROMOTE_FULL = "PromoteFull"
-    ROLLBACK = "Rollback"
-    PAUSE = "Pause"
-    NONE = "None"
-
-
-# ---------------------------------------------------------------- spec
 
 
 class TargetRef(Model):
@@ -493,182 +428,3 @@ class RobustnessGateSpec(Model):
         if all(metric.dry_run for metric in self.metrics):
             raise ValueError("every metric is dryRun, so nothing can be judged; leave one metric live")
         return self
-
-
-# ---------------------------------------------------------------- status
-
-
-class MetricStatus(Model):
-    name: str
-    verdict: Verdict
-    canary: float | None = Field(None, description="Canary value: rate, share of slow requests, or value.")
-    baseline: float | None = Field(None, description="Baseline value, same unit.")
-    lower: float | None = Field(None, description="Lower confidence bound of the tested quantity.")
-    upper: float | None = Field(None, description="Upper confidence bound of the tested quantity.")
-    p_value: float | None = Field(None, description="Anytime-valid p-value of the comparison.")
-    effect: float | None = Field(None, description="Effect size (rate ratio, PSI, ...).")
-    slo_met: bool | None = Field(None, description="True when the SLO is met with confidence.")
-    dry_run: bool = False
-    look: int | None = Field(
-        None, description="The look whose data gave these numbers: the first that showed a failure, else the last."
-    )
-    message: str = ""
-
-
-class DecisionStatus(Model):
-    action: Action
-    reason: str
-    at: str | None = None
-    revision: str | None = Field(None, description="The canary revision the decision is about.")
-    operation: Operation = Field(Operation.NONE, description="What is done to the target.")
-    applied: bool = Field(False, description="True once the target was changed (or nothing had to change).")
-    dry_run: bool = Field(False, description="Recorded only; the target was left as it was.")
-    target_state: str | None = Field(
-        None, description="The target's state when decided; a pending operation is applied only while it holds."
-    )
-
-
-class Condition(Model):
-    type: str
-    status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]})
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-class RobustnessGateStatus(Model):
-    phase: Phase = Phase.PENDING
-    revision: str | None = Field(None, description="Canary revision under analysis.")
-    stable_revision: str | None = None
-    started_at: str | None = None
-    last_look: str | None = None
-    looks: int = 0
-    score: float | None = None
-    verdict: Verdict | None = None
-    metrics: list[MetricStatus] = Field(default_factory=list)
-    decision: DecisionStatus | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    observed_generation: int | None = None
-    consecutive_errors: int = Field(0, description="Looks in a row that could not read metrics.")
-    held_for_errors: bool = Field(False, description="The target was paused by onError: Pause; resumed on recovery.")
-    message: str = ""
-
-
-class ObjectMeta(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str = "gate"
-    namespace: str = "default"
-
-
-class RobustnessGate(Model):
-    api_version: str = API_VERSION
-    kind: str = KIND
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: RobustnessGateSpec
-    status: RobustnessGateStatus | None = None
-
-    @field_validator("api_version")
-    @classmethod
-    def _api_version(cls, value: str) -> str:
-        if value != API_VERSION:
-            raise ValueError(f"apiVersion must be {API_VERSION}")
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value != KIND:
-            raise ValueError(f"kind must be {KIND}")
-        return value
-
-
-# ---------------------------------------------------------------- parsing with readable errors
-
-
-class FieldProblem(Model):
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class GateValidationError(ValueError):
-    """One entry per problem, each naming the field path and what is allowed."""
-
-    def __init__(self, problems: list[FieldProblem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(str(problem) for problem in problems))
-
-
-def gate_document(body: dict[str, Any], name: Any, namespace: Any) -> dict[str, Any]:
-    """The part of a RobustnessGate object that parse_gate reads: apiVersion, kind, spec, name and namespace
-    (status, managedFields and the other metadata left out)."""
-    return {key: body.get(key) for key in ("apiVersion", "kind", "spec")} | {
-        "metadata": {"name": name, "namespace": namespace}
-    }
-
-
-def parse_gate(document: Any) -> RobustnessGate:
-    """Validate a decoded YAML/JSON document into a RobustnessGate or raise GateValidationError."""
-    if not isinstance(document, dict):
-        raise GateValidationError(
-            [FieldProblem(path="(document)", message="expected a RobustnessGate mapping at the top level")]
-        )
-    try:
-        return RobustnessGate.model_validate(document)
-    except ValidationError as error:
-        raise GateValidationError(_problems(error)) from None
-
-
-def _problems(error: ValidationError) -> list[FieldProblem]:
-    problems = []
-    for item in error.errors(include_url=False):
-        location = tuple(item["loc"])
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            allowed = _allowed_fields(location[:-1])
-            message = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
-        elif item["type"] == "string_pattern_mismatch" and str(location[-1]) in _DURATION_FIELDS:
-            message = "not a duration; write it like 30s, 5m, 1h30m or 250ms"
-        problems.append(FieldProblem(path=_path(location), message=message))
-    return problems
-
-
-_DURATION_FIELDS = {"interval", "minDuration", "maxDuration", "timeout"}
-
-
-def _path(location: tuple[Any, ...]) -> str:
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text or "(document)"
-
-
-def _allowed_fields(location: tuple[Any, ...]) -> list[str]:
-    """Walk the models along a location to list the field names accepted there."""
-    model: Any = RobustnessGate
-    for part in location:
-        if isinstance(part, int):
-            continue
-        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part or name == part), None)
-        if field is None:
-            return []
-        model = _model_of(field.annotation)
-        if model is None:
-            return []
-    return sorted((f.alias or name) for name, f in model.model_fields.items())
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
