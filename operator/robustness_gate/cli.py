@@ -36,7 +36,7 @@ from robustness_gate.api import (
 )
 from robustness_gate.durations import format_duration, parse_duration
 from robustness_gate.judge import MetricResult
-from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
+from robustness_gate.metrics.prometheus import Credentials, PrometheusSource, prometheus_source
 from robustness_gate.metrics.queries import metric_queries
 from robustness_gate.metrics.source import REFUSED, MetricsError, MetricSource
 from robustness_gate.metrics.templates import Sides, TemplateError
@@ -167,7 +167,7 @@ def _run_command(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from robustness_gate import logs
-    from robustness_gate.controller import Controller, prometheus_source
+    from robustness_gate.controller import Controller
     from robustness_gate.handlers import run
     from robustness_gate.kube import Kube, api_client
     from robustness_gate.leader import LeaderElector
@@ -302,7 +302,7 @@ def _status_command(args: argparse.Namespace) -> int:
 
 def _recorded_queries(body: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     """The PromQL of the analysis the gate's status records, as the operator sends it; empty before one."""
-    from robustness_gate.controller import recorded_sides
+    from robustness_gate.selectors import recorded_sides
 
     meta = body.get("metadata") or {}
     gate = parse_gate(gate_document(body, meta.get("name"), meta.get("namespace")))
@@ -447,13 +447,9 @@ def _prepare(args: argparse.Namespace) -> tuple[RobustnessGate, Sides, Prometheu
     if problems or gate is None or sides is None:
         raise InputError(problems)
     prometheus = gate.spec.prometheus
-    source = PrometheusSource(
-        address=args.prometheus or prometheus.address,
-        timeout_seconds=parse_duration(prometheus.timeout),
-        headers=dict(prometheus.headers),
-        credentials=Credentials(bearer_token=token),
-        verify_tls=not prometheus.insecure_skip_verify,
-    )
+    if args.prometheus:
+        prometheus = prometheus.model_copy(update={"address": args.prometheus})
+    source = prometheus_source(prometheus, Credentials(bearer_token=token))
     return gate, sides, source, start, end
 
 

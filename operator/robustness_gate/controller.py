@@ -8,7 +8,6 @@ skips) a pending operation, so each revision gets at most one operation.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -22,53 +21,31 @@ from pydantic import ValidationError
 from robustness_gate.analysis import AnalysisReport, replay
 from robustness_gate.api import (
     Action,
-    Condition,
     DecisionStatus,
     GateValidationError,
     MetricSpec,
     OnError,
-    OnPass,
     Operation,
     Phase,
-    PrometheusSpec,
     RobustnessGate,
     RobustnessGateStatus,
     gate_document,
     parse_gate,
 )
-from robustness_gate.durations import parse_duration
 from robustness_gate.metrics.gate_sources import GateKey, GateSources, SourceFactory
-from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
-from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.prometheus import Credentials, prometheus_source
 from robustness_gate.metrics.source import REFUSED, Fetched, MetricsError, MetricSource, Window, fetch_many
-from robustness_gate.metrics.templates import Sides, TemplateError, escape_string, render
+from robustness_gate.metrics.templates import Sides, TemplateError
 from robustness_gate.notify import Notice
+from robustness_gate.outcomes import operation_for, pauses, phase_for
+from robustness_gate.selectors import semantic_problems, target_sides
 from robustness_gate.series import MetricData
-from robustness_gate.targets.argo_rollout import DEFAULT_BASELINE_SELECTOR as ARGO_BASELINE_SELECTOR
-from robustness_gate.targets.argo_rollout import DEFAULT_CANARY_SELECTOR as ARGO_CANARY_SELECTOR
-from robustness_gate.targets.deployment import DEFAULT_BASELINE_SELECTOR as DEPLOYMENT_BASELINE_SELECTOR
-from robustness_gate.targets.deployment import DEFAULT_CANARY_SELECTOR as DEPLOYMENT_CANARY_SELECTOR
+from robustness_gate.status_writer import StatusWriter, iso, parse_iso
 from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
 from robustness_gate.targets.model import Patch, TargetError
 from robustness_gate.telemetry import Telemetry, step_part
 
 log = logging.getLogger("robustness_gate.controller")
-
-# Placeholder values used to check selector templates before any target exists.
-_PROBE_VARIABLES = {
-    "canaryHash": "canary-probe",
-    "stableHash": "stable-probe",
-    "canaryName": "canary-probe",
-    "stableName": "stable-probe",
-    "namespace": "namespace-probe",
-}
-_FINAL_PHASE = {
-    Operation.PROMOTE: Phase.PROMOTED,
-    Operation.PROMOTE_FULL: Phase.PROMOTED,
-    Operation.ROLLBACK: Phase.ROLLED_BACK,
-    Operation.PAUSE: Phase.PAUSED,
-}
-_VERDICT_PHASE = {Action.PROMOTE: Phase.PASSED, Action.ROLLBACK: Phase.FAILED, Action.INCONCLUSIVE: Phase.INCONCLUSIVE}
 
 
 class GateKube(TargetReader, Protocol):
@@ -85,53 +62,6 @@ class GateKube(TargetReader, Protocol):
         ...
 
     def secret_value(self, namespace: str, name: str, key: str) -> str: ...
-
-
-def prometheus_source(spec: PrometheusSpec, credentials: Credentials) -> MetricSource:
-    return PrometheusSource(
-        address=spec.address,
-        timeout_seconds=parse_duration(spec.timeout),
-        headers=dict(spec.headers),
-        credentials=credentials,
-        verify_tls=not spec.insecure_skip_verify,
-    )
-
-
-def iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> float:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
-
-
-def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning `old` into `new`: keys that disappear are set to null."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif value != before:
-            patch[key] = value
-    return patch
-
-
-def operation_for(action: Action, gate: RobustnessGate) -> Operation:
-    spec = gate.spec
-    if action is Action.PROMOTE:
-        return {OnPass.PROMOTE: Operation.PROMOTE, OnPass.PROMOTE_FULL: Operation.PROMOTE_FULL}.get(
-            spec.on_pass, Operation.NONE
-        )
-    if action is Action.ROLLBACK:
-        return Operation(spec.on_fail.value)
-    if action is Action.INCONCLUSIVE:
-        return Operation(spec.on_inconclusive.value)
-    return Operation.NONE
 
 
 @dataclass
@@ -171,7 +101,7 @@ class Controller:
         generation = meta.get("generation")
         old_status = dict(body.get("status") or {})
         previous = self._previous_status(old_status, namespace, name)
-        writer = _StatusWriter(self.kube, body, namespace, name, old_status, generation, self.clock, self.telemetry)
+        writer = StatusWriter(self.kube, body, namespace, name, old_status, generation, self.clock, self.telemetry)
         gate, problem = self._prepared(body, namespace, name)
         if gate is None:
             return self._invalid(writer, previous, "InvalidSpec", problem)
@@ -203,7 +133,7 @@ class Controller:
         except GateValidationError as error:
             problem = "; ".join(f"{problem.path}: {problem.message}" for problem in error.problems)
         else:
-            problem = "; ".join(_semantic_problems(gate))
+            problem = "; ".join(semantic_problems(gate))
             if problem:
                 gate = None
         if fingerprint:
@@ -219,7 +149,7 @@ class Controller:
             self.logger.warning("gate %s/%s: unreadable status; starting from a fresh one", namespace, name)
             return RobustnessGateStatus()
 
-    def _invalid(self, writer: _StatusWriter, previous: RobustnessGateStatus, reason: str, message: str) -> float:
+    def _invalid(self, writer: StatusWriter, previous: RobustnessGateStatus, reason: str, message: str) -> float:
         status = previous.model_copy(deep=True)
         status.phase = Phase.INVALID
         status.message = message
@@ -231,7 +161,7 @@ class Controller:
         return self.invalid_recheck_seconds
 
     def _reconcile(
-        self, gate: RobustnessGate, target: LiveTarget, previous: RobustnessGateStatus, writer: _StatusWriter
+        self, gate: RobustnessGate, target: LiveTarget, previous: RobustnessGateStatus, writer: StatusWriter
     ) -> float:
         interval = gate.spec.analysis.interval_seconds
         observation = target.observation
@@ -265,7 +195,7 @@ class Controller:
             return interval
         if observation.revision == status.revision and decision is not None and decision.action is not Action.CONTINUE:
             if status.phase is Phase.INVALID:  # fixed after a decision: show the decision again
-                status.phase = _phase_for(decision)
+                status.phase = phase_for(decision)
             writer.write(status)
             return interval
         if (
@@ -288,7 +218,7 @@ class Controller:
         stable: str | None,
         target: LiveTarget,
         status: RobustnessGateStatus,
-        writer: _StatusWriter,
+        writer: StatusWriter,
     ) -> float:
         now = self.clock()
         fresh = RobustnessGateStatus(
@@ -310,7 +240,7 @@ class Controller:
         )
 
     def _look(
-        self, gate: RobustnessGate, target: LiveTarget, status: RobustnessGateStatus, writer: _StatusWriter
+        self, gate: RobustnessGate, target: LiveTarget, status: RobustnessGateStatus, writer: StatusWriter
     ) -> float:
         spec = gate.spec
         interval = spec.analysis.interval_seconds
@@ -325,7 +255,7 @@ class Controller:
             writer.write(status)
             return delay
         try:
-            sides = _sides(gate, target)
+            sides = target_sides(gate, target)
         except TemplateError as error:
             return self._invalid(writer, status, "InvalidSpec", f"{error.where}: {error.detail}")
         gate_key = GateKey(writer.namespace, writer.name, str((writer.body.get("metadata") or {}).get("uid")))
@@ -346,7 +276,7 @@ class Controller:
         action = report.decision.action
         # A look that decides to pause keeps an onError pause in place: resuming first would let the canary
         # move on for a moment before the decision's pause lands.
-        self._recover(gate, target, status, writer, keep_paused=_pauses(action, gate))
+        self._recover(gate, target, status, writer, keep_paused=pauses(action, gate))
         self._record(status, report)
         if self.telemetry is not None:
             self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
@@ -367,7 +297,7 @@ class Controller:
         gate: RobustnessGate,
         target: LiveTarget,
         status: RobustnessGateStatus,
-        writer: _StatusWriter,
+        writer: StatusWriter,
         error: MetricsError,
         elapsed: float,
     ) -> float | None:
@@ -403,7 +333,7 @@ class Controller:
         gate: RobustnessGate,
         target: LiveTarget,
         status: RobustnessGateStatus,
-        writer: _StatusWriter,
+        writer: StatusWriter,
         reason: str,
     ) -> None:
         """onError: Pause: hold the canary where it is while blind; the analysis goes on and resumes it."""
@@ -425,7 +355,7 @@ class Controller:
         gate: RobustnessGate,
         target: LiveTarget,
         status: RobustnessGateStatus,
-        writer: _StatusWriter,
+        writer: StatusWriter,
         keep_paused: bool = False,
     ) -> None:
         """Metrics answer again: undo our own pause, if any (unless this look pauses anyway), and go on."""
@@ -459,7 +389,7 @@ class Controller:
         gate: RobustnessGate,
         target: LiveTarget,
         status: RobustnessGateStatus,
-        writer: _StatusWriter,
+        writer: StatusWriter,
         action: Action,
         reason: str,
         never_promote: bool = False,
@@ -491,7 +421,7 @@ class Controller:
         gate: RobustnessGate,
         status: RobustnessGateStatus,
         decision: DecisionStatus,
-        writer: _StatusWriter,
+        writer: StatusWriter,
         resumed: bool,
     ) -> None:
         operation = decision.operation
@@ -505,7 +435,7 @@ class Controller:
             sent, note = self._operate(gate, decision, writer.namespace, resumed)
         decision.applied = True
         status.decision = decision
-        status.phase = _phase_for(decision)
+        status.phase = phase_for(decision)
         status.message = f"{decision.reason} ({note})"
         writer.condition(status, "Analyzing", "False", "Decided", f"{decision.action.value}: {note}")
         kind = "Warning" if decision.action is not Action.PROMOTE else "Normal"
@@ -598,88 +528,6 @@ class Controller:
         return Credentials()
 
 
-def _pauses(action: Action, gate: RobustnessGate) -> bool:
-    """The decision pauses the target: Pause for a failure or for maxDuration without a verdict."""
-    return action is not Action.CONTINUE and operation_for(action, gate) is Operation.PAUSE
-
-
-def _phase_for(decision: DecisionStatus) -> Phase:
-    if decision.dry_run or decision.operation is Operation.NONE:
-        return _VERDICT_PHASE.get(decision.action, Phase.INCONCLUSIVE)
-    return _FINAL_PHASE.get(decision.operation, Phase.INCONCLUSIVE)
-
-
-def _selector_templates(gate: RobustnessGate, defaults: tuple[str, str]) -> tuple[str, str]:
-    selectors = gate.spec.selectors
-    return selectors.canary or defaults[0], selectors.baseline or defaults[1]
-
-
-def _render_sides(canary: str, baseline: str, variables: dict[str, str]) -> Sides:
-    escaped = {key: escape_string(value) for key, value in variables.items()}
-    rendered = render(canary, escaped, "spec.selectors.canary"), render(baseline, escaped, "spec.selectors.baseline")
-    try:
-        return Sides.parse(*rendered)
-    except TemplateError as error:
-        if "identical" in error.detail or "overlapping" in error.detail:
-            raise TemplateError(
-                "spec.selectors",
-                f"canary {rendered[0]!r} and baseline {rendered[1]!r} select the same series ({error.detail}); "
-                "tell them apart with {{canaryHash}} and {{stableHash}}",
-            ) from None
-        raise TemplateError(f"spec.selectors ({error.where})", error.detail) from None
-
-
-def _sides(gate: RobustnessGate, target: LiveTarget) -> Sides:
-    canary, baseline = _selector_templates(gate, target.default_selectors)
-    return _render_sides(canary, baseline, target.observation.variables)
-
-
-def recorded_sides(gate: RobustnessGate, status: RobustnessGateStatus) -> Sides | None:
-    """The sides of the analysis that `status` records, rendered as the operator renders them from its target
-    (None before an analysis started); for showing its queries."""
-    if not status.revision or not status.stable_revision:
-        return None
-    target = gate.spec.target_ref
-    defaults = (
-        (ARGO_CANARY_SELECTOR, ARGO_BASELINE_SELECTOR)
-        if target.kind == "Rollout"
-        else (DEPLOYMENT_CANARY_SELECTOR, DEPLOYMENT_BASELINE_SELECTOR)
-    )
-    stable = gate.spec.stable_ref.name if gate.spec.stable_ref is not None else target.name
-    variables = {
-        "canaryHash": status.revision,
-        "stableHash": status.stable_revision,
-        "canaryName": target.name,
-        "stableName": stable,
-        "namespace": gate.metadata.namespace,
-    }
-    canary, baseline = _selector_templates(gate, defaults)
-    return _render_sides(canary, baseline, variables)
-
-
-def _semantic_problems(gate: RobustnessGate) -> list[str]:
-    """What the schema cannot check: templates that render, selectors that tell the sides apart."""
-    problems: list[str] = []
-    defaults = ('pod_template_hash="{{canaryHash}}"', 'pod_template_hash="{{stableHash}}"')
-    canary, baseline = _selector_templates(gate, defaults)
-    probe = dict(_PROBE_VARIABLES)
-    if gate.spec.stable_ref is None:
-        # A Rollout or a single Deployment is both sides: its name cannot tell them apart.
-        probe["canaryName"] = probe["stableName"] = gate.spec.target_ref.name
-    sides: Sides | None = None
-    try:
-        sides = _render_sides(canary, baseline, probe)
-    except TemplateError as error:
-        problems.append(f"{error.where}: {error.detail}")
-    if sides is not None:
-        for index, metric in enumerate(gate.spec.metrics):
-            try:
-                metric_queries(metric, sides, gate.spec.analysis.interval_seconds, f"spec.metrics[{index}]")
-            except TemplateError as error:
-                problems.append(f"{error.where}: {error.detail}")
-    return problems
-
-
 class _TimedSource:
     """Counts the CPU time of a step's queries (and reading their answers) to the "prometheus" part."""
 
@@ -693,60 +541,3 @@ class _TimedSource:
     def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
         with step_part(self.telemetry, "prometheus"):
             return fetch_many(self.inner, metrics, sides, window)
-
-
-@dataclass
-class _StatusWriter:
-    """Writes status as a merge patch against what is stored, and Events about the gate."""
-
-    kube: GateKube
-    body: dict[str, Any]
-    namespace: str
-    name: str
-    stored: dict[str, Any]
-    generation: Any
-    clock: Callable[[], float]
-    telemetry: Telemetry | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    def condition(self, status: RobustnessGateStatus, type_: str, value: str, reason: str, message: str) -> None:
-        now = iso(self.clock())
-        for existing in status.conditions:
-            if existing.type == type_:
-                if existing.status != value:
-                    existing.last_transition_time = now
-                existing.status, existing.reason, existing.message = value, reason, message
-                existing.observed_generation = self.generation
-                return
-        status.conditions.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=self.generation,
-            )
-        )
-
-    def write(self, status: RobustnessGateStatus) -> bool:
-        """Patch what changed; True when anything did."""
-        with step_part(self.telemetry, "status"):
-            status.observed_generation = self.generation
-            new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-            patch = merge_patch(self.stored, new)
-            if not patch:
-                return False
-            self.kube.patch_gate_status(self.namespace, self.name, patch)
-            self.stored = new
-            return True
-
-    def event(self, type_: str, reason: str, message: str, key: str | None = None) -> None:
-        try:
-            with step_part(self.telemetry, "status"):
-                self.kube.event(self.body, type_, reason, message, key)
-        except Exception as error:  # an Event is informative; failing to post one must not stop the gate
-            log.warning("gate %s: could not post Event %s: %s", self.key, reason, error)

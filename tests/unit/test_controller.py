@@ -38,10 +38,11 @@ from hypothesis import strategies as st
 
 from robustness_gate import controller as controller_module
 from robustness_gate.api import Action, Operation, parse_gate
-from robustness_gate.controller import iso, merge_patch, operation_for
 from robustness_gate.kube import KubeError
 from robustness_gate.metrics.source import MetricsError
 from robustness_gate.metrics.templates import Matcher
+from robustness_gate.outcomes import operation_for
+from robustness_gate.status_writer import iso, merge_patch
 from robustness_gate.targets import argo_rollout
 from robustness_gate.targets.model import JSON_PATCH, MERGE_PATCH, ObjectRef, Patch
 

@@ -21,8 +21,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from robustness_gate.api import MetricSpec
-from robustness_gate.durations import format_duration
+from robustness_gate.api import MetricSpec, PrometheusSpec
+from robustness_gate.durations import format_duration, parse_duration
 from robustness_gate.metrics.queries import Query, QueryMemo, combine, combine_tagged
 from robustness_gate.metrics.source import (
     PER_METRIC_KINDS,
@@ -266,3 +266,14 @@ def _connection_problem(error: requests.exceptions.ConnectionError) -> str:
 def _short(error: BaseException) -> str:
     text = str(error)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def prometheus_source(spec: PrometheusSpec, credentials: Credentials) -> PrometheusSource:
+    """The source for a gate's spec.prometheus (the one factory the operator and `analyze` use)."""
+    return PrometheusSource(
+        address=spec.address,
+        timeout_seconds=parse_duration(spec.timeout),
+        headers=dict(spec.headers),
+        credentials=credentials,
+        verify_tls=not spec.insecure_skip_verify,
+    )
