@@ -13,6 +13,7 @@ from fakes import gate_document
 
 from robustness_gate import cli
 from robustness_gate.api import MetricSpec
+from robustness_gate.cli import cluster as cluster_commands
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.source import REFUSED, MetricsError, Window
 from robustness_gate.metrics.templates import Sides
@@ -201,8 +202,8 @@ def test_refused_data_exits_3_naming_the_metric(tmp_path: Path, monkeypatch: pyt
 def test_status_queries_render_the_recorded_revisions() -> None:
     body = {**GATE, "status": {"revision": "abc123", "stableRevision": "def456", "looks": 3}}
     body["spec"] = {**GATE["spec"], "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "r"}}  # type: ignore[dict-item]
-    queries = cli._recorded_queries(body)["errors"]
+    queries = cluster_commands.recorded_queries(body)["errors"]
     rendered = {q["promql"] for q in queries}
     assert 'e{ rollouts_pod_template_hash="abc123" }' in rendered
     assert 't{ rollouts_pod_template_hash="def456" }' in rendered
-    assert cli._recorded_queries({**GATE, "status": {}}) == {}
+    assert cluster_commands.recorded_queries({**GATE, "status": {}}) == {}
