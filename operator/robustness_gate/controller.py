@@ -14,10 +14,11 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
+from robustness_gate.actuation import Actuator, GateKube
 from robustness_gate.analysis import AnalysisReport, replay
 from robustness_gate.api import (
     Action,
@@ -37,31 +38,15 @@ from robustness_gate.metrics.prometheus import Credentials, prometheus_source
 from robustness_gate.metrics.source import REFUSED, Fetched, MetricsError, MetricSource, Window, fetch_many
 from robustness_gate.metrics.templates import Sides, TemplateError
 from robustness_gate.notify import Notice
-from robustness_gate.outcomes import operation_for, pauses, phase_for
+from robustness_gate.outcomes import pauses, phase_for
 from robustness_gate.selectors import semantic_problems, target_sides
 from robustness_gate.series import MetricData
 from robustness_gate.status_writer import StatusWriter, iso, parse_iso
-from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
-from robustness_gate.targets.model import Patch, TargetError
+from robustness_gate.targets.live import LiveTarget, read_target
+from robustness_gate.targets.model import TargetError
 from robustness_gate.telemetry import Telemetry, step_part
 
 log = logging.getLogger("robustness_gate.controller")
-
-
-class GateKube(TargetReader, Protocol):
-    def uncached(self) -> TargetReader:
-        """Reads that go to the API, never to a watch cache: what an operation is computed from."""
-        ...
-
-    def apply(self, namespace: str, patch: Patch) -> None: ...
-
-    def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
-
-    def event(self, gate: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
-        """Post an Event; with `key`, at most one Event per gate and key, however often it is posted."""
-        ...
-
-    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
 
 
 @dataclass
@@ -78,11 +63,13 @@ class Controller:
     telemetry: Telemetry | None = None
     notify: Callable[[Notice], None] | None = None
     sources: GateSources = field(init=False, repr=False)
+    actuator: Actuator = field(init=False, repr=False)
     # Per gate UID: its spec as JSON, and the gate parsed from it (None) with what is wrong (or "").
     _spec_memo: dict[str, tuple[str, RobustnessGate | None, str]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sources = GateSources(self.source_factory, self.clock)
+        self.actuator = Actuator(self.kube, self.clock, self.logger, self.telemetry, self.notify)
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         """The gate is deleted or no longer stepped here: close its Prometheus connection, drop its looks."""
@@ -175,7 +162,7 @@ class Controller:
             and decision.revision == status.revision
         ):
             # A decision taken before a restart whose operation may not have been sent.
-            self._finish(gate, status, decision, writer, resumed=True)
+            self.actuator.finish(gate, status, decision, writer, resumed=True)
             return interval
         if observation.revision is None:
             if status.phase in (Phase.ANALYZING, Phase.INVALID, Phase.PENDING, Phase.ERROR):
@@ -276,7 +263,7 @@ class Controller:
         action = report.decision.action
         # A look that decides to pause keeps an onError pause in place: resuming first would let the canary
         # move on for a moment before the decision's pause lands.
-        self._recover(gate, target, status, writer, keep_paused=pauses(action, gate))
+        self.actuator.recover(gate, target, status, writer, keep_paused=pauses(action, gate))
         self._record(status, report)
         if self.telemetry is not None:
             self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
@@ -289,7 +276,7 @@ class Controller:
             status.message = report.decision.reason
             writer.write(status)
             return delay
-        self._decide(gate, target, status, writer, action, report.decision.reason)
+        self.actuator.decide(gate, target, status, writer, action, report.decision.reason)
         return interval
 
     def _metrics_down(
@@ -313,69 +300,22 @@ class Controller:
         limit = gate.spec.analysis.error_limit
         if elapsed >= gate.spec.analysis.max_duration_seconds:
             reason = f"maxDuration {gate.spec.analysis.max_duration} reached while metrics were unavailable: {message}"
-            self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason, never_promote=True)
+            self.actuator.decide(gate, target, status, writer, Action.INCONCLUSIVE, reason, never_promote=True)
             return gate.spec.analysis.interval_seconds
         if status.consecutive_errors >= limit and not status.held_for_errors:
             reason = f"no metrics for {status.consecutive_errors} looks in a row (errorLimit {limit}): {message}"
             if gate.spec.on_error is OnError.ROLLBACK:
-                self._decide(gate, target, status, writer, Action.INCONCLUSIVE, reason, operation=Operation.ROLLBACK)
+                self.actuator.decide(
+                    gate, target, status, writer, Action.INCONCLUSIVE, reason, operation=Operation.ROLLBACK
+                )
                 return gate.spec.analysis.interval_seconds
             if gate.spec.on_error is OnError.PAUSE:
-                self._hold(gate, target, status, writer, reason)
+                self.actuator.hold(gate, target, status, writer, reason)
                 return None
         if writer.write(status) and first:
             writer.event("Warning", "MetricsUnavailable", message)
         self.logger.warning("gate %s: %s", writer.key, message)
         return None
-
-    def _hold(
-        self,
-        gate: RobustnessGate,
-        target: LiveTarget,
-        status: RobustnessGateStatus,
-        writer: StatusWriter,
-        reason: str,
-    ) -> None:
-        """onError: Pause: hold the canary where it is while blind; the analysis goes on and resumes it."""
-        sent = []
-        if not gate.spec.dry_run:
-            for patch in target.patches(Operation.PAUSE):
-                self.kube.apply(writer.namespace, patch)
-                sent.append(patch.describe())
-        status.held_for_errors = True
-        status.phase = Phase.PAUSED
-        note = "; ".join(sent) if sent else ("dryRun: target not paused" if gate.spec.dry_run else "nothing to pause")
-        status.message = f"{reason} (Pause: {note})"
-        writer.write(status)
-        writer.event("Warning", "PausedWithoutMetrics", status.message)
-        self.logger.warning("gate %s: %s", writer.key, status.message)
-
-    def _recover(
-        self,
-        gate: RobustnessGate,
-        target: LiveTarget,
-        status: RobustnessGateStatus,
-        writer: StatusWriter,
-        keep_paused: bool = False,
-    ) -> None:
-        """Metrics answer again: undo our own pause, if any (unless this look pauses anyway), and go on."""
-        errors = status.consecutive_errors
-        status.consecutive_errors = 0
-        if not status.held_for_errors:
-            return
-        sent = []
-        if not gate.spec.dry_run and not keep_paused:
-            for patch in target.resume():
-                self.kube.apply(writer.namespace, patch)
-                sent.append(patch.describe())
-        status.held_for_errors = False
-        status.phase = Phase.ANALYZING
-        then = "the canary stays paused for this look's decision" if keep_paused else "analysis resumed"
-        writer.event(
-            "Normal",
-            "MetricsRecovered",
-            f"metrics answer again after {errors} failed look(s); {then}" + (f" ({'; '.join(sent)})" if sent else ""),
-        )
 
     def _record(self, status: RobustnessGateStatus, report: AnalysisReport) -> None:
         status.looks = report.looks
@@ -383,130 +323,6 @@ class Controller:
         status.score = round(report.verdict.score, 2)
         status.verdict = report.verdict.verdict
         status.metrics = [result.to_status() for result in report.verdict.metrics]
-
-    def _decide(
-        self,
-        gate: RobustnessGate,
-        target: LiveTarget,
-        status: RobustnessGateStatus,
-        writer: StatusWriter,
-        action: Action,
-        reason: str,
-        never_promote: bool = False,
-        operation: Operation | None = None,
-    ) -> None:
-        operation = operation if operation is not None else operation_for(action, gate)
-        if never_promote and operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
-            # Missing metrics are never grounds for a promotion, whatever onInconclusive says.
-            operation = Operation.NONE
-            reason += "; not promoted without metrics"
-        decision = DecisionStatus(
-            action=action,
-            reason=reason,
-            at=iso(self.clock()),
-            revision=status.revision,
-            operation=operation,
-            applied=False,
-            dry_run=gate.spec.dry_run,
-            target_state=target.observation.state,
-        )
-        status.decision = decision
-        status.message = reason
-        # Recorded before the target is touched: a crash from here on resumes this very decision.
-        writer.write(status)
-        self._finish(gate, status, decision, writer, resumed=False)
-
-    def _finish(
-        self,
-        gate: RobustnessGate,
-        status: RobustnessGateStatus,
-        decision: DecisionStatus,
-        writer: StatusWriter,
-        resumed: bool,
-    ) -> None:
-        operation = decision.operation
-        note = ""
-        sent: list[str] = []
-        if decision.dry_run:
-            note = f"dryRun: would {operation.value}; the target was not changed"
-        elif operation is Operation.NONE:
-            note = "no operation configured for this outcome"
-        else:
-            sent, note = self._operate(gate, decision, writer.namespace, resumed)
-        decision.applied = True
-        status.decision = decision
-        status.phase = phase_for(decision)
-        status.message = f"{decision.reason} ({note})"
-        writer.condition(status, "Analyzing", "False", "Decided", f"{decision.action.value}: {note}")
-        kind = "Warning" if decision.action is not Action.PROMOTE else "Normal"
-        reason = ("DryRun" if decision.dry_run else "") + {
-            Action.PROMOTE: "Promote",
-            Action.ROLLBACK: "Rollback",
-            Action.INCONCLUSIVE: "Inconclusive",
-        }.get(decision.action, decision.action.value)
-        # Posted before the status that marks the decision applied, under a name fixed by the decision: an
-        # operator killed in between finishes the decision again and posts the same Event, not a second one
-        # (and one killed after the status write has posted it already).
-        writer.event(
-            kind,
-            reason,
-            f"canary {decision.revision}: {decision.reason} ({note})",
-            key=f"decision/{decision.revision}/{decision.action.value}/{decision.at}",
-        )
-        writer.write(status)
-        if self.telemetry is not None:
-            self.telemetry.decisions.labels(
-                writer.namespace, writer.name, decision.action.value, operation.value if sent else "None"
-            ).inc()
-        if self.notify is not None:
-            self.notify(
-                Notice(
-                    writer.namespace,
-                    writer.name,
-                    decision.revision,
-                    decision.action.value,
-                    operation.value,
-                    decision.dry_run,
-                    status.score,
-                    f"{decision.reason} ({note})",
-                )
-            )
-        self.logger.info(
-            "gate %s: canary %s %s: %s (%s)",
-            writer.key,
-            decision.revision,
-            decision.action.value,
-            decision.reason,
-            note,
-        )
-
-    def _operate(
-        self, gate: RobustnessGate, decision: DecisionStatus, namespace: str, resumed: bool
-    ) -> tuple[list[str], str]:
-        """Send the decision's operation, computed from the target as the API has it now (the step may have
-        read a watch cache): what was sent, and a note on it."""
-        operation = decision.operation
-        try:
-            target = read_target(self.kube.uncached(), namespace, gate.spec)
-        except TargetError as problem:
-            return [], f"{problem}; {operation.value} was not sent"
-        if resumed and target.observation.state != decision.target_state and not target.idempotent(operation):
-            # Most likely this very operation went out before the restart; sending it twice would act twice.
-            return [], (
-                f"the target moved since the decision, most likely by this {operation.value} sent before an "
-                f"interruption; {operation.value} was not sent again"
-            )
-        if not resumed and target.observation.revision != decision.revision:
-            # A new canary arrived between the look and the operation: it was not the one judged.
-            return [], (
-                f"the canary changed to {target.observation.revision} after canary {decision.revision} was "
-                f"judged; {operation.value} was not sent"
-            )
-        sent = []
-        for patch in target.patches(operation):
-            self.kube.apply(namespace, patch)
-            sent.append(patch.describe())
-        return sent, f"{operation.value}: " + ("; ".join(sent) if sent else "nothing to change")
 
     def _credentials(self, gate: RobustnessGate) -> Credentials:
         auth = gate.spec.prometheus.auth
