@@ -31,8 +31,7 @@ lint: venv ## ruff (lint and format), the import-linter layers, mypy
 	$(BIN)/ruff check operator tests hack bench
 	$(BIN)/ruff format --check operator tests hack bench
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale hack/promlab.py hack/fakeservice.py hack/localcluster.py hack/canarylab.py \
-		hack/scenario.py hack/demo.py hack/apiproxy.py
+	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale $(wildcard hack/*.py)
 	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
 
 crds: venv
