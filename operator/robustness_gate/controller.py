@@ -35,7 +35,7 @@ from robustness_gate.api import (
 )
 from robustness_gate.metrics.gate_sources import GateKey, GateSources, SourceFactory
 from robustness_gate.metrics.prometheus import Credentials, prometheus_source
-from robustness_gate.metrics.source import REFUSED, Fetched, MetricsError, MetricSource, Window, fetch_many
+from robustness_gate.metrics.source import REFUSED, ErrorKind, Fetched, MetricsError, MetricSource, Window, fetch_many
 from robustness_gate.metrics.templates import Sides, TemplateError
 from robustness_gate.notify import Notice
 from robustness_gate.outcomes import pauses, phase_for
@@ -340,7 +340,7 @@ class Controller:
                     password=self.kube.secret_value(namespace, basic.name, basic.password_key),
                 )
         except Exception as error:  # a KubeError; its message names the Secret and key only
-            raise MetricsError(f"spec.prometheus.auth: {error}", "auth") from None
+            raise MetricsError(f"spec.prometheus.auth: {error}", ErrorKind.AUTH) from None
         return Credentials()
 
 

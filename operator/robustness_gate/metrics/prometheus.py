@@ -26,6 +26,7 @@ from robustness_gate.durations import format_duration, parse_duration
 from robustness_gate.metrics.queries import Query, QueryMemo, combine, combine_tagged
 from robustness_gate.metrics.source import (
     PER_METRIC_KINDS,
+    ErrorKind,
     Fetched,
     MetricsError,
     RawSeries,
@@ -184,26 +185,26 @@ class PrometheusSource:
             raise MetricsError(
                 f"TLS with Prometheus at {self.address} failed: {_connection_problem(error)}; trust its CA "
                 "(REQUESTS_CA_BUNDLE in the operator's environment) or set spec.prometheus.insecureSkipVerify",
-                "unreachable",
+                ErrorKind.UNREACHABLE,
             ) from None
         except requests.exceptions.ConnectionError as error:
             if "timed out" in str(error):
                 raise self._timeout_error(where) from None
             raise MetricsError(
-                f"cannot reach Prometheus at {self.address}: {_connection_problem(error)}", "unreachable"
+                f"cannot reach Prometheus at {self.address}: {_connection_problem(error)}", ErrorKind.UNREACHABLE
             ) from None
         except PrometheusApiClientException:
             raise self._http_error(where, promql) from None
         except (ValueError, KeyError, TypeError) as error:  # JSON that is not a Prometheus answer
             raise MetricsError(
                 f"Prometheus at {self.address} answered {where} with malformed JSON: {_short(error)}",
-                "malformed",
+                ErrorKind.MALFORMED,
             ) from None
         return _parse_matrix(result, where)
 
     def _timeout_error(self, where: str) -> MetricsError:
         within = format_duration(self.timeout_seconds)
-        return MetricsError(f"Prometheus at {self.address} did not answer {where} within {within}", "timeout")
+        return MetricsError(f"Prometheus at {self.address} did not answer {where} within {within}", ErrorKind.TIMEOUT)
 
     def _http_error(self, where: str, promql: str) -> MetricsError:
         response = self._last_response
@@ -216,10 +217,10 @@ class PrometheusSource:
             except ValueError:
                 detail = response.text[:200]
         if status == 400 or (response is not None and '"bad_data"' in response.text):
-            return MetricsError(f"PromQL error in {where}: {detail} (query: {promql})", "promql")
+            return MetricsError(f"PromQL error in {where}: {detail} (query: {promql})", ErrorKind.PROMQL)
         if status in (401, 403):
-            return MetricsError(f"Prometheus refused {where} with HTTP {status}: check the credentials", "http")
-        return MetricsError(f"Prometheus answered {where} with HTTP {status}: {detail}", "http")
+            return MetricsError(f"Prometheus refused {where} with HTTP {status}: check the credentials", ErrorKind.HTTP)
+        return MetricsError(f"Prometheus answered {where} with HTTP {status}: {detail}", ErrorKind.HTTP)
 
 
 def _assembled(
@@ -235,11 +236,15 @@ def _assembled(
 
 def _parse_matrix(result: Any, where: str) -> RawSeries:
     if not isinstance(result, list):
-        raise MetricsError(f"{where}: expected a matrix from Prometheus, got {type(result).__name__}", "malformed")
+        raise MetricsError(
+            f"{where}: expected a matrix from Prometheus, got {type(result).__name__}", ErrorKind.MALFORMED
+        )
     series: RawSeries = []
     for item in result:
         if not isinstance(item, dict) or "values" not in item:
-            raise MetricsError(f"{where}: unexpected series in the answer: {json.dumps(item)[:120]}", "malformed")
+            raise MetricsError(
+                f"{where}: unexpected series in the answer: {json.dumps(item)[:120]}", ErrorKind.MALFORMED
+            )
         labels = {str(k): str(v) for k, v in dict(item.get("metric") or {}).items()}
         samples = []
         for point in item["values"]:
@@ -247,7 +252,7 @@ def _parse_matrix(result: Any, where: str) -> RawSeries:
                 timestamp, text = float(point[0]), str(point[1])
                 samples.append((timestamp, float(text)))
             except (TypeError, ValueError, IndexError):
-                raise MetricsError(f"{where}: unreadable sample {point!r}", "malformed") from None
+                raise MetricsError(f"{where}: unreadable sample {point!r}", ErrorKind.MALFORMED) from None
         series.append((labels, [(t, v) for t, v in samples if not math.isnan(v)]))
     return series
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -19,20 +20,35 @@ from robustness_gate.stats.histograms import per_bucket
 RawSeries = list[tuple[dict[str, str], list[tuple[float, float]]]]
 
 
+class ErrorKind(StrEnum):
+    """Why a metric store's answer could not be judged (the label of robustness_gate_prometheus_errors_total)."""
+
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    HTTP = "http"
+    PROMQL = "promql"
+    MALFORMED = "malformed"
+    AUTH = "auth"
+    # The answer is well-formed but unusable for one metric (e.g. different buckets on the two sides).
+    DATA = "data"
+    # Data that cannot be right: an error that names the metric and the fix, never a verdict.
+    REFUSED = "refused"
+    ERROR = "error"
+
+
 class MetricsError(Exception):
     """The metric store could not answer usefully; never grounds for a promotion."""
 
-    def __init__(self, message: str, kind: str = "error", at: float | None = None) -> None:
+    def __init__(self, message: str, kind: ErrorKind | str = ErrorKind.ERROR, at: float | None = None) -> None:
         super().__init__(message)
-        self.kind = kind  # unreachable | timeout | http | promql | malformed | data | refused
-        # "refused": data that cannot be right (REFUSED); `at` is the time of the first look that shows it.
+        self.kind = ErrorKind(kind)  # an unknown kind is a bug: ValueError
+        # For REFUSED: `at` is the time of the first look that shows it.
         self.at = at
 
 
-# Data that cannot be right: an error that names the metric and the fix, never a verdict. Kept per metric,
-# like "data", so the other metrics' answers are not lost.
-REFUSED = "refused"
-PER_METRIC_KINDS = ("data", REFUSED)
+REFUSED = ErrorKind.REFUSED
+# Kept per metric, so the other metrics' answers are not lost.
+PER_METRIC_KINDS = (ErrorKind.DATA, ErrorKind.REFUSED)
 
 # How far a look's counts may stray before they are refused rather than judged. Bad events of a look may
 # exceed its requests by scrape skew or `increase()` extrapolation between two series (a factor up to
@@ -137,7 +153,7 @@ def _per_look(samples: list[tuple[float, float]], window: Window, where: str) ->
         if index is None:
             continue
         if math.isinf(value):
-            raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
+            raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", ErrorKind.DATA)
         values[index] = value
     return values
 
@@ -186,7 +202,7 @@ def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, 
                 raise MetricsError(
                     f"metric {metric.name}: the query returned {len(arrays)} series for the {side}; "
                     "aggregate it to one value per side (e.g. with sum or avg)",
-                    "data",
+                    ErrorKind.DATA,
                 )
             if metric.kind == "custom":
                 per_role[(query.role, side)] = arrays[0] if arrays else np.full(window.looks, math.nan)
@@ -227,12 +243,12 @@ def _assemble_histogram(
             if side is None:
                 continue
             if "le" not in labels:
-                raise MetricsError(f"metric {metric.name}: a bucket series has no le label", "data")
+                raise MetricsError(f"metric {metric.name}: a bucket series has no le label", ErrorKind.DATA)
             try:
                 bound = float(labels["le"])
             except ValueError:
                 raise MetricsError(
-                    f"metric {metric.name}: bucket le={labels['le']!r} is not a number", "data"
+                    f"metric {metric.name}: bucket le={labels['le']!r} is not a number", ErrorKind.DATA
                 ) from None
             by_side[side].setdefault(bound, []).append(samples)
             le_text.setdefault(bound, labels["le"])
@@ -252,14 +268,14 @@ def _assemble_histogram(
             f"metric {metric.name}: canary and baseline histograms have different buckets "
             f"({sorted(canary_bounds - baseline_bounds)} vs {sorted(baseline_bounds - canary_bounds)}); "
             "both versions must use the same bucket boundaries",
-            "data",
+            ErrorKind.DATA,
         )
     all_bounds = sorted(present[0])
     if all_bounds[-1] != math.inf:
-        raise MetricsError(f'metric {metric.name}: no le="+Inf" bucket; is it a classic histogram?', "data")
+        raise MetricsError(f'metric {metric.name}: no le="+Inf" bucket; is it a classic histogram?', ErrorKind.DATA)
     finite = tuple(all_bounds[:-1])
     if not finite:
-        raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", "data")
+        raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", ErrorKind.DATA)
     kept = [union.index(bound) for bound in all_bounds]
     (canary, canary_seen), (baseline, baseline_seen) = summed[CANARY], summed[BASELINE]
     _refuse_not_cumulative(metric, CANARY, window, tuple(all_bounds), canary[:, kept], le_text)
@@ -298,7 +314,7 @@ def _summed(
                     continue
                 if math.isinf(value):
                     where = f"metric {metric.name} ({side}, le={le_text[bound]})"
-                    raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", "data")
+                    raise MetricsError(f"{where} returned {value} at {timestamp:.0f}; check the query", ErrorKind.DATA)
                 rows[index][column] += value
     shape = (window.looks, len(bounds))
     return np.array(rows, dtype=float).reshape(shape), np.array(seen, dtype=bool).reshape(shape)
