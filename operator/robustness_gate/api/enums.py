@@ -81,3 +81,13 @@ class Operation(StrEnum):
     ROLLBACK = "Rollback"
     PAUSE = "Pause"
     NONE = "None"
+
+
+class MetricKind(StrEnum):
+    """Which source a metric reads: its spec field of the same name."""
+
+    ERROR_RATE = "errorRate"
+    RATIO = "ratio"
+    LATENCY = "latency"
+    DRIFT = "drift"
+    CUSTOM = "custom"

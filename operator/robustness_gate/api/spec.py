@@ -9,7 +9,16 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from robustness_gate.api.enums import CompareTest, Direction, DriftEffect, OnError, OnFail, OnInconclusive, OnPass
+from robustness_gate.api.enums import (
+    CompareTest,
+    Direction,
+    DriftEffect,
+    MetricKind,
+    OnError,
+    OnFail,
+    OnInconclusive,
+    OnPass,
+)
 from robustness_gate.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "robustness.dev"
@@ -300,7 +309,7 @@ class Compare(Model):
         return self
 
 
-METRIC_KINDS = ("errorRate", "ratio", "latency", "drift", "custom")
+METRIC_KINDS = tuple(MetricKind)
 
 
 class MetricSpec(Model):
@@ -329,7 +338,7 @@ class MetricSpec(Model):
     dry_run: bool = Field(False, description="Reported, but never affects the verdict.")
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> MetricKind:
         for kind in METRIC_KINDS:
             if getattr(self, _snake(kind)) is not None:
                 return kind

@@ -8,7 +8,9 @@ One module per metric kind (counts, latency, drift, custom), the parts they shar
 
 from __future__ import annotations
 
-from robustness_gate.api import MetricSpec, RobustnessGateSpec, Verdict
+from typing import assert_never
+
+from robustness_gate.api import MetricKind, MetricSpec, RobustnessGateSpec, Verdict
 from robustness_gate.judge.counts import judge_counts
 from robustness_gate.judge.custom import judge_custom
 from robustness_gate.judge.drift import DRIFT_PASS_CONFIDENCE, judge_drift
@@ -31,22 +33,26 @@ def judge_metric(metric: MetricSpec, data: MetricData, settings: JudgeSettings) 
 
 
 def _judge_metric_now(metric: MetricSpec, data: MetricData, settings: JudgeSettings) -> MetricResult:
-    if metric.kind in ("errorRate", "ratio"):
-        if not isinstance(data, CountSeries):
-            raise TypeError(f"metric {metric.name}: expected counts, got {type(data).__name__}")
-        result = judge_counts(metric, data, settings)
-    elif metric.kind == "latency":
-        if not isinstance(data, HistogramSeries):
-            raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
-        result = judge_latency(metric, data, settings)
-    elif metric.kind == "drift":
-        if not isinstance(data, HistogramSeries):
-            raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
-        result = judge_drift(metric, data, settings)
-    else:
-        if not isinstance(data, ValueSeries):
-            raise TypeError(f"metric {metric.name}: expected values, got {type(data).__name__}")
-        result = judge_custom(metric, data)
+    result: MetricResult
+    match metric.kind:
+        case MetricKind.ERROR_RATE | MetricKind.RATIO:
+            if not isinstance(data, CountSeries):
+                raise TypeError(f"metric {metric.name}: expected counts, got {type(data).__name__}")
+            result = judge_counts(metric, data, settings)
+        case MetricKind.LATENCY:
+            if not isinstance(data, HistogramSeries):
+                raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
+            result = judge_latency(metric, data, settings)
+        case MetricKind.DRIFT:
+            if not isinstance(data, HistogramSeries):
+                raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
+            result = judge_drift(metric, data, settings)
+        case MetricKind.CUSTOM:
+            if not isinstance(data, ValueSeries):
+                raise TypeError(f"metric {metric.name}: expected values, got {type(data).__name__}")
+            result = judge_custom(metric, data)
+        case unknown:  # a new kind without a judge fails the type check here
+            assert_never(unknown)
     return MetricResult(
         **{**result.__dict__, "weight": metric.weight, "critical": metric.critical, "dry_run": metric.dry_run}
     )
