@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -95,14 +95,19 @@ class MetricSource(Protocol):
 Fetched = dict[str, "MetricData | MetricsError"]
 
 
+@runtime_checkable
+class BatchSource(MetricSource, Protocol):
+    """A source that answers several metrics in one request (PrometheusSource, the look cache)."""
+
+    def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched: ...
+
+
 def fetch_many(source: MetricSource, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
     """Every metric at once: by the source's own `fetch_many` (one request) where it has one, else metric by
     metric. Faults of the store raise; a metric whose answer cannot be read gets its MetricsError in place of
     its data, so the others' data is not lost."""
-    batch = getattr(source, "fetch_many", None)
-    if batch is not None:
-        fetched: Fetched = batch(metrics, sides, window)
-        return fetched
+    if isinstance(source, BatchSource):
+        return source.fetch_many(metrics, sides, window)
     return fetch_each(source, metrics, sides, window)
 
 
