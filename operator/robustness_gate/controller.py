@@ -339,7 +339,7 @@ class Controller:
                     username=self.kube.secret_value(namespace, basic.name, basic.username_key),
                     password=self.kube.secret_value(namespace, basic.name, basic.password_key),
                 )
-        except Exception as error:  # a KubeError; its message names the Secret and key only
+        except Exception as error:  # KubeError (names the Secret and key only) or a transport error
             raise MetricsError(f"spec.prometheus.auth: {error}", ErrorKind.AUTH) from None
         return Credentials()
 

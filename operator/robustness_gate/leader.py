@@ -100,7 +100,7 @@ class LeaderElector:
             current = self.api.read_lease(self.namespace, self.name)
             wanted = next_lease(current, self.identity, self.clock(), self.lease_seconds, self.namespace, self.name)
             return wanted is not None and self.api.write_lease(self.namespace, self.name, wanted)
-        except Exception as error:  # a KubeError; the caller decides how long leadership survives it
+        except Exception as error:  # KubeError or a transport error; the caller decides how long leadership lasts
             log.warning("leader election: %s", error)
             return None
 

@@ -213,7 +213,7 @@ class OperatorServer:
                 revision = revisions[0] or None
                 try:
                     body = server.gates(namespace, name)
-                except Exception as error:  # a KubeError (status code and reason only)
+                except Exception as error:  # KubeError (status code and reason only) or a transport error
                     self._json(503, {"error": f"cannot read RobustnessGate {namespace}/{name}: {error}"})
                     return
                 if body is None:
