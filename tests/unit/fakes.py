@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,6 +320,42 @@ def harness(gate: dict[str, Any] | None = None, rollout: dict[str, Any] | None =
 
 def decided(h: Harness) -> dict[str, Any]:
     return dict(h.kube.status.get("decision") or {})
+
+
+# ---------------------------------------------------------------- the workers' view of the API
+
+
+def worker_gate(namespace: str, name: str, uid: str = "u1") -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": name, "uid": uid, "generation": 1}}
+
+
+class WorkerKube:
+    """What GateWorkers read from the API: the gate (by `body`, default `worker_gate`), failing the first
+    `failures` reads with HTTP `status`, and the resourceVersion our last status write made (`written`).
+    `reads` keeps the time of every read."""
+
+    def __init__(
+        self,
+        body: Callable[[str, str], dict[str, Any]] = worker_gate,
+        *,
+        failures: int = 0,
+        status: int = 503,
+        written: str | None = None,
+    ) -> None:
+        self.body, self.failures, self.status, self.written = body, failures, status, written
+        self.reads: list[float] = []
+
+    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(time.monotonic())
+        if len(self.reads) <= self.failures:
+            raise KubeError("reading RobustnessGate: the server is currently unable to handle the request", self.status)
+        return self.body(namespace, name)
+
+    def written_version(self, namespace: str, name: str) -> str | None:
+        return self.written
+
+    def forget_written(self, namespace: str, name: str) -> None:
+        self.written = None
 
 
 # ---------------------------------------------------------------- a stream of looks for the replay

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import pytest
+from fakes import WorkerKube, worker_gate
 
 from robustness_gate import cli, handlers
 from robustness_gate import workers as workers_module
-from robustness_gate.kube import KubeError
 from robustness_gate.telemetry import Telemetry
 from robustness_gate.workers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
 
@@ -24,24 +24,9 @@ def test_retry_delay_doubles_per_failure_up_to_a_cap_with_jitter() -> None:
     assert highs[-1] == API_RETRY_MAX_SECONDS and api_retry_delay(10_000, jitter=lambda: 1.0) == API_RETRY_MAX_SECONDS
 
 
-class _Kube:
-    """Fails the first `failures` reads of the gate with the given status, then serves it."""
-
-    def __init__(self, failures: int, status: int) -> None:
-        self.failures, self.status = failures, status
-        self.reads: list[float] = []
-
-    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads.append(time.monotonic())
-        if len(self.reads) <= self.failures:
-            raise KubeError("reading RobustnessGate: the server is currently unable to handle the request", self.status)
-        return {"metadata": {"namespace": namespace, "name": name, "uid": "u1", "generation": 1}}
-
-    def written_version(self, namespace: str, name: str) -> str | None:
-        return None
-
-    def forget_written(self, namespace: str, name: str) -> None:
-        pass
+def _pool_kube() -> WorkerKube:
+    """Gates whose UID is their name, so that many can be stepped side by side."""
+    return WorkerKube(lambda namespace, name: worker_gate(namespace, name, uid=name))
 
 
 class _Controller:
@@ -66,7 +51,7 @@ def test_a_worker_backs_off_on_api_failures_and_steps_once_the_api_answers(
     status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(workers_module, "API_RETRY_SECONDS", 0.05)
-    kube, controller = _Kube(failures=4, status=status), _Controller()
+    kube, controller = WorkerKube(failures=4, status=status), _Controller()
     workers = GateWorkers(kube, controller)  # type: ignore[arg-type]
     workers.seen({"metadata": {"namespace": "ns", "name": "g", "uid": "u1", "generation": 1}}, deleted=False)
     try:
@@ -79,23 +64,6 @@ def test_a_worker_backs_off_on_api_failures_and_steps_once_the_api_answers(
     for k, gap in enumerate(gaps):
         assert gap >= 0.05 * 2**k / 2 - 0.01, gaps
     assert gaps[-1] > gaps[0]
-
-
-class _WrittenKube:
-    """The API holds the gate at resourceVersion "7" with status "api"; our last status write made `written`."""
-
-    def __init__(self, written: str | None) -> None:
-        self.written, self.reads = written, 0
-
-    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads += 1
-        return _gate("7", "api")
-
-    def written_version(self, namespace: str, name: str) -> str | None:
-        return self.written
-
-    def forget_written(self, namespace: str, name: str) -> None:
-        self.written = None
 
 
 def _gate(version: str, status: str) -> dict[str, Any]:
@@ -115,27 +83,16 @@ def _gate(version: str, status: str) -> dict[str, Any]:
 def test_a_worker_steps_on_the_watch_copy_only_if_it_is_our_last_write(
     written: str | None, seen: str, reads: int, stepped_on: str
 ) -> None:
-    kube, controller = _WrittenKube(written), _Controller()
+    kube, controller = WorkerKube(lambda namespace, name: _gate("7", "api"), written=written), _Controller()
     workers = GateWorkers(kube, controller)  # type: ignore[arg-type]
     workers.seen(_gate(seen, "watch"), deleted=False)
     try:
         assert controller.steps.wait(10)
     finally:
         workers.stop_all()
-    assert kube.reads == reads
+    assert len(kube.reads) == reads
     assert controller.bodies[0]["status"]["message"] == stepped_on
     assert kube.written is None  # the stopped worker forgot its gate's written version
-
-
-class _PoolKube:
-    def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return {"metadata": {"namespace": namespace, "name": name, "uid": name, "generation": 1}}
-
-    def written_version(self, namespace: str, name: str) -> str | None:
-        return None
-
-    def forget_written(self, namespace: str, name: str) -> None:
-        pass
 
 
 class _TimedController:
@@ -183,7 +140,7 @@ def _body(name: str, generation: int = 1) -> dict[str, Any]:
 
 def test_a_small_pool_steps_every_gate_at_its_delay_and_one_gate_on_one_thread_at_a_time() -> None:
     controller = _TimedController(duration=0.01, delay=0.3)
-    workers = GateWorkers(_PoolKube(), controller, concurrency=4)  # type: ignore[arg-type]
+    workers = GateWorkers(_pool_kube(), controller, concurrency=4)  # type: ignore[arg-type]
     names = [f"g{i}" for i in range(40)]
     for name in names:
         workers.seen(_body(name), deleted=False)
@@ -204,7 +161,7 @@ def test_a_small_pool_steps_every_gate_at_its_delay_and_one_gate_on_one_thread_a
 
 def test_a_spec_change_during_a_step_steps_the_gate_again_when_it_ends() -> None:
     controller = _TimedController(duration=0.3, delay=3600.0)
-    workers = GateWorkers(_PoolKube(), controller, concurrency=2)  # type: ignore[arg-type]
+    workers = GateWorkers(_pool_kube(), controller, concurrency=2)  # type: ignore[arg-type]
     workers.seen(_body("g"), deleted=False)
     assert controller.started.wait(5)
     workers.seen(_body("g", generation=2), deleted=False)  # while the first step runs
@@ -219,7 +176,7 @@ def test_a_spec_change_during_a_step_steps_the_gate_again_when_it_ends() -> None
 
 def test_a_gate_deleted_during_its_step_is_let_go_after_the_step_and_not_stepped_again() -> None:
     controller = _TimedController(duration=0.3, delay=0.0)
-    workers = GateWorkers(_PoolKube(), controller, concurrency=2)  # type: ignore[arg-type]
+    workers = GateWorkers(_pool_kube(), controller, concurrency=2)  # type: ignore[arg-type]
     workers.seen(_body("g"), deleted=False)
     assert controller.started.wait(5)
     workers.seen(_body("g"), deleted=True)
@@ -233,7 +190,7 @@ def test_a_gate_deleted_during_its_step_is_let_go_after_the_step_and_not_stepped
 
 def test_the_gate_due_longest_is_stepped_first() -> None:
     controller = _TimedController(duration=0.05, delay=3600.0)
-    workers = GateWorkers(_PoolKube(), controller, concurrency=1)  # type: ignore[arg-type]
+    workers = GateWorkers(_pool_kube(), controller, concurrency=1)  # type: ignore[arg-type]
     for name in ("a", "b", "c", "d"):
         workers.seen(_body(name), deleted=False)
     deadline = time.monotonic() + 5
@@ -245,7 +202,11 @@ def test_the_gate_due_longest_is_stepped_first() -> None:
 
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        GateWorkers(_PoolKube(), _TimedController(0, 0), concurrency=0)  # type: ignore[arg-type]
+        GateWorkers(
+            _pool_kube(),
+            _TimedController(0, 0),
+            concurrency=0,
+        )  # type: ignore[arg-type]
 
 
 def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None:
@@ -261,7 +222,7 @@ def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None
 def test_how_late_a_step_starts_is_measured() -> None:
     telemetry = Telemetry()
     controller = _TimedController(duration=0.2, delay=3600.0)
-    workers = GateWorkers(_PoolKube(), controller, telemetry, concurrency=1)  # type: ignore[arg-type]
+    workers = GateWorkers(_pool_kube(), controller, telemetry, concurrency=1)  # type: ignore[arg-type]
     for name in ("a", "b", "c"):
         workers.seen(_body(name), deleted=False)
     deadline = time.monotonic() + 5
@@ -283,7 +244,7 @@ def test_kopf_keeps_no_diff_base_so_watch_events_copy_nothing() -> None:
 
     import kopf
 
-    workers = GateWorkers(_Kube(0, 0), _Controller(), concurrency=1)  # type: ignore[arg-type]
+    workers = GateWorkers(WorkerKube(), _Controller(), concurrency=1)  # type: ignore[arg-type]
     reg = handlers.registry(workers)
     settings = kopf.OperatorSettings()
     startup = [h for h in reg._activities.get_all_handlers() if h.activity.value == "startup"]

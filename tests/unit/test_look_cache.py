@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes import WorkerKube
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -453,20 +454,9 @@ class _Controller:
         self.closed.set()
 
 
-class _Kube:
-    def gate(self, namespace: str, name: str) -> dict[str, Any]:
-        return {"metadata": {"namespace": namespace, "name": name, "uid": "u1", "generation": 1}}
-
-    def written_version(self, namespace: str, name: str) -> str | None:
-        return None
-
-    def forget_written(self, namespace: str, name: str) -> None:
-        pass
-
-
 def test_a_deleted_gate_closes_its_source_and_a_stopped_operator_closes_all() -> None:
     controller = _Controller()
-    workers = GateWorkers(_Kube(), controller)  # type: ignore[arg-type]
+    workers = GateWorkers(WorkerKube(), controller)  # type: ignore[arg-type]
     body = {"metadata": {"namespace": "ns", "name": "g", "uid": "u1", "generation": 1}}
     workers.seen(body, deleted=False)
     assert controller.stepped.wait(10)
