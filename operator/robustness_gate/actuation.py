@@ -72,6 +72,7 @@ class Actuator:
         target: LiveTarget,
         status: RobustnessGateStatus,
         writer: StatusWriter,
+        *,
         keep_paused: bool = False,
     ) -> None:
         """Metrics answer again: undo our own pause, if any (unless this look pauses anyway), and go on."""
@@ -101,6 +102,7 @@ class Actuator:
         writer: StatusWriter,
         action: Action,
         reason: str,
+        *,
         never_promote: bool = False,
         operation: Operation | None = None,
     ) -> None:
@@ -131,6 +133,7 @@ class Actuator:
         status: RobustnessGateStatus,
         decision: DecisionStatus,
         writer: StatusWriter,
+        *,
         resumed: bool,
     ) -> None:
         operation = decision.operation
@@ -141,7 +144,7 @@ class Actuator:
         elif operation is Operation.NONE:
             note = "no operation configured for this outcome"
         else:
-            sent, note = self.operate(gate, decision, writer.namespace, resumed)
+            sent, note = self.operate(gate, decision, writer.namespace, resumed=resumed)
         decision.applied = True
         status.decision = decision
         status.phase = phase_for(decision)
@@ -190,7 +193,7 @@ class Actuator:
         )
 
     def operate(
-        self, gate: RobustnessGate, decision: DecisionStatus, namespace: str, resumed: bool
+        self, gate: RobustnessGate, decision: DecisionStatus, namespace: str, *, resumed: bool
     ) -> tuple[list[str], str]:
         """Send the decision's operation, computed from the target as the API has it now (the step may have
         read a watch cache): what was sent, and a note on it."""

@@ -58,9 +58,9 @@ def _judge_metric_now(metric: MetricSpec, data: MetricData, settings: JudgeSetti
     )
 
 
-def judge_gate(spec: RobustnessGateSpec, data: dict[str, MetricData], robust: bool = True) -> GateVerdict:
+def judge_gate(spec: RobustnessGateSpec, data: dict[str, MetricData], *, robust: bool = True) -> GateVerdict:
     """The gate's verdict on all its metrics; `robust=False` judges counts with the binomial model alone."""
-    settings = settings_for(spec, robust)
+    settings = settings_for(spec, robust=robust)
     results = [judge_metric(metric, data[metric.name], settings) for metric in spec.metrics]
     return score_gate(spec, results)
 

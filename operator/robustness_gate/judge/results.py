@@ -75,7 +75,7 @@ def budgeted_tests(metric: MetricSpec) -> int:
     return int(metric.slo is not None) + int(sequential)
 
 
-def settings_for(spec: RobustnessGateSpec, robust: bool = True) -> JudgeSettings:
+def settings_for(spec: RobustnessGateSpec, *, robust: bool = True) -> JudgeSettings:
     budget = max(1, sum(budgeted_tests(metric) for metric in spec.metrics))
     return JudgeSettings(
         alpha=spec.analysis.false_positive_rate / budget,

@@ -202,7 +202,7 @@ def classify(
     c = _transform(control, nan_strategy, remove_outliers, outlier_factor)
     e = _transform(experiment, nan_strategy, remove_outliers, outlier_factor)
 
-    def early(label: KayentaLabel, reason: str, effect: float, is_critical: bool = False) -> KayentaResult:
+    def early(label: KayentaLabel, reason: str, effect: float, *, is_critical: bool = False) -> KayentaResult:
         return KayentaResult(
             label=label,
             critical=is_critical,

@@ -83,7 +83,7 @@ def _state(rollout: dict[str, Any]) -> str:
     )
 
 
-def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
+def promote(rollout: dict[str, Any], *, full: bool = False) -> list[Patch]:
     """`kubectl argo rollouts promote [--full]`: status patch first, then the spec patch."""
     ref = ObjectRef("Rollout", str(_get(rollout, "metadata", "name")))
     status_patch: dict[str, Any] | None = None
