@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,26 +20,134 @@ class TargetReader(Protocol):
     def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
-class LiveTarget:
-    description: str
-    observation: Observation
-    default_selectors: tuple[str, str]
-    _patches: Callable[[Operation], list[Patch]]
-    _resume: Callable[[], list[Patch]] = lambda: []
-    # Operations that change nothing more when sent twice (abort, pause, scale to 0, promote --full, ...).
-    _idempotent: frozenset[Operation] = frozenset({Operation.PAUSE, Operation.NONE})
+class LiveTarget(Protocol):
+    """A target as it is now: what it shows, the selectors its kind defaults to, and its patches."""
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def observation(self) -> Observation: ...
+
+    @property
+    def default_selectors(self) -> tuple[str, str]: ...
 
     def patches(self, operation: Operation) -> list[Patch]:
-        return self._patches(operation)
+        """What to send for the operation, computed from the target as read."""
+        ...
 
     def idempotent(self, operation: Operation) -> bool:
         """True when sending the operation again after a restart cannot act twice."""
-        return operation in self._idempotent
+        ...
 
     def resume(self) -> list[Patch]:
         """Undo a Pause (spec.paused: false) if the target is paused; nothing else moves."""
-        return self._resume()
+        ...
+
+
+@dataclass(frozen=True)
+class RolloutTarget:
+    """An Argo Rollout paused on a canary step."""
+
+    name: str
+    rollout: dict[str, Any]
+    default_selectors: tuple[str, str] = (argo_rollout.DEFAULT_CANARY_SELECTOR, argo_rollout.DEFAULT_BASELINE_SELECTOR)
+
+    @property
+    def description(self) -> str:
+        return f"Rollout/{self.name}"
+
+    @functools.cached_property
+    def observation(self) -> Observation:  # observed once, as read
+        return argo_rollout.observe(self.rollout)
+
+    def patches(self, operation: Operation) -> list[Patch]:
+        if operation is Operation.PROMOTE:
+            return argo_rollout.promote(self.rollout)
+        if operation is Operation.PROMOTE_FULL:
+            return argo_rollout.promote(self.rollout, full=True)
+        if operation is Operation.ROLLBACK:
+            return argo_rollout.abort(self.rollout)
+        if operation is Operation.PAUSE:
+            return argo_rollout.pause(self.rollout)
+        return []
+
+    def idempotent(self, operation: Operation) -> bool:
+        # A plain promote moves one step further each time it is sent; abort and --full do not.
+        return operation in (Operation.ROLLBACK, Operation.PAUSE, Operation.PROMOTE_FULL, Operation.NONE)
+
+    def resume(self) -> list[Patch]:
+        return argo_rollout.resume(self.rollout)
+
+
+_DEPLOYMENT_SELECTORS = (deployment.DEFAULT_CANARY_SELECTOR, deployment.DEFAULT_BASELINE_SELECTOR)
+
+
+@dataclass(frozen=True)
+class DeploymentPairTarget:
+    """A canary Deployment next to its stable Deployment (spec.stableRef)."""
+
+    name: str
+    stable_name: str
+    canary: Workload
+    stable: Workload
+    default_selectors: tuple[str, str] = _DEPLOYMENT_SELECTORS
+
+    @property
+    def description(self) -> str:
+        return f"Deployment/{self.name} (stable Deployment/{self.stable_name})"
+
+    @functools.cached_property
+    def observation(self) -> Observation:  # observed once, as read
+        return deployment.observe_pair(self.canary, self.stable)
+
+    def patches(self, operation: Operation) -> list[Patch]:
+        if operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
+            return deployment.promote_pair(self.canary, self.stable)
+        if operation is Operation.ROLLBACK:
+            return deployment.rollback_pair(self.canary)
+        if operation is Operation.PAUSE:
+            return deployment.pause(self.canary)
+        return []
+
+    def idempotent(self, operation: Operation) -> bool:
+        return True  # copying the same template and scaling to 0 again change nothing
+
+    def resume(self) -> list[Patch]:
+        return deployment.promote_single(self.canary)
+
+
+@dataclass(frozen=True)
+class SingleDeploymentTarget:
+    """One Deployment whose rolling update is held: its new ReplicaSet is the canary, the old one the baseline."""
+
+    name: str
+    workload: Workload
+    default_selectors: tuple[str, str] = _DEPLOYMENT_SELECTORS
+
+    @property
+    def description(self) -> str:
+        return f"Deployment/{self.name}"
+
+    @functools.cached_property
+    def observation(self) -> Observation:  # observed once, as read
+        return deployment.observe_single(self.workload)
+
+    def patches(self, operation: Operation) -> list[Patch]:
+        if operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
+            return deployment.promote_single(self.workload)
+        if operation is Operation.ROLLBACK:
+            return deployment.undo_single(self.workload)
+        if operation is Operation.PAUSE:
+            return deployment.pause(self.workload)
+        return []
+
+    def idempotent(self, operation: Operation) -> bool:
+        # A second undo would swap back to the canary's template.
+        return operation in (Operation.PROMOTE, Operation.PROMOTE_FULL, Operation.PAUSE, Operation.NONE)
+
+    def resume(self) -> list[Patch]:
+        return deployment.promote_single(self.workload)
 
 
 def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) -> LiveTarget:
@@ -52,68 +160,12 @@ def read_target(reader: TargetReader, namespace: str, spec: RobustnessGateSpec) 
                 f"spec.targetRef: Rollout {ref.name!r} not found in namespace {namespace!r}; "
                 "create it or fix spec.targetRef.name"
             )
-
-        def rollout_patches(operation: Operation) -> list[Patch]:
-            if operation is Operation.PROMOTE:
-                return argo_rollout.promote(rollout)
-            if operation is Operation.PROMOTE_FULL:
-                return argo_rollout.promote(rollout, full=True)
-            if operation is Operation.ROLLBACK:
-                return argo_rollout.abort(rollout)
-            if operation is Operation.PAUSE:
-                return argo_rollout.pause(rollout)
-            return []
-
-        return LiveTarget(
-            f"Rollout/{ref.name}",
-            argo_rollout.observe(rollout),
-            (argo_rollout.DEFAULT_CANARY_SELECTOR, argo_rollout.DEFAULT_BASELINE_SELECTOR),
-            rollout_patches,
-            lambda: argo_rollout.resume(rollout),
-            # A plain promote moves one step further each time it is sent; abort and --full do not.
-            frozenset({Operation.ROLLBACK, Operation.PAUSE, Operation.PROMOTE_FULL, Operation.NONE}),
-        )
+        return RolloutTarget(ref.name, rollout)
     canary = _workload(reader, namespace, ref.name, "spec.targetRef")
-    defaults = (deployment.DEFAULT_CANARY_SELECTOR, deployment.DEFAULT_BASELINE_SELECTOR)
     if spec.stable_ref is not None:
         stable = _workload(reader, namespace, spec.stable_ref.name, "spec.stableRef")
-
-        def pair_patches(operation: Operation) -> list[Patch]:
-            if operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
-                return deployment.promote_pair(canary, stable)
-            if operation is Operation.ROLLBACK:
-                return deployment.rollback_pair(canary)
-            if operation is Operation.PAUSE:
-                return deployment.pause(canary)
-            return []
-
-        return LiveTarget(
-            f"Deployment/{ref.name} (stable Deployment/{spec.stable_ref.name})",
-            deployment.observe_pair(canary, stable),
-            defaults,
-            pair_patches,
-            lambda: deployment.promote_single(canary),
-            frozenset(Operation),  # copying the same template and scaling to 0 again change nothing
-        )
-
-    def single_patches(operation: Operation) -> list[Patch]:
-        if operation in (Operation.PROMOTE, Operation.PROMOTE_FULL):
-            return deployment.promote_single(canary)
-        if operation is Operation.ROLLBACK:
-            return deployment.undo_single(canary)
-        if operation is Operation.PAUSE:
-            return deployment.pause(canary)
-        return []
-
-    return LiveTarget(
-        f"Deployment/{ref.name}",
-        deployment.observe_single(canary),
-        defaults,
-        single_patches,
-        lambda: deployment.promote_single(canary),
-        # A second undo would swap back to the canary's template.
-        frozenset({Operation.PROMOTE, Operation.PROMOTE_FULL, Operation.PAUSE, Operation.NONE}),
-    )
+        return DeploymentPairTarget(ref.name, spec.stable_ref.name, canary, stable)
+    return SingleDeploymentTarget(ref.name, canary)
 
 
 def _workload(reader: TargetReader, namespace: str, name: str, field: str) -> Workload:
