@@ -27,6 +27,7 @@ caught up), so each variant's draw sequence depends only on its seed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -919,6 +920,30 @@ def write_backfill(
 # CLI
 
 
+def _with_prometheus(variants: list[Variant], duration: float, history_hours: float) -> int:
+    """The fleet in a child process and a Prometheus scraping it, until `duration` or a signal."""
+    with contextlib.ExitStack() as stack:
+        backfill = None
+        if history_hours > 0:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fakeservice-history-")))
+            end = float(int(time.time()) - 300)
+            backfill = tmp / "history.om"
+            write_backfill(
+                backfill, variants, start=end - history_hours * 3600, end=end, extra_labels={"job": "history"}
+            )
+        service = stack.enter_context(FakeService(variants, duration=duration + 30))
+        prometheus = stack.enter_context(
+            promlab.PrometheusServer([service.target], backfill=backfill, max_lifetime=duration + 60)
+        )
+        print(f"fake service: {service.url}\nprometheus:   {prometheus.url}", flush=True)
+        print('try: sum by (version) (rate(http_requests_total{code="500"}[1m]))', flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait(duration)
+    return 0
+
+
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
 
@@ -961,9 +986,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backfill-hours", type=float, default=2.0)
     parser.add_argument("--backfill-end-ago", type=float, default=3600.0, help="seconds before now")
     parser.add_argument("--backfill-step", type=float, default=15.0)
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run a Prometheus on loopback scraping the fleet; print both URLs",
+    )
+    parser.add_argument(
+        "--history-hours", type=float, default=0.0, help="with --prometheus: synthetic history ending 5 min ago"
+    )
     args = parser.parse_args(argv)
 
     variants = load_variants(args.variants) if args.variants else list(DEMO_VARIANTS)
+    if args.prometheus:
+        return _with_prometheus(variants, args.duration, args.history_hours)
     if args.write_backfill:
         end = float(int(time.time() - args.backfill_end_ago))
         result = write_backfill(

@@ -16,7 +16,8 @@ promtool 2.42 notes (checked against the binary, they shape the validation below
   usually yields two or three blocks; overlapping blocks are always allowed since 2.39, so backfilled
   history may overlap data that the server scrapes live.
 
-Run ``python hack/promlab.py --help`` for the command line (serve / demo / backfill / free-port).
+Run ``python hack/promlab.py --help`` for the command line (serve / backfill / free-port); a fake
+service fleet with a Prometheus scraping it is ``python hack/fakeservice.py --prometheus``.
 """
 
 from __future__ import annotations
@@ -651,31 +652,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import fakeservice  # local import: fakeservice itself imports this module
-
-    variants = fakeservice.load_variants(args.variants) if args.variants else list(fakeservice.DEMO_VARIANTS)
-    with contextlib.ExitStack() as stack:
-        backfill = None
-        if args.backfill_hours > 0:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promlab-demo-")))
-            end = float(int(time.time()) - 300)
-            backfill = tmp / "history.om"
-            fakeservice.write_backfill(
-                backfill,
-                variants,
-                start=end - args.backfill_hours * 3600,
-                end=end,
-                extra_labels={"job": "history"},
-            )
-        svc = stack.enter_context(fakeservice.FakeService(variants, duration=args.duration + 30))
-        prom = stack.enter_context(PrometheusServer([svc.target], backfill=backfill, max_lifetime=args.duration + 60))
-        print(f"fake service: {svc.url}\nprometheus:   {prom.url}", flush=True)
-        print('try: sum by (version) (rate(http_requests_total{code="500"}[1m]))', flush=True)
-        _wait_for_signal(args.duration)
-    return 0
-
-
 def _cmd_backfill(args: argparse.Namespace) -> int:
     for block in backfill_blocks(args.openmetrics, args.data_dir):
         print(f"{block.ulid} {block.min_time:.0f}..{block.max_time:.0f} samples={block.num_samples}")
@@ -705,12 +681,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=0, help="listen port (0 = pick a free one)")
     serve.add_argument("--duration", type=_bounded_duration, default=600.0, help="seconds until it stops")
     serve.set_defaults(func=_cmd_serve)
-
-    demo = sub.add_parser("demo", help="fake service fleet + Prometheus scraping it")
-    demo.add_argument("--variants", help="JSON list or path to a JSON file (default: a demo canary)")
-    demo.add_argument("--backfill-hours", type=float, default=0.0, help="synthetic history ending 5 min ago")
-    demo.add_argument("--duration", type=_bounded_duration, default=600.0, help="seconds until it stops")
-    demo.set_defaults(func=_cmd_demo)
 
     backfill = sub.add_parser("backfill", help="promtool create-blocks-from openmetrics, with sanity checks")
     backfill.add_argument("openmetrics", type=Path)
