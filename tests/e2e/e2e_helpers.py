@@ -14,6 +14,8 @@ DECIDED = {
     phase.value
     for phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.PAUSED, Phase.PASSED, Phase.FAILED, Phase.INCONCLUSIVE)
 }
+# The phases of a decision that changed the target (the kill trials end once every gate is in one).
+ACTED = {Phase.PROMOTED.value, Phase.ROLLED_BACK.value}
 LABEL = "rollouts_pod_template_hash"
 
 

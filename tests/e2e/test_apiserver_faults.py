@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import DECIDED
 
 from apiproxy import ApiFaultProxy
 from localcluster import LocalCluster
@@ -26,7 +27,6 @@ CONFLICTS = 2  # K: 409s on the first K status patches of each gate, and on the 
 AFTER_ACTION = 1  # 409s on each gate's status patches right after its Rollout patch went through
 UNAVAILABLE_EVERY = 2  # every 2nd GET of a gate answers 503 (a step reads its gate only when the watch lags) ...
 UNAVAILABLE_SECONDS = 60.0  # ... for the first minute of the analyses
-DECIDED = ("Promoted", "RolledBack", "Inconclusive", "Passed", "Failed")
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from e2e_helpers import DECIDED
+
 from localcluster import LocalCluster
 from promlab import PrometheusServer
 from scenario import SCRAPE_INTERVAL, Kubectl, Operator, gate_manifest, wait_for
@@ -176,8 +178,7 @@ def _assert_one_correct_action_each(
             f"gate {name} decided and applied",
             lambda name=name: (
                 s
-                if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase")
-                in ("Promoted", "RolledBack", "Inconclusive", "Passed", "Failed")
+                if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") in DECIDED
                 and (s.get("decision") or {}).get("applied")
                 else None
             ),

@@ -8,14 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import namespace_for
+from e2e_helpers import ACTED, namespace_for
 
 from canarylab import Behaviour
 from scenario import ROLLOUTS, Kubectl, Operator, Traffic, gate_manifest, pod_template, rollout_manifest, wait_for
 
 GATES = 10
 KILLS = 30
-DECIDED = {"Promoted", "RolledBack"}
 
 
 def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
@@ -88,7 +87,7 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
             )
             kube.create_gate(gate)
         deadline = time.monotonic() + 540
-        while kills < KILLS or not all(_phase(kube, namespace, n) in DECIDED for n in names):
+        while kills < KILLS or not all(_phase(kube, namespace, n) in ACTED for n in names):
             assert time.monotonic() < deadline, {n: _phase(kube, namespace, n) for n in names}
             time.sleep(rng.uniform(1.0, 5.0))
             for name in names:
