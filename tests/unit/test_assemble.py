@@ -90,14 +90,14 @@ def test_histograms_with_different_buckets_are_an_error() -> None:
         ]
     }
     with pytest.raises(MetricsError, match="different buckets"):
-        assemble(metric, SIDES, WINDOW, raw)  # type: ignore[arg-type]
+        assemble(metric, SIDES, WINDOW, raw)
 
 
 def test_histogram_without_inf_bucket_is_an_error() -> None:
     metric = _histogram_metric()
     (query,) = metric_queries(metric, SIDES, WINDOW.step)
     with pytest.raises(MetricsError, match=r'no le="\+Inf"'):
-        assemble(metric, SIDES, WINDOW, {query: [({"version": "v2", "le": "0.5"}, _samples(1))]})  # type: ignore[dict-item]
+        assemble(metric, SIDES, WINDOW, {query: [({"version": "v2", "le": "0.5"}, _samples(1))]})
 
 
 def test_empty_histogram_answer_is_no_traffic() -> None:
@@ -112,13 +112,13 @@ def test_infinite_values_are_an_error_naming_the_metric() -> None:
     queries = metric_queries(metric, SIDES, WINDOW.step)
     raw = {queries[0]: [({}, _samples(1, math.inf))], queries[1]: [({}, _samples(1))]}
     with pytest.raises(MetricsError, match=r"metric c .* returned inf"):
-        assemble(metric, SIDES, WINDOW, raw)  # type: ignore[arg-type]
+        assemble(metric, SIDES, WINDOW, raw)
 
 
 def test_custom_values_keep_gaps_and_refuse_many_series() -> None:
     metric = MetricSpec.model_validate({"name": "c", "custom": {"query": "x{ {{selector}} }"}, "slo": {"max": 1}})
     queries = metric_queries(metric, SIDES, WINDOW.step)
-    data = assemble(metric, SIDES, WINDOW, {queries[0]: [({}, _samples(0.5))], queries[1]: []})  # type: ignore[dict-item]
+    data = assemble(metric, SIDES, WINDOW, {queries[0]: [({}, _samples(0.5))], queries[1]: []})
     assert isinstance(data, ValueSeries)
     assert data.canary[0] == 0.5 and np.isnan(data.canary[1:]).all() and np.isnan(data.baseline).all()
     with pytest.raises(MetricsError, match="aggregate it to one value"):
@@ -127,4 +127,4 @@ def test_custom_values_keep_gaps_and_refuse_many_series() -> None:
             SIDES,
             WINDOW,
             {queries[0]: [({"a": "1"}, _samples(1)), ({"a": "2"}, _samples(2))], queries[1]: []},
-        )  # type: ignore[dict-item]
+        )

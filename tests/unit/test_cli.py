@@ -166,7 +166,7 @@ def test_prometheus_flag_stands_in_for_a_missing_spec_prometheus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     _fake_source(monkeypatch, 0.01)
-    gate = {**GATE, "spec": {k: v for k, v in GATE["spec"].items() if k != "prometheus"}}  # type: ignore[attr-defined]
+    gate = {**GATE, "spec": {k: v for k, v in GATE["spec"].items() if k != "prometheus"}}
     path = _write(tmp_path, gate)
     assert cli.main(["analyze", "-f", path, *ARGS, "--since", "10m", "-o", "json"]) == 3
     assert "spec.prometheus" in capsys.readouterr().out
@@ -201,7 +201,7 @@ def test_refused_data_exits_3_naming_the_metric(tmp_path: Path, monkeypatch: pyt
 
 def test_status_queries_render_the_recorded_revisions() -> None:
     body = {**GATE, "status": {"revision": "abc123", "stableRevision": "def456", "looks": 3}}
-    body["spec"] = {**GATE["spec"], "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "r"}}  # type: ignore[dict-item]
+    body["spec"] = {**GATE["spec"], "targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "r"}}
     queries = cluster_commands.recorded_queries(body)["errors"]
     rendered = {q["promql"] for q in queries}
     assert 'e{ rollouts_pod_template_hash="abc123" }' in rendered

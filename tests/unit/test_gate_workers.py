@@ -206,7 +206,7 @@ def test_concurrency_must_be_positive() -> None:
             _pool_kube(),
             _TimedController(0, 0),
             concurrency=0,
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None:

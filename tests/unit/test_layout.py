@@ -78,5 +78,5 @@ def test_every_module_but_kube_is_barred_from_the_kubernetes_client() -> None:
 def test_the_pure_layers_are_barred_from_io() -> None:
     barred = {str(m).removeprefix("robustness_gate.") for m in _contract("Pure layers")["source_modules"]}  # type: ignore[attr-defined]
     assert barred >= {"api", "series", "durations", "stats", "judge", "policy", "analysis", "targets", "metrics.source"}
-    forbidden = set(_contract("Pure layers")["forbidden_modules"])  # type: ignore[arg-type]
+    forbidden = set(_contract("Pure layers")["forbidden_modules"])
     assert forbidden >= {"kubernetes", "kopf", "requests", "urllib3", "prometheus_api_client", "socket", "http"}

@@ -310,7 +310,7 @@ def test_one_query_per_metric_and_step_is_counted_and_only_new_looks_are_asked()
     telemetry = Telemetry()
     client = _EmptyPrometheus()
     prometheus = PrometheusSource("http://127.0.0.1:9", telemetry=telemetry)
-    prometheus._client = client  # type: ignore[assignment]
+    prometheus._client = client
     source = CachedSource(prometheus)
     metrics = [_metric(kind).model_copy(update={"name": kind}) for kind in KINDS]
     for looks in range(1, 21):

@@ -113,7 +113,7 @@ def test_aggregated_series_that_lost_the_side_labels_are_not_refused() -> None:
     queries = metric_queries(metric, sides, WINDOW.step)
     assert len(queries) == 4  # no label tells the sides apart in one query: one query per side
     raw = {query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries}
-    data = assemble(metric, sides, WINDOW, raw)  # type: ignore[arg-type]
+    data = assemble(metric, sides, WINDOW, raw)
     assert isinstance(data, CountSeries) and data.canary_total.tolist() == [100] * 3
 
 
@@ -134,7 +134,7 @@ def test_what_both_selectors_match_is_refused_where_the_queries_aggregate_the_la
     )
     assert error.at == WINDOW.first + 2 * WINDOW.step
     raw[overlap[0]] = []  # nothing matches both: judged
-    data = assemble(metric, sides, WINDOW, raw)  # type: ignore[arg-type]
+    data = assemble(metric, sides, WINDOW, raw)
     assert isinstance(data, CountSeries) and data.canary_total.tolist() == [100] * 3
 
 

@@ -184,7 +184,7 @@ class _Prometheus:
 
 def _source(fake: _Prometheus, telemetry: Telemetry) -> PrometheusSource:
     source = PrometheusSource("http://127.0.0.1:9", telemetry=telemetry)
-    source._client = fake  # type: ignore[assignment]
+    source._client = fake
     return source
 
 
