@@ -22,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from robustness_gate.api import GROUP, PLURAL, VERSION
+from robustness_gate.errors import KubeError
 from robustness_gate.targets.deployment import REVISION
 from robustness_gate.targets.model import Patch
 
@@ -34,14 +35,6 @@ ROLLOUTS_VERSION = "v1alpha1"
 ROLLOUTS_PLURAL = "rollouts"
 COMPONENT = "robustness-gate"
 CONNECTION_POOL_SIZE = 100  # idle apiserver connections kept for reuse
-
-
-class KubeError(Exception):
-    """An API call failed; `status` is the HTTP status (0 when the API could not be reached)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:

@@ -20,7 +20,8 @@ from typing import Any
 from urllib3.exceptions import HTTPError as TransportError
 
 from robustness_gate.controller import Controller
-from robustness_gate.kube import Kube, KubeError
+from robustness_gate.errors import KubeError
+from robustness_gate.kube import Kube
 from robustness_gate.telemetry import Telemetry, step_part
 
 log = logging.getLogger("robustness_gate.workers")

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from robustness_gate.kube import KubeError
+from robustness_gate.errors import KubeError
 from robustness_gate.server import OperatorServer
 
 EXAMPLES = 300

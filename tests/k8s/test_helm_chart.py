@@ -30,7 +30,8 @@ import localcluster  # hack/ is on sys.path via tests/conftest.py
 from canarylab import Behaviour
 from localcluster import LocalCluster
 from robustness_gate.api import RobustnessGateSpec
-from robustness_gate.kube import Kube, KubeError, api_client
+from robustness_gate.errors import KubeError
+from robustness_gate.kube import Kube, api_client
 from robustness_gate.leader import LeaderElector
 from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
 from robustness_gate.controller import Controller
-from robustness_gate.kube import KubeError
+from robustness_gate.errors import KubeError
 from robustness_gate.metrics.source import MetricsError, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, MetricData

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 from robustness_gate import controller as controller_module
 from robustness_gate.api import Action, Operation, parse_gate
-from robustness_gate.kube import KubeError
+from robustness_gate.errors import KubeError
 from robustness_gate.metrics.source import MetricsError
 from robustness_gate.metrics.templates import Matcher
 from robustness_gate.outcomes import operation_for

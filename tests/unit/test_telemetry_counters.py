@@ -20,7 +20,8 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from robustness_gate.analysis import replay
 from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
-from robustness_gate.kube import CONNECTION_POOL_SIZE, Kube, KubeError, api_client
+from robustness_gate.errors import KubeError
+from robustness_gate.kube import CONNECTION_POOL_SIZE, Kube, api_client
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.queries import PART_LABEL, Query, combine, metric_queries
 from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, fetch_all, split_parts

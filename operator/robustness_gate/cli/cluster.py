@@ -26,7 +26,8 @@ from robustness_gate.metrics.templates import TemplateError
 
 def check_command(args: argparse.Namespace) -> int:
     """Poll the gate until it has a verdict on the revision: 0 pass, 1 fail, 2 timeout/inconclusive, 3 error."""
-    from robustness_gate.kube import Kube, KubeError, api_client
+    from robustness_gate.errors import KubeError
+    from robustness_gate.kube import Kube, api_client
     from robustness_gate.server import FAIL, INVALID, PASS, PENDING, verdict_document
 
     namespace, _, name = args.gate.partition("/")
@@ -74,7 +75,8 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from robustness_gate.kube import Kube, KubeError, api_client
+    from robustness_gate.errors import KubeError
+    from robustness_gate.kube import Kube, api_client
 
     console = Console(soft_wrap=False)
     try:
