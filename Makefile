@@ -33,6 +33,7 @@ lint: venv ## ruff (lint and format), the import-linter layers, mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale $(wildcard hack/*.py)
 	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
+	MYPYPATH=operator:hack:tests/unit $(BIN)/mypy --explicit-package-bases tests/unit
 
 crds: venv
 	$(BIN)/robustness-gate crds

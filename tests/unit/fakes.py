@@ -189,7 +189,7 @@ PROMETHEUS_DOWN = MetricsError("http://prometheus.monitoring:9090 unreachable: c
 # ---------------------------------------------------------------- objects
 
 
-def make_gate(generation: int = 1, **spec: Any) -> dict[str, Any]:
+def make_gate(*, generation: int = 1, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": "robustness.dev/v1alpha1",
         "kind": "RobustnessGate",

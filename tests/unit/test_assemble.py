@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustness_gate.api import MetricSpec
-from robustness_gate.metrics.queries import metric_queries
+from robustness_gate.metrics.queries import Query, metric_queries
 from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
@@ -39,7 +39,7 @@ def test_counts_from_one_query_per_role() -> None:
         }
     )
     errors_q, total_q = metric_queries(metric, SIDES, WINDOW.step)
-    raw: dict = {
+    raw: dict[Query, RawSeries] = {
         errors_q: [({"version": "v2"}, _samples(1, 2, 3)), ({"version": "v1"}, _samples(0, 5))],
         total_q: [
             ({"version": "v2"}, _samples(10, 20, 2)),
@@ -110,7 +110,7 @@ def test_empty_histogram_answer_is_no_traffic() -> None:
 def test_infinite_values_are_an_error_naming_the_metric() -> None:
     metric = MetricSpec.model_validate({"name": "c", "custom": {"query": "x{ {{selector}} }"}, "slo": {"max": 1}})
     queries = metric_queries(metric, SIDES, WINDOW.step)
-    raw = {queries[0]: [({}, _samples(1, math.inf))], queries[1]: [({}, _samples(1))]}
+    raw: dict[Query, RawSeries] = {queries[0]: [({}, _samples(1, math.inf))], queries[1]: [({}, _samples(1))]}
     with pytest.raises(MetricsError, match=r"metric c .* returned inf"):
         assemble(metric, SIDES, WINDOW, raw)
 

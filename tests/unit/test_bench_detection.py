@@ -113,7 +113,7 @@ def test_common_random_numbers() -> None:
 
 
 def test_flagger_counts_no_data_as_failed_and_rolls_back_at_exactly_threshold() -> None:
-    times = np.arange(1, 7) * 60.0
+    times = (np.arange(1, 7) * 60.0).astype(np.float64)
     values = np.array([[0.0, math.nan, 0.5, 0.0, 0.5, 0.0]])
     at_three = flagger_outcome(values, times, FlaggerRule(max_value=0.1, threshold=3, steps=10))
     assert at_three.rollback[0] == 300.0  # the third failed check (NaN, 0.5, 0.5)
@@ -407,7 +407,7 @@ def test_fleet_pods_burst_about_hourly_restart_after_bursts_and_lose_unscraped_r
     restarted = per_look(bursts.restarts.astype(np.int64), look_ticks) > 0
     canary_ticks = per_look(streams.canary_total, look_ticks)
     baseline_ticks = per_look(streams.baseline_total, look_ticks)
-    calm_canary = ~restarted[:, :, : fleet.canary_pods].any(axis=2)
+    calm_canary = np.asarray(~restarted[:, :, : fleet.canary_pods].any(axis=2))
     calm_canary[:, 0] = False
     calm_baseline = ~restarted[:, :, fleet.canary_pods :].any(axis=2)
     assert np.array_equal(streams.looks.canary_total[calm_canary], canary_ticks[calm_canary])

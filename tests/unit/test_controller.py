@@ -444,7 +444,7 @@ def test_a_spec_is_validated_once_until_it_changes_and_an_edit_is_seen_at_the_ne
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed: list[str] = []
-    real_parse = controller_module.parse_gate
+    real_parse = controller_module.parse_gate  # type: ignore[attr-defined]
 
     def counting_parse(document: Any) -> Any:
         parsed.append(document["spec"]["analysis"].get("minDuration", ""))
@@ -561,7 +561,7 @@ def test_metrics_down_until_max_duration_is_inconclusive(
 ) -> None:
     # onError: None, so that only maxDuration acts (onError has its own tests below).
     chosen = {} if on_inconclusive is None else {"onInconclusive": on_inconclusive}
-    h = harness(make_gate(onError="None", **chosen), make_rollout(), **HEALTHY)
+    h = harness(make_gate(onError="None", **chosen), make_rollout(), **HEALTHY)  # type: ignore[arg-type]
     h.source.error = PROMETHEUS_DOWN
     h.step()
     while "decision" not in h.kube.status:

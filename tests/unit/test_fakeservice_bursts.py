@@ -149,7 +149,9 @@ def test_pods_are_series_with_a_pod_label_that_sum_to_the_version() -> None:
 
 
 def test_the_burst_fields_survive_json_and_bad_ones_are_refused() -> None:
-    variant = Variant(app="m", version="v1", pods=2, burst_every=60, forced_bursts=[[1, 5, 60]], pod_resets=[[0, 30]])
+    # Lists, as JSON gives them: the variant keeps them as tuples.
+    bursts, resets = [[1, 5, 60]], [[0, 30]]
+    variant = Variant(app="m", version="v1", pods=2, burst_every=60, forced_bursts=bursts, pod_resets=resets)  # type: ignore[arg-type]
     assert variant.forced_bursts == ((1, 5, 60),)
     assert fakeservice.load_variants(json.dumps([variant.to_dict()])) == [variant]
     for bad in (

@@ -12,6 +12,7 @@ from fakes import WorkerKube, worker_gate
 
 from robustness_gate import cli, handlers
 from robustness_gate import workers as workers_module
+from robustness_gate.cli import common as cli_common
 from robustness_gate.telemetry import Telemetry
 from robustness_gate.workers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
 
@@ -202,15 +203,11 @@ def test_the_gate_due_longest_is_stepped_first() -> None:
 
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        GateWorkers(
-            _pool_kube(),
-            _TimedController(0, 0),
-            concurrency=0,
-        )
+        GateWorkers(_pool_kube(), _TimedController(0, 0), concurrency=0)  # type: ignore[arg-type]
 
 
 def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None:
-    assert cli.DEFAULT_CONCURRENCY == workers_module.DEFAULT_CONCURRENCY
+    assert cli_common.DEFAULT_CONCURRENCY == workers_module.DEFAULT_CONCURRENCY
     parser = cli._parser()
     assert parser.parse_args(["run"]).concurrent_steps == workers_module.DEFAULT_CONCURRENCY
     assert parser.parse_args(["run", "--concurrent-steps", "3"]).concurrent_steps == 3
@@ -247,10 +244,10 @@ def test_kopf_keeps_no_diff_base_so_watch_events_copy_nothing() -> None:
     workers = GateWorkers(WorkerKube(), _Controller(), concurrency=1)  # type: ignore[arg-type]
     reg = handlers.registry(workers)
     settings = kopf.OperatorSettings()
-    startup = [h for h in reg._activities.get_all_handlers() if h.activity.value == "startup"]
+    startup = [h for h in reg._activities.get_all_handlers() if h.activity and h.activity.value == "startup"]
     assert startup, "the registry configures kopf at startup"
     for handler in startup:
-        result = handler.fn(settings=settings, logger=None)
+        result = handler.fn(settings=settings, logger=None)  # type: ignore[call-arg, arg-type]  # what kopf passes
         if asyncio.iscoroutine(result):
             asyncio.run(result)
     storage = settings.persistence.diffbase_storage

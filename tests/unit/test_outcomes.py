@@ -47,7 +47,7 @@ def test_each_decision_gets_the_operation_its_setting_names(
     case: tuple[Action, str, str], operation: Operation
 ) -> None:
     action, field, value = case
-    gate = parse_gate(make_gate(**{field: value}))
+    gate = parse_gate(make_gate(**{field: value}))  # type: ignore[arg-type]  # str settings, not generation
     assert operation_for(action, gate) is operation
     # Only the setting of the action's own outcome matters; Continue never does anything.
     assert operation_for(Action.CONTINUE, gate) is Operation.NONE

@@ -10,7 +10,7 @@ import pytest
 from robustness_gate.api import Action, AnalysisSpec, RobustnessGateSpec, Verdict
 from robustness_gate.judge import GateVerdict, MetricResult, judge_gate
 from robustness_gate.policy import decide
-from robustness_gate.series import CountSeries
+from robustness_gate.series import CountSeries, MetricData
 
 ANALYSIS = AnalysisSpec.model_validate({"interval": "30s", "minDuration": "5m", "maxDuration": "30m"})
 
@@ -164,7 +164,7 @@ def test_the_traffic_reason_agrees_with_the_judge_on_real_counts() -> None:
     )
     looks = 60
     canary, baseline = np.full(looks, 3.0), np.full(looks, 2.5)  # 180 and 150 requests in 30 minutes
-    data = {"error-rate": CountSeries(np.zeros(looks), canary, np.zeros(looks), baseline)}
+    data: dict[str, MetricData] = {"error-rate": CountSeries(np.zeros(looks), canary, np.zeros(looks), baseline)}
     verdict = judge_gate(spec, data)
     (metric,) = verdict.metrics
     assert verdict.verdict is Verdict.NO_DATA and (metric.canary_traffic, metric.baseline_traffic) == (180, 150)

@@ -11,7 +11,7 @@ from fakes import replay_gate as _gate
 
 from robustness_gate.analysis import replay
 from robustness_gate.api import Action, MetricSpec
-from robustness_gate.metrics.queries import BASELINE, CANARY, OVERLAP, metric_queries
+from robustness_gate.metrics.queries import BASELINE, CANARY, OVERLAP, Query, metric_queries
 from robustness_gate.metrics.source import REFUSED, MetricsError, RawSeries, Window, assemble
 from robustness_gate.metrics.templates import Sides, TemplateError
 from robustness_gate.series import CountSeries, MetricData
@@ -112,7 +112,9 @@ def test_aggregated_series_that_lost_the_side_labels_are_not_refused() -> None:
     metric = _count_metric()
     queries = metric_queries(metric, sides, WINDOW.step)
     assert len(queries) == 4  # no label tells the sides apart in one query: one query per side
-    raw = {query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries}
+    raw: dict[Query, RawSeries] = {
+        query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries
+    }
     data = assemble(metric, sides, WINDOW, raw)
     assert isinstance(data, CountSeries) and data.canary_total.tolist() == [100] * 3
 
@@ -125,7 +127,9 @@ def test_what_both_selectors_match_is_refused_where_the_queries_aggregate_the_la
     overlap = [query for query in queries if query.side == OVERLAP]
     assert [query.role for query in overlap] == ["total"]
     assert 't{ app="fraud",version=~"v2|v1",version="v1" }' in overlap[0].promql
-    raw = {query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries}
+    raw: dict[Query, RawSeries] = {
+        query: [({}, _samples(*([1] * 3 if query.role == "errors" else [100] * 3)))] for query in queries
+    }
     raw[overlap[0]] = [({}, _samples(0, 0, 100))]
     error = _refusal(metric, raw, sides)  # type: ignore[arg-type]
     assert str(error).startswith(

@@ -107,7 +107,7 @@ def test_confidence_sequence_covers_at_every_look() -> None:
     misses = 0
     for _ in range(runs):
         s = np.cumsum(rng.binomial(100, p, looks)).astype(float)
-        n = np.arange(1, looks + 1) * 100.0
+        n = (np.arange(1, looks + 1) * 100.0).astype(np.float64)
         above, below = counts.bound_crossings(s, n, p, 0.05)
         misses += bool(np.any(above | below))
     assert misses / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)

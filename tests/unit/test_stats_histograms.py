@@ -126,7 +126,11 @@ def _psi_bounds(shift: float, canary_n: int, runs: int, seed: int) -> tuple[floa
     true = float(np.sum((canary - base) * np.log(canary / base)))
     bounds = np.array(
         [
-            h.psi_upper_bound(rng.multinomial(canary_n, canary), rng.multinomial(9 * canary_n, base), 0.99)
+            h.psi_upper_bound(
+                rng.multinomial(canary_n, canary).astype(np.float64),
+                rng.multinomial(9 * canary_n, base).astype(np.float64),
+                0.99,
+            )
             for _ in range(runs)
         ]
     )
