@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from robustness_gate.api import MetricSpec
 from robustness_gate.durations import format_duration
 from robustness_gate.metrics.increments import exact_form, exact_increments
-from robustness_gate.metrics.templates import Sides, render, render_matchers, uses
+from robustness_gate.metrics.templates import Matcher, Sides, render, render_matchers, uses
 
 CANARY = "canary"
 BASELINE = "baseline"
@@ -56,7 +56,9 @@ def combine_tagged(parts: list[tuple[str, Query]]) -> str:
     return " or ".join(f'label_replace({query.promql}, "{PART_LABEL}", "{tag}", "", "")' for tag, query in parts)
 
 
-def template_queries(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:
+def template_queries(
+    role: str, template: str, sides: Sides, window_seconds: float, where: str, *, overlap: bool = False
+) -> list[Query]:
     window = format_duration(window_seconds)
 
     def rendered(variables: dict[str, str]) -> str:
@@ -69,27 +71,18 @@ def template_queries(role: str, template: str, sides: Sides, window_seconds: flo
         variables = {"selector": split.selector(), "window": window, "by": split.label}
         return [Query(role, BOTH, rendered(variables), split.label)]
     queries = []
-    for side, matchers in ((CANARY, sides.canary), (BASELINE, sides.baseline)):
+    for side, matchers in _per_side(sides, overlap=overlap):
         variables = {"selector": render_matchers(matchers), "window": window, "by": ""}
         queries.append(Query(role, side, rendered(variables)))
     return queries
 
 
-def overlap_selector(sides: Sides) -> str | None:
-    """Both sides' matchers at once (a series must satisfy all), or None when no series can match both."""
-    if sides.disjoint():
-        return None
-    matchers = dict.fromkeys((*sides.canary, *sides.baseline))
-    return render_matchers(tuple(matchers))
-
-
-def overlap_template_query(role: str, template: str, sides: Sides, window_seconds: float, where: str) -> list[Query]:
-    selector = overlap_selector(sides)
-    if selector is None:
-        return []
-    window = format_duration(window_seconds)
-    promql = render(template, {"selector": selector, "window": window, "by": ""}, where)
-    return [Query(role, OVERLAP, promql if role == "value" else exact_increments(promql, window))]
+def _per_side(sides: Sides, *, overlap: bool) -> list[tuple[str, tuple[Matcher, ...]]]:
+    """Each side's matchers; with `overlap`, also both sides' at once where a series could match both."""
+    parts = [(CANARY, sides.canary), (BASELINE, sides.baseline)]
+    if overlap and not sides.disjoint():
+        parts.append((OVERLAP, tuple(dict.fromkeys((*sides.canary, *sides.baseline)))))
+    return parts
 
 
 def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds: float) -> list[Query]:
@@ -101,16 +94,10 @@ def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds:
         promql = f"sum by (le, {split.label}) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
         return [Query("buckets", BOTH, promql, split.label)]
     queries = []
-    for side, matchers in ((CANARY, sides.canary), (BASELINE, sides.baseline)):
+    for side, matchers in _per_side(sides, overlap=True):
         selector = ",".join(part for part in (extra, render_matchers(matchers)) if part)
         promql = f"sum by (le) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
         queries.append(Query("buckets", side, promql))
-    overlap = overlap_selector(sides)
-    if overlap is not None:
-        selector = ",".join(part for part in (extra, overlap) if part)
-        queries.append(
-            Query("buckets", OVERLAP, f"sum by (le) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}")
-        )
     return queries
 
 
@@ -120,17 +107,15 @@ def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, wher
     if metric.error_rate is not None:
         return [
             *template_queries("errors", metric.error_rate.errors, sides, window_seconds, f"{where}.errorRate.errors"),
-            *template_queries("total", metric.error_rate.total, sides, window_seconds, f"{where}.errorRate.total"),
-            *overlap_template_query(
-                "total", metric.error_rate.total, sides, window_seconds, f"{where}.errorRate.total"
+            *template_queries(
+                "total", metric.error_rate.total, sides, window_seconds, f"{where}.errorRate.total", overlap=True
             ),
         ]
     if metric.ratio is not None:
         return [
             *template_queries("errors", metric.ratio.numerator, sides, window_seconds, f"{where}.ratio.numerator"),
-            *template_queries("total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator"),
-            *overlap_template_query(
-                "total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator"
+            *template_queries(
+                "total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator", overlap=True
             ),
         ]
     if metric.latency is not None:
@@ -139,10 +124,7 @@ def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, wher
         return histogram_queries(metric.drift.histogram, metric.drift.labels, sides, window_seconds)
     assert metric.custom is not None
     where = f"{where}.custom.query"
-    return [
-        *template_queries("value", metric.custom.query, sides, window_seconds, where),
-        *overlap_template_query("value", metric.custom.query, sides, window_seconds, where),
-    ]
+    return template_queries("value", metric.custom.query, sides, window_seconds, where, overlap=True)
 
 
 # A metric object, the sides and step it was rendered for, its queries and its spec as JSON.
