@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from robustness_gate.api import Action, DecisionStatus, Operation, Phase, RobustnessGate, RobustnessGateStatus
+from robustness_gate.durations import iso
 from robustness_gate.notify import Notice
 from robustness_gate.outcomes import operation_for, phase_for
-from robustness_gate.status_writer import StatusWriter, iso
+from robustness_gate.status_writer import StatusWriter
 from robustness_gate.targets.live import LiveTarget, TargetReader, read_target
 from robustness_gate.targets.model import Patch, TargetError
-from robustness_gate.telemetry import Telemetry
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 
 class GateKube(TargetReader, Protocol):
@@ -41,7 +42,7 @@ class Actuator:
     kube: GateKube
     clock: Callable[[], float]
     logger: logging.Logger
-    telemetry: Telemetry | None = None
+    telemetry: TelemetrySink = NULL_TELEMETRY
     notify: Callable[[Notice], None] | None = None
 
     def hold(
@@ -166,10 +167,9 @@ class Actuator:
             key=f"decision/{decision.revision}/{decision.action.value}/{decision.at}",
         )
         writer.write(status)
-        if self.telemetry is not None:
-            self.telemetry.decisions.labels(
-                writer.namespace, writer.name, decision.action.value, operation.value if sent else "None"
-            ).inc()
+        self.telemetry.decisions.labels(
+            writer.namespace, writer.name, decision.action.value, operation.value if sent else "None"
+        ).inc()
         if self.notify is not None:
             self.notify(
                 Notice(

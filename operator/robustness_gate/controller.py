@@ -33,6 +33,7 @@ from robustness_gate.api import (
     gate_document,
     parse_gate,
 )
+from robustness_gate.durations import iso, parse_iso
 from robustness_gate.metrics.gate_sources import GateKey, GateSources, SourceFactory
 from robustness_gate.metrics.prometheus import Credentials, prometheus_source
 from robustness_gate.metrics.source import REFUSED, ErrorKind, Fetched, MetricsError, MetricSource, Window, fetch_many
@@ -41,10 +42,10 @@ from robustness_gate.notify import Notice
 from robustness_gate.outcomes import pauses, phase_for
 from robustness_gate.selectors import semantic_problems, target_sides
 from robustness_gate.series import MetricData
-from robustness_gate.status_writer import StatusWriter, iso, parse_iso
+from robustness_gate.status_writer import StatusWriter
 from robustness_gate.targets.live import LiveTarget, read_target
 from robustness_gate.targets.model import TargetError
-from robustness_gate.telemetry import Telemetry, step_part
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 log = logging.getLogger("robustness_gate.controller")
 
@@ -60,7 +61,7 @@ class Controller:
     # Prometheus needs a moment to scrape the last interval before a look reads it.
     look_delay_seconds: float = 1.0
     logger: logging.Logger = field(default=log)
-    telemetry: Telemetry | None = None
+    telemetry: TelemetrySink = NULL_TELEMETRY
     notify: Callable[[Notice], None] | None = None
     sources: GateSources = field(init=False, repr=False)
     actuator: Actuator = field(init=False, repr=False)
@@ -93,7 +94,7 @@ class Controller:
         if gate is None:
             return self._invalid(writer, previous, "InvalidSpec", problem)
         try:
-            with step_part(self.telemetry, "read"):
+            with self.telemetry.step_part("read"):
                 target = read_target(self.kube, namespace, gate.spec)
         except TargetError as problem:
             return self._invalid(writer, previous, "TargetNotFound", str(problem))
@@ -251,7 +252,7 @@ class Controller:
             # Judging's CPU time is the analysis's less the queries', which count to "prometheus".
             with (
                 self.sources.lease(gate_key, spec.prometheus, self._credentials(gate), interval) as source,
-                step_part(self.telemetry, "judge"),
+                self.telemetry.step_part("judge"),
             ):
                 # Looks already judged (Continue) are not judged again: the analysis goes on from the next one.
                 report = replay(gate, sides, _TimedSource(source, self.telemetry), start, now, status.looks + 1)
@@ -265,9 +266,8 @@ class Controller:
         # move on for a moment before the decision's pause lands.
         self.actuator.recover(gate, target, status, writer, keep_paused=pauses(action, gate))
         self._record(status, report)
-        if self.telemetry is not None:
-            self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
-            self.telemetry.looks.labels(writer.namespace, writer.name).set(status.looks)
+        self.telemetry.score.labels(writer.namespace, writer.name).set(status.score or 0.0)
+        self.telemetry.looks.labels(writer.namespace, writer.name).set(status.looks)
         writer.condition(status, "MetricsAvailable", "True", "QueriesAnswered", f"{report.looks} looks answered")
         if action is Action.CONTINUE:
             status.decision = DecisionStatus(
@@ -291,8 +291,7 @@ class Controller:
         """Metric errors never promote. After errorLimit looks in a row onError applies; past maxDuration the
         analysis is inconclusive."""
         message = str(error)
-        if self.telemetry is not None:
-            self.telemetry.prometheus_errors.labels(writer.namespace, writer.name, error.kind).inc()
+        self.telemetry.prometheus_errors.labels(writer.namespace, writer.name, error.kind).inc()
         writer.condition(status, "MetricsAvailable", "False", "QueryFailed", message)
         first = status.consecutive_errors == 0 or not status.message.endswith(message)
         status.consecutive_errors += 1
@@ -347,13 +346,13 @@ class Controller:
 class _TimedSource:
     """Counts the CPU time of a step's queries (and reading their answers) to the "prometheus" part."""
 
-    def __init__(self, inner: MetricSource, telemetry: Telemetry | None) -> None:
+    def __init__(self, inner: MetricSource, telemetry: TelemetrySink) -> None:
         self.inner, self.telemetry = inner, telemetry
 
     def fetch(self, metric: MetricSpec, sides: Sides, window: Window) -> MetricData:
-        with step_part(self.telemetry, "prometheus"):
+        with self.telemetry.step_part("prometheus"):
             return self.inner.fetch(metric, sides, window)
 
     def fetch_many(self, metrics: Sequence[MetricSpec], sides: Sides, window: Window) -> Fetched:
-        with step_part(self.telemetry, "prometheus"):
+        with self.telemetry.step_part("prometheus"):
             return fetch_many(self.inner, metrics, sides, window)

@@ -1,7 +1,9 @@
-"""Go-style duration strings ("30s", "1m30s", "250ms", "2h") as used throughout Kubernetes."""
+"""Time as text, as Kubernetes writes it: Go-style duration strings ("30s", "1m30s", "250ms", "2h") and
+RFC 3339 timestamps in whole seconds UTC ("2023-11-14T22:13:20Z")."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -28,3 +30,17 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
     return "".join(parts)
+
+
+_TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def iso(timestamp: float) -> str:
+    """Unix seconds as an RFC 3339 timestamp, the fraction cut off: the form of the CRD's date-time fields,
+    used by the gate's status and the CLI's output alike."""
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime(_TIMESTAMP)
+
+
+def parse_iso(text: str) -> float:
+    """Unix seconds of a timestamp written by `iso`; raises ValueError on any other form."""
+    return dt.datetime.strptime(text, _TIMESTAMP).replace(tzinfo=dt.UTC).timestamp()

@@ -3,14 +3,14 @@ when nothing changed), its conditions, and Events about it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from robustness_gate.api import Condition, RobustnessGateStatus
-from robustness_gate.telemetry import Telemetry, step_part
+from robustness_gate.durations import iso as iso  # re-exported: the controller's tests take it from here
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 log = logging.getLogger("robustness_gate.controller")
 
@@ -21,14 +21,6 @@ class StatusApi(Protocol):
     def event(self, gate: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
         """Post an Event; with `key`, at most one Event per gate and key, however often it is posted."""
         ...
-
-
-def iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> float:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +50,7 @@ class StatusWriter:
     stored: dict[str, Any]
     generation: Any
     clock: Callable[[], float]
-    telemetry: Telemetry | None = None
+    telemetry: TelemetrySink = NULL_TELEMETRY
 
     @property
     def key(self) -> str:
@@ -86,7 +78,7 @@ class StatusWriter:
 
     def write(self, status: RobustnessGateStatus) -> bool:
         """Patch what changed; True when anything did."""
-        with step_part(self.telemetry, "status"):
+        with self.telemetry.step_part("status"):
             status.observed_generation = self.generation
             new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
             patch = merge_patch(self.stored, new)
@@ -98,7 +90,7 @@ class StatusWriter:
 
     def event(self, type_: str, reason: str, message: str, key: str | None = None) -> None:
         try:
-            with step_part(self.telemetry, "status"):
+            with self.telemetry.step_part("status"):
                 self.kube.event(self.body, type_, reason, message, key)
         except Exception as error:  # an Event is informative; failing to post one must not stop the gate
             log.warning("gate %s: could not post Event %s: %s", self.key, reason, error)

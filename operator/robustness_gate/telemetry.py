@@ -53,13 +53,10 @@ class _StepPart:
             self.stack[-1][1] += elapsed
 
 
-def step_part(telemetry: Telemetry | None, part: str) -> contextlib.AbstractContextManager[None]:
-    """Telemetry.step_part, or nothing without telemetry."""
-    return telemetry.step_part(part) if telemetry is not None else contextlib.nullcontext()
-
-
 class Telemetry:
-    """Metric objects on their own registry (tests and several operators in one process stay apart)."""
+    """Metric objects on their own registry (tests and several operators in one process stay apart).
+
+    It implements telemetry_sink.TelemetrySink; parts given no telemetry record to its NULL_TELEMETRY."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series: they double the series count for nothing here

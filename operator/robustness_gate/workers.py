@@ -20,16 +20,16 @@ from typing import Any
 from urllib3.exceptions import HTTPError as TransportError
 
 from robustness_gate.controller import Controller
+from robustness_gate.defaults import DEFAULT_CONCURRENCY
 from robustness_gate.errors import KubeError
 from robustness_gate.kube import Kube
-from robustness_gate.telemetry import Telemetry, step_part
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 log = logging.getLogger("robustness_gate.workers")
 API_RETRY_SECONDS = 2.0  # first retry after an API failure; doubled per failure in a row
 API_RETRY_MAX_SECONDS = 60.0
 CRASH_RETRY_SECONDS = 30.0
 STANDBY_POLL_SECONDS = 1.0
-DEFAULT_CONCURRENCY = 16  # gates stepped at once
 
 
 @dataclass
@@ -62,7 +62,7 @@ class GateWorkers:
         self,
         kube: Kube,
         controller: Controller,
-        telemetry: Telemetry | None = None,
+        telemetry: TelemetrySink = NULL_TELEMETRY,
         leading: Callable[[], bool] = lambda: True,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
@@ -81,8 +81,7 @@ class GateWorkers:
         self._threads: list[threading.Thread] = []
         self._timing = False  # one idle thread waits for the queue's head to fall due; the others just wait
         self._stopping = False
-        if telemetry is not None:
-            telemetry.watch_phases(self.phases)
+        telemetry.watch_phases(self.phases)
 
     def phases(self) -> list[str]:
         with self._lock:
@@ -98,8 +97,7 @@ class GateWorkers:
                 if worker is not None:
                     worker.stopped = True
                     del self._workers[uid]
-                    if self.telemetry is not None:
-                        self.telemetry.forget(worker.namespace, worker.name)
+                    self.telemetry.forget(worker.namespace, worker.name)
                     log.info("gate %s/%s deleted: its analysis stopped", worker.namespace, worker.name)
                     if not worker.running:
                         gone = worker  # else the thread stepping it lets go of it when the step ends
@@ -189,8 +187,7 @@ class GateWorkers:
                 worker = self._next_due()
             if worker is None:
                 return
-            if self.telemetry is not None:
-                self.telemetry.step_lateness.observe(worker.late)
+            self.telemetry.step_lateness.observe(worker.late)
             delay = self._step(worker)
             with self._lock:
                 worker.running = False
@@ -213,13 +210,13 @@ class GateWorkers:
             # A standby replica holds no connections; the leader has its own.
             self.controller.forget(worker.namespace, worker.name, worker.uid)
             return STANDBY_POLL_SECONDS
-        with step_part(self.telemetry, "other"):  # what no inner part counts
+        with self.telemetry.step_part("other"):  # what no inner part counts
             return self._step_counted(worker, key)
 
     def _step_counted(self, worker: _Worker, key: str) -> float:
         delay = CRASH_RETRY_SECONDS
         try:
-            with step_part(self.telemetry, "read"):
+            with self.telemetry.step_part("read"):
                 body = self._current_body(worker)
             if body is None:
                 log.info("gate %s is gone: its analysis stopped", key)
@@ -231,8 +228,7 @@ class GateWorkers:
             started = time.monotonic()
             delay = self.controller.step(body)
             worker.api_failures = 0
-            if self.telemetry is not None:
-                self.telemetry.step_seconds.observe(time.monotonic() - started)
+            self.telemetry.step_seconds.observe(time.monotonic() - started)
         # An apiserver that is down or restarting: refused connections and broken streams come up from
         # the HTTP library as they are, not as API answers.
         except (KubeError, TransportError, ConnectionError) as error:

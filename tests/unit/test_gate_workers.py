@@ -12,7 +12,7 @@ from fakes import WorkerKube, worker_gate
 
 from robustness_gate import cli, handlers
 from robustness_gate import workers as workers_module
-from robustness_gate.cli import common as cli_common
+from robustness_gate.defaults import DEFAULT_CONCURRENCY
 from robustness_gate.telemetry import Telemetry
 from robustness_gate.workers import API_RETRY_MAX_SECONDS, API_RETRY_SECONDS, GateWorkers, api_retry_delay
 
@@ -207,9 +207,9 @@ def test_concurrency_must_be_positive() -> None:
 
 
 def test_the_run_command_offers_the_pools_default_and_refuses_nonsense() -> None:
-    assert cli_common.DEFAULT_CONCURRENCY == workers_module.DEFAULT_CONCURRENCY
+    pool = GateWorkers(_pool_kube(), _TimedController(0, 0))  # type: ignore[arg-type]
     parser = cli._parser()
-    assert parser.parse_args(["run"]).concurrent_steps == workers_module.DEFAULT_CONCURRENCY
+    assert parser.parse_args(["run"]).concurrent_steps == pool.concurrency == DEFAULT_CONCURRENCY
     assert parser.parse_args(["run", "--concurrent-steps", "3"]).concurrent_steps == 3
     for bad in ("0", "300", "many"):
         with pytest.raises(SystemExit):

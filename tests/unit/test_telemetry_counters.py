@@ -29,6 +29,7 @@ from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
 from robustness_gate.targets.model import ObjectRef, Patch
 from robustness_gate.telemetry import Telemetry
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 # ---------------------------------------------------------------- Kubernetes API requests
 
@@ -56,7 +57,7 @@ class _Api:
         return call
 
 
-def _kube(telemetry: Telemetry | None, api: _Api) -> Kube:
+def _kube(telemetry: TelemetrySink, api: _Api) -> Kube:
     kube = Kube(client.ApiClient(), telemetry)
     kube.apps = kube.core = kube.custom = kube.coordination = api  # type: ignore[assignment]
     return kube
@@ -137,7 +138,7 @@ def test_the_api_client_keeps_enough_connections_for_many_gate_threads(tmp_path:
 
 def test_kube_without_telemetry_counts_nothing_and_works() -> None:
     api = _Api()
-    assert _kube(None, api).gate("ns", "g") == {"metadata": {"name": "x"}, "items": []}
+    assert _kube(NULL_TELEMETRY, api).gate("ns", "g") == {"metadata": {"name": "x"}, "items": []}
     assert api.calls == ["get_namespaced_custom_object"]
 
 
@@ -444,3 +445,19 @@ def test_the_process_as_a_whole_is_measured_too() -> None:
     registry = Telemetry().registry
     assert (registry.get_sample_value("process_cpu_seconds_total") or 0.0) > 0.0
     assert (registry.get_sample_value("process_resident_memory_bytes") or 0.0) > 10 * 2**20
+
+
+def test_parts_given_no_telemetry_record_to_one_that_keeps_nothing() -> None:
+    assert Kube(client.ApiClient()).telemetry is NULL_TELEMETRY
+    assert PrometheusSource("http://127.0.0.1:9").telemetry is NULL_TELEMETRY
+    sink: TelemetrySink = NULL_TELEMETRY
+    sink.score.labels("ns", "g").set(1.0)
+    sink.decisions.labels("ns", "g", "Promote", "Promote").inc()
+    sink.step_lateness.observe(0.1)
+    sink.api_request("get", "Deployment")
+    sink.prometheus_query()
+    sink.watch_phases(lambda: ["Analyzing"])
+    with sink.step_part("other"), sink.step_part("judge"):
+        pass
+    sink.forget("ns", "g")
+    assert vars(NULL_TELEMETRY) == {}

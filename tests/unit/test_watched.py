@@ -102,7 +102,7 @@ def kube_with(watched: WatchedObjects, api_deployments: list[dict[str, Any]], ap
 
 
 def reads(kube: Kube, kind: str, result: str) -> float:
-    assert kube.telemetry is not None
+    assert isinstance(kube.telemetry, Telemetry)
     value = kube.telemetry.registry.get_sample_value(
         "robustness_gate_watched_reads_total", {"kind": kind, "result": result}
     )

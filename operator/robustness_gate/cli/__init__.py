@@ -17,8 +17,9 @@ from typing import Any
 from robustness_gate import __version__
 from robustness_gate.cli.analyze import analyze_command
 from robustness_gate.cli.cluster import check_command, status_command
-from robustness_gate.cli.common import DEFAULT_CONCURRENCY, EXIT_ERROR, positive_int
+from robustness_gate.cli.common import EXIT_ERROR, positive_int
 from robustness_gate.cli.run import run_command
+from robustness_gate.defaults import DEFAULT_CONCURRENCY
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,8 @@
-"""What every command shares: exit codes, input errors, time stamps."""
+"""What every command shares: exit codes and input errors."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 
 from robustness_gate.api import (
     Action,
@@ -30,10 +29,6 @@ class InputError(Exception):
         self.problems = problems
 
 
-# Gates analysed at once by `run` (the kopf side, handlers.py, is imported only when the operator starts).
-DEFAULT_CONCURRENCY = 16
-
-
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -42,7 +37,3 @@ def positive_int(text: str) -> int:
     if not 1 <= value <= 256:
         raise argparse.ArgumentTypeError(f"{value} is out of range: give 1 to 256")
     return value
-
-
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")

@@ -15,8 +15,8 @@ from robustness_gate.api import (
     RobustnessGateStatus,
     Verdict,
 )
-from robustness_gate.cli.common import RESULT_KIND, iso
-from robustness_gate.durations import format_duration
+from robustness_gate.cli.common import RESULT_KIND
+from robustness_gate.durations import format_duration, iso
 from robustness_gate.judge import MetricResult
 from robustness_gate.metrics.queries import metric_queries
 from robustness_gate.metrics.templates import Sides

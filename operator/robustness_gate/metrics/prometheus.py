@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -38,9 +38,7 @@ from robustness_gate.metrics.source import (
 )
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import MetricData
-
-if TYPE_CHECKING:
-    from robustness_gate.telemetry import Telemetry
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class PrometheusSource:
     headers: dict[str, str] = field(default_factory=dict)
     credentials: Credentials = field(default_factory=Credentials)
     verify_tls: bool = True
-    telemetry: Telemetry | None = None  # counts every query sent
+    telemetry: TelemetrySink = NULL_TELEMETRY  # counts every query sent
     queries_run: int = 0
     _client: PrometheusConnect | None = field(default=None, init=False, repr=False)
     _last_response: requests.Response | None = field(default=None, init=False, repr=False)
@@ -168,8 +166,7 @@ class PrometheusSource:
             return []
         client = self._connect()
         self.queries_run += 1
-        if self.telemetry is not None:
-            self.telemetry.prometheus_query()
+        self.telemetry.prometheus_query()
         self._last_response = None
         try:
             result = client.custom_query_range(
