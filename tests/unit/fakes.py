@@ -1,5 +1,6 @@
-"""Test doubles of the unit tier, in one place: a fake Kubernetes API, metric sources and a hand-moved clock
-for the controller; a fixed stream of looks for the replay. Pure: nothing here opens a socket."""
+"""Test doubles of the unit tier, in one place: a fake Kubernetes API (for target reads and for the
+controller), metric sources and a hand-moved clock for the controller; a fixed stream of looks for the
+replay. Pure: nothing here opens a socket."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import copy
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from robustness_gate.errors import KubeError
 from robustness_gate.metrics.source import MetricsError, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, MetricData
+from robustness_gate.targets.deployment import Workload
 from robustness_gate.targets.model import MERGE_PATCH, Patch
 
 # ---------------------------------------------------------------- the controller's world
@@ -29,6 +31,7 @@ CANARY = "6d5f7c9b8"
 STABLE = "5c4b8d7f9"
 NEW_CANARY = "7e8a9b0c1"
 STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {"duration": "2m"}}]
+PAUSED_AT = "2023-11-14T22:13:00Z"  # when make_rollout's Rollout reached its pause step
 
 
 # ---------------------------------------------------------------- fakes
@@ -64,14 +67,23 @@ class FakeClock:
 
 @dataclass
 class FakeKube:
-    """GateKube over dicts. `calls` keeps status patches, target patches and Events in the order made."""
+    """The Kubernetes API over dicts: what target reads need (targets.live.TargetReader) and what the
+    controller needs besides (actuation.GateKube). It holds Rollouts, Deployments (also given as `workloads`)
+    and their ReplicaSets in NAMESPACE, and the one gate whose status and Events it takes (none for target
+    reads alone). Reads answer copies, as the API does, and find nothing in another namespace; `reads` keeps
+    every read, `calls` the status patches, target patches and Events in the order made."""
 
-    gate: dict[str, Any]
+    gate: dict[str, Any] = field(default_factory=dict)
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    workloads: InitVar[Iterable[Workload]] = ()
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    # (kind, namespace, name) of each read; ReplicaSets are listed by their Deployment's name.
+    reads: list[tuple[str, str, str]] = field(default_factory=list)
     crash_on_apply: bool = False
+    # The operator dies on the status write that marks its decision applied (after the patch and Event).
+    crash_on_applied_status: bool = False
     # API answers to inject: each write pops the next status code of its list and fails with it.
     apply_failures: list[int] = field(default_factory=list)
     status_failures: list[int] = field(default_factory=list)
@@ -80,23 +92,30 @@ class FakeKube:
     uncached_reads: int = 0
     event_keys: set[str] = field(default_factory=set)
 
+    def __post_init__(self, workloads: Iterable[Workload]) -> None:
+        for workload in workloads:
+            self.deployments[workload.name] = workload.deployment
+            self.sets[workload.name] = workload.replica_sets
+
     # TargetReader
     def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
-        assert namespace == NAMESPACE
-        found = (self.watched_rollouts if self.watched_rollouts is not None else self.rollouts).get(name)
-        return copy.deepcopy(found) if found is not None else None
+        self.reads.append(("Rollout", namespace, name))
+        rollouts = self.watched_rollouts if self.watched_rollouts is not None else self.rollouts
+        return copy.deepcopy(rollouts.get(name)) if namespace == NAMESPACE else None
 
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(("Deployment", namespace, name))
+        return copy.deepcopy(self.deployments.get(name)) if namespace == NAMESPACE else None
+
+    def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+        meta = deployment["metadata"]
+        self.reads.append(("ReplicaSet", meta["namespace"], meta["name"]))
+        return copy.deepcopy(self.sets.get(meta["name"], [])) if meta["namespace"] == NAMESPACE else []
+
+    # GateKube
     def uncached(self) -> FakeKube:
         self.uncached_reads += 1
         return dataclasses.replace(self, watched_rollouts=None) if self.watched_rollouts is not None else self
-
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        assert namespace == NAMESPACE
-        found = self.deployments.get(name)
-        return copy.deepcopy(found) if found is not None else None
-
-    def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.sets.get(deployment["metadata"]["name"], []))
 
     # writes
     def apply(self, namespace: str, patch: Patch) -> None:
@@ -121,6 +140,9 @@ class FakeKube:
 
     def patch_gate_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         assert (namespace, name) == (self.gate["metadata"]["namespace"], self.gate["metadata"]["name"])
+        if self.crash_on_applied_status and (status.get("decision") or {}).get("applied") is True:
+            self.crash_on_applied_status = False
+            raise OperatorCrashError("killed after the operation and its Event, before the status saying so")
         if self.status_failures:
             raise KubeError(f"writing status of RobustnessGate {name}: conflict", self.status_failures.pop(0))
         self.calls.append(("status", copy.deepcopy(status)))
@@ -224,38 +246,71 @@ def make_gate(*, generation: int = 1, **spec: Any) -> dict[str, Any]:
 
 
 def make_rollout(
+    *,
+    name: str = "checkout",
     current: str | None = CANARY,
     stable: str | None = STABLE,
-    step_index: int = 1,
-    paused_at_step: bool = True,
+    steps: list[dict[str, Any]] | None = STEPS,
+    step_index: int | None = 1,
+    pause_reasons: tuple[str, ...] = ("CanaryPauseStep",),
+    controller_pause: bool | None = None,
+    spec_paused: bool = False,
+    abort: bool = False,
+    promote_full: bool = False,
+    step_analysis: str | None = None,
 ) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "observedGeneration": "3",
+    """A canary Rollout in NAMESPACE as `kubectl get rollout -o json` shows it: by default at its first pause
+    step (`pause_reasons=()` for one between pauses), canary CANARY next to stable STABLE."""
+    spec: dict[str, Any] = {
         "replicas": 5,
-        "readyReplicas": 5,
-        "currentStepIndex": step_index,
+        "revisionHistoryLimit": 2,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:2.4.0"}]},
+        },
+        "strategy": {"canary": {} if steps is None else {"steps": copy.deepcopy(steps)}},
+    }
+    if spec_paused:
+        spec["paused"] = True
+    status: dict[str, Any] = {
+        "observedGeneration": "7",
+        "replicas": 6,
+        "updatedReplicas": 1,
+        "readyReplicas": 6,
+        "availableReplicas": 6,
+        "selector": f"app={name}",
         "canary": {},
+        "conditions": [
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+            {"type": "Available", "status": "True", "reason": "AvailableReason"},
+        ],
     }
     if current is not None:
         status["currentPodHash"] = current
     if stable is not None:
         status["stableRS"] = stable
-    if paused_at_step:
-        status.update(
-            phase="Paused",
-            pauseConditions=[{"reason": "CanaryPauseStep", "startTime": "2023-11-14T22:13:00Z"}],
-            controllerPause=True,
-        )
+    if step_index is not None:
+        status["currentStepIndex"] = step_index
+    if pause_reasons:
+        status["pauseConditions"] = [{"reason": reason, "startTime": PAUSED_AT} for reason in pause_reasons]
+        status["phase"] = "Paused"
+        status["message"] = pause_reasons[0]
+        status["controllerPause"] = True if controller_pause is None else controller_pause
+    elif controller_pause:
+        status["controllerPause"] = True
+    if abort:
+        status["abort"] = True
+        status["phase"] = "Degraded"
+    if promote_full:
+        status["promoteFull"] = True
+    if step_analysis is not None:
+        status["canary"]["currentStepAnalysisRunStatus"] = {"name": f"{name}-{current}-2", "status": step_analysis}
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
-        "metadata": {"name": "checkout", "namespace": NAMESPACE, "uid": "rollout-uid", "generation": 3},
-        "spec": {
-            "replicas": 5,
-            "selector": {"matchLabels": {"app": "checkout"}},
-            "template": {"metadata": {"labels": {"app": "checkout"}}, "spec": {"containers": [{"name": "app"}]}},
-            "strategy": {"canary": {"steps": copy.deepcopy(STEPS)}},
-        },
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": "4a1c-rollout", "generation": 7},
+        "spec": spec,
         "status": status,
     }
 
@@ -269,8 +324,10 @@ class Harness:
     delays: list[float] = field(default_factory=list)
 
     def step(self) -> float:
-        """One worker iteration: re-read the stored gate, step it."""
+        """One worker iteration: re-read the stored gate, step it. It reads only in the gate's namespace."""
+        reads = len(self.kube.reads)
         delay = self.controller.step(copy.deepcopy(self.kube.gate))
+        assert {namespace for _, namespace, _ in self.kube.reads[reads:]} <= {NAMESPACE}
         self.delays.append(delay)
         return delay
 
@@ -302,6 +359,15 @@ def bad_looks() -> int:
     raise AssertionError("a BAD canary was not rolled back within 30 looks")
 
 
+def before_the_rollback(h: Harness | None = None) -> Harness:
+    """`h` (a BAD canary's by default) stepped up to the look before the one that rolls the canary back: one
+    look cannot decide alone."""
+    h = harness(rollout=make_rollout(), **BAD) if h is None else h
+    h.step()
+    h.advance(bad_looks() - 1)
+    return h
+
+
 def make_controller(kube: FakeKube, source: FakeSource, clock: FakeClock) -> Controller:
     def factory(spec: Any, credentials: Any) -> FakeSource:
         assert spec.address == "http://prometheus.monitoring:9090"
@@ -310,10 +376,21 @@ def make_controller(kube: FakeKube, source: FakeSource, clock: FakeClock) -> Con
     return Controller(kube, source_factory=factory, clock=clock)
 
 
-def harness(gate: dict[str, Any] | None = None, rollout: dict[str, Any] | None = None, **source: Any) -> Harness:
-    kube = FakeKube(gate if gate is not None else make_gate())
-    if rollout is not None:
-        kube.rollouts["checkout"] = rollout
+def harness(
+    gate: dict[str, Any] | None = None,
+    rollout: dict[str, Any] | None = None,
+    *,
+    kube: FakeKube | None = None,
+    **source: Any,
+) -> Harness:
+    """A controller over a FakeKube of `gate` (make_gate's by default) and `rollout`, or over `kube` as given,
+    and a FakeSource of the `source` settings."""
+    if kube is None:
+        kube = FakeKube(gate if gate is not None else make_gate())
+        if rollout is not None:
+            kube.rollouts["checkout"] = rollout
+    else:
+        assert gate is None and rollout is None, "the gate and its target are kube's"
     fake_source, clock = FakeSource(**source), FakeClock()
     return Harness(kube, fake_source, clock, make_controller(kube, fake_source, clock))
 

@@ -20,16 +20,14 @@ from fakes import (
     PROMETHEUS_DOWN,
     STABLE,
     T0,
-    FakeClock,
     FakeKube,
-    FakeSource,
     Harness,
     OperatorCrashError,
     bad_looks,
+    before_the_rollback,
     decided,
     harness,
     json_merge,
-    make_controller,
     make_gate,
     make_rollout,
 )
@@ -45,6 +43,57 @@ from robustness_gate.outcomes import operation_for
 from robustness_gate.status_writer import iso, merge_patch
 from robustness_gate.targets import argo_rollout
 from robustness_gate.targets.model import JSON_PATCH, MERGE_PATCH, ObjectRef, Patch
+
+# ---------------------------------------------------------------- helpers
+
+
+def assert_quiet(h: Harness, looks: int) -> None:
+    """`looks` more looks send, write and post nothing."""
+    calls = len(h.kube.calls)
+    h.advance(looks)
+    assert h.kube.calls[calls:] == []
+
+
+def lagging_watch_cache() -> Harness:
+    """A BAD canary whose watch cache keeps the Rollout as it is now: what changes later, only the API shows."""
+    h = harness(rollout=make_rollout(), **BAD)
+    h.kube.watched_rollouts = {"checkout": make_rollout()}
+    return h
+
+
+def leave_the_pause_step(h: Harness) -> None:
+    """The Rollout moves on to step 2, out of its pause (by a promote, or by hand)."""
+    rollout = h.kube.rollouts["checkout"]
+    rollout["status"]["currentStepIndex"] = 2
+    del rollout["status"]["pauseConditions"]
+    rollout["status"]["controllerPause"] = False
+
+
+def aborted_after_a_look() -> Harness:
+    """A healthy canary, one look in, aborted by someone else; the step after the abort has seen it."""
+    h = harness(rollout=make_rollout(), **HEALTHY)
+    h.step()
+    h.next()
+    h.kube.rollouts["checkout"]["status"]["abort"] = True
+    h.next()
+    return h
+
+
+def edit_the_analysis(h: Harness, **analysis: str) -> None:
+    """A user edits spec.analysis: the gate's next generation."""
+    h.kube.gate["metadata"]["generation"] += 1
+    h.kube.gate["spec"]["analysis"].update(analysis)
+
+
+def edited_one_look_in(rates: dict[str, Any], **analysis: str) -> Harness:
+    """A gate of generation 3, one look in; then spec.analysis is edited (generation 4) and one more look taken."""
+    h = harness(make_gate(generation=3), make_rollout(), **rates)
+    h.step()
+    h.next()
+    edit_the_analysis(h, **analysis)
+    h.next()
+    return h
+
 
 # ---------------------------------------------------------------- starting an analysis
 
@@ -77,7 +126,7 @@ def test_no_look_is_taken_before_a_whole_interval_has_passed() -> None:
 
 
 def test_without_a_stable_revision_nothing_is_analysed() -> None:
-    h = harness(rollout=make_rollout(stable=None, paused_at_step=False))
+    h = harness(rollout=make_rollout(stable=None, pause_reasons=()))
     assert h.step() == 10.0
     assert h.kube.status["phase"] == "Pending"
     assert "no stable revision" in h.kube.status["message"]
@@ -90,9 +139,7 @@ def test_without_a_stable_revision_nothing_is_analysed() -> None:
 
 def test_a_bad_canary_is_rolled_back_after_its_decision_is_recorded() -> None:
     rollout = make_rollout()
-    h = harness(rollout=rollout, **BAD)
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback(harness(rollout=rollout, **BAD))
     state_at_decision = argo_rollout.observe(rollout).state
     earlier = dict(h.kube.status.get("decision") or {})  # status writes are merge patches onto this
     before = len(h.kube.calls)
@@ -126,10 +173,7 @@ def test_a_bad_canary_is_rolled_back_after_its_decision_is_recorded() -> None:
 
 
 def test_the_operation_is_computed_from_the_target_as_the_api_has_it_not_the_watch_cache() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.kube.watched_rollouts = {"checkout": make_rollout()}
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback(lagging_watch_cache())
     # The API's Rollout moved to its next step; the lagging cache still shows the old one.
     h.kube.rollouts["checkout"] = make_rollout(step_index=2)
     h.next()
@@ -140,10 +184,7 @@ def test_the_operation_is_computed_from_the_target_as_the_api_has_it_not_the_wat
 
 
 def test_a_canary_replaced_between_the_look_and_the_operation_is_not_acted_on() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.kube.watched_rollouts = {"checkout": make_rollout()}
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback(lagging_watch_cache())
     h.kube.rollouts["checkout"] = make_rollout(current="7f7f7f7f7f")  # a newer canary the cache has not seen yet
     h.next()
     assert [kind for kind, _ in h.kube.calls if kind == "apply"] == []
@@ -160,31 +201,25 @@ def test_a_canary_replaced_between_the_look_and_the_operation_is_not_acted_on() 
 
 
 def test_a_revision_gets_at_most_one_operation() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback()
     h.next()
     assert len(h.kube.applied()) == 1
     assert h.kube.rollouts["checkout"]["status"]["abort"] is True  # the fake API applied the abort
     calls = len(h.kube.calls)
-    for _ in range(40):
-        h.next()
+    h.advance(40)
     # `kubectl argo rollouts retry`: the same revision runs again; it was judged already.
     del h.kube.rollouts["checkout"]["status"]["abort"]
-    for _ in range(5):
-        h.next()
+    h.advance(5)
     assert h.kube.calls[calls:] == []
     assert h.kube.status["phase"] == "RolledBack"
 
 
 def test_a_new_revision_after_a_decision_starts_a_new_analysis() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback()
     h.next()
     assert h.kube.status["phase"] == "RolledBack"
     # A fixed template: Argo starts a new canary and clears the abort.
-    h.kube.rollouts["checkout"] = make_rollout(current=NEW_CANARY, step_index=0, paused_at_step=False)
+    h.kube.rollouts["checkout"] = make_rollout(current=NEW_CANARY, step_index=0, pause_reasons=())
     h.source.canary_rate = 0.01
     h.clock.advance(60)
     before = len(h.kube.calls)
@@ -243,10 +278,7 @@ def test_a_healthy_canary_is_promoted_only_after_min_duration(on_pass: str, expe
     last = h.kube.events()[-1]
     assert last[:2] == ("Normal", "Promote")
     assert not any(event[0] == "Warning" for event in h.kube.events())
-    calls = len(h.kube.calls)
-    for _ in range(10):
-        h.next()
-    assert h.kube.calls[calls:] == []
+    assert_quiet(h, 10)
 
 
 # ---------------------------------------------------------------- dry run
@@ -260,12 +292,11 @@ def test_a_healthy_canary_is_promoted_only_after_min_duration(on_pass: str, expe
     ],
 )
 def test_dry_run_records_the_decision_and_sends_nothing(
-    rates: dict[str, float], phase: str, action: str, event: tuple[str, str]
+    rates: dict[str, Any], phase: str, action: str, event: tuple[str, str]
 ) -> None:
     h = harness(make_gate(dryRun=True), make_rollout(), **rates)
     h.step()
-    for _ in range(12):
-        h.next()
+    h.advance(12)
     assert h.kube.applied() == []
     assert h.kube.status["phase"] == phase
     decision = decided(h)
@@ -278,9 +309,7 @@ def test_dry_run_records_the_decision_and_sends_nothing(
 
 
 def test_a_restart_between_decision_and_patch_sends_the_operation_exactly_once() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback()
     h.kube.crash_on_apply = True
     with pytest.raises(OperatorCrashError):
         h.next()
@@ -295,8 +324,7 @@ def test_a_restart_between_decision_and_patch_sends_the_operation_exactly_once()
     ]
     assert decided(h)["applied"] is True
     assert h.kube.status["phase"] == "RolledBack"
-    for _ in range(10):
-        h.next()
+    h.advance(10)
     assert len(h.kube.applied()) == 1
 
 
@@ -322,31 +350,23 @@ def test_api_failures_on_target_and_status_patches_are_retried_and_act_once(verd
             break
     assert failures == 4
     assert decided(h)["action"] == verdict and decided(h)["applied"] is True
-    for _ in range(10):
-        h.next()
+    h.advance(10)
     assert len(h.kube.applied()) == 1
     assert [e[1] for e in h.kube.events()].count(verdict) == 1
 
 
 def test_an_abort_pending_at_a_restart_is_sent_again_even_if_the_target_changed() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback()
     h.kube.crash_on_apply = True
     with pytest.raises(OperatorCrashError):
         h.next()
-    # Meanwhile the Rollout moved (by hand): abort is idempotent, so it is still sent, once.
-    rollout = h.kube.rollouts["checkout"]
-    rollout["status"]["currentStepIndex"] = 2
-    del rollout["status"]["pauseConditions"]
-    rollout["status"]["controllerPause"] = False
+    leave_the_pause_step(h)  # by hand, meanwhile: abort is idempotent, so it is still sent, once
     h.restart()
     h.clock.advance(30)
     h.step()
     assert [p.body for p in h.kube.applied()] == [{"status": {"abort": True}}]
     assert decided(h)["applied"] is True and h.kube.status["phase"] == "RolledBack"
-    for _ in range(10):
-        h.next()
+    h.advance(10)
     assert len(h.kube.applied()) == 1
 
 
@@ -355,14 +375,9 @@ def test_a_promote_pending_at_a_restart_is_not_sent_twice_once_the_target_moved(
     h.step()
     h.kube.crash_on_apply = True
     with pytest.raises(OperatorCrashError):
-        for _ in range(20):
-            h.next()
+        h.advance(20)
     assert decided(h)["action"] == "Promote" and decided(h)["applied"] is False
-    # The promote went out just before the crash: the Rollout left its pause step.
-    rollout = h.kube.rollouts["checkout"]
-    rollout["status"]["currentStepIndex"] = 2
-    del rollout["status"]["pauseConditions"]
-    rollout["status"]["controllerPause"] = False
+    leave_the_pause_step(h)  # the promote went out just before the crash
     h.restart()
     h.clock.advance(10)
     h.step()
@@ -531,8 +546,7 @@ def test_a_passing_canary_is_not_promoted_while_metrics_are_down_and_is_once_the
     h.next()
     assert h.kube.condition("MetricsAvailable")["status"] == "True"
     h.source.error = PROMETHEUS_DOWN
-    for _ in range(3):  # minDuration is reached while Prometheus is down
-        h.next()
+    h.advance(3)  # minDuration is reached while Prometheus is down
     assert h.kube.applied() == []
     assert h.kube.condition("MetricsAvailable")["status"] == "False"
     assert h.kube.status["phase"] == "Analyzing"
@@ -575,21 +589,14 @@ def test_metrics_down_until_max_duration_is_inconclusive(
     assert h.kube.applied() == expected
     assert h.kube.status["phase"] == phase
     assert h.kube.events()[-1][:2] == ("Warning", "Inconclusive")
-    calls = len(h.kube.calls)
-    for _ in range(5):
-        h.next()
-    assert h.kube.calls[calls:] == []
+    assert_quiet(h, 5)
 
 
 # ---------------------------------------------------------------- canaries that end on their own
 
 
 def test_a_canary_aborted_by_someone_else_ends_the_analysis_without_a_decision() -> None:
-    h = harness(rollout=make_rollout(), **HEALTHY)
-    h.step()
-    h.next()
-    h.kube.rollouts["checkout"]["status"]["abort"] = True
-    h.next()
+    h = aborted_after_a_look()
     status = h.kube.status
     assert status["phase"] == "Pending"
     assert f"canary {CANARY} ended without a decision" in status["message"]
@@ -597,21 +604,12 @@ def test_a_canary_aborted_by_someone_else_ends_the_analysis_without_a_decision()
     assert h.kube.condition("Analyzing")["reason"] == "NoCanary"
     assert h.kube.applied() == []
     h.next()  # the message becomes the Rollout's own (see the report); then the status settles
-    calls = len(h.kube.calls)
-    for _ in range(5):
-        h.next()
-    assert h.kube.calls[calls:] == []
+    assert_quiet(h, 5)
     assert h.kube.status["phase"] == "Pending"
     assert [event[1] for event in h.kube.events()].count("AnalysisEnded") == 1
 
 
 # ---------------------------------------------------------------- a single Deployment
-
-
-def deployment_gate() -> dict[str, Any]:
-    gate = make_gate()
-    gate["spec"]["targetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}
-    return gate
 
 
 def api_deployment(revision: int, image: str) -> dict[str, Any]:
@@ -655,13 +653,8 @@ def api_replica_set(revision: int, pod_hash: str, image: str, replicas: int) -> 
 
 
 def test_a_bad_single_deployment_update_is_undone_and_the_undo_is_not_a_new_canary() -> None:
-    kube = FakeKube(deployment_gate())
-    kube.deployments["api"] = api_deployment(2, "api:v2")
-    kube.sets["api"] = [api_replica_set(1, "aaaa1111", "api:v1", 3), api_replica_set(2, "bbbb2222", "api:v2", 2)]
-    source, clock = FakeSource(**BAD), FakeClock()
-    h = Harness(kube, source, clock, make_controller(kube, source, clock))
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
+    h = before_the_rollback(harness(kube=single_kube(make_gate()), **BAD))
+    kube, source = h.kube, h.source
     assert h.kube.status["revision"] == "bbbb2222" and h.kube.status["stableRevision"] == "aaaa1111"
     h.next()
     template = {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "api:v1"}]}}
@@ -681,11 +674,9 @@ def test_a_bad_single_deployment_update_is_undone_and_the_undo_is_not_a_new_cana
     kube.deployments["api"] = api_deployment(3, "api:v1")
     kube.sets["api"] = [api_replica_set(3, "aaaa1111", "api:v1", 3), api_replica_set(2, "bbbb2222", "api:v2", 1)]
     calls = len(kube.calls)
-    for _ in range(5):
-        h.next()
+    h.advance(5)
     kube.sets["api"][1] = api_replica_set(2, "bbbb2222", "api:v2", 0)
-    for _ in range(5):
-        h.next()
+    h.advance(5)
     assert kube.calls[calls:] == []
     assert h.kube.status["phase"] == "RolledBack" and h.kube.status["revision"] == "bbbb2222"
 
@@ -752,10 +743,7 @@ def test_too_little_traffic_by_max_duration_pauses_by_default_and_says_why(
     assert [e[1] for e in h.kube.events()] == ["AnalysisStarted", "Inconclusive"]
     rollout = h.kube.rollouts["checkout"]["status"]
     assert rollout["currentStepIndex"] == 1 and rollout["stableRS"] == STABLE  # never promoted
-    calls = len(h.kube.calls)
-    for _ in range(30):  # decided: nothing more is sent, written or posted
-        h.next()
-    assert h.kube.calls[calls:] == []
+    assert_quiet(h, 30)  # decided: nothing more is sent, written or posted
 
 
 def test_a_canary_paused_at_max_duration_is_held_neither_promoted_nor_rolled_back() -> None:
@@ -768,8 +756,7 @@ def test_a_canary_paused_at_max_duration_is_held_neither_promoted_nor_rolled_bac
     assert rollout["status"]["pauseConditions"] == [{"reason": "CanaryPauseStep", "startTime": "2023-11-14T22:13:00Z"}]
     # Traffic picks up after the decision: the decided revision is not judged again.
     h.source.per_look = 6000.0
-    for _ in range(30):
-        h.next()
+    h.advance(30)
     assert h.kube.applied() == [PAUSE_ROLLOUT]
     assert h.kube.status["phase"] == "Paused" and decided(h)["reason"] == TOO_LITTLE
 
@@ -806,10 +793,9 @@ def single_kube(gate: dict[str, Any]) -> FakeKube:
 def test_deployments_are_paused_at_max_duration_without_traffic_not_scaled_down_or_undone(
     make_kube: Any, canary: str, revision: str
 ) -> None:
-    kube = make_kube(low_traffic_gate())
+    h = harness(kube=make_kube(low_traffic_gate()), **LOW_TRAFFIC)
+    kube = h.kube
     before = copy.deepcopy(kube.deployments)
-    source, clock = FakeSource(**LOW_TRAFFIC), FakeClock()
-    h = Harness(kube, source, clock, make_controller(kube, source, clock))
     run_to_the_decision(h)
     assert kube.applied() == [Patch(ObjectRef("Deployment", canary), {"spec": {"paused": True}}, MERGE_PATCH, None)]
     status = kube.status
@@ -820,37 +806,25 @@ def test_deployments_are_paused_at_max_duration_without_traffic_not_scaled_down_
     after = copy.deepcopy(kube.deployments)
     assert after[canary]["spec"].pop("paused") is True
     assert after == before
-    calls = len(kube.calls)
-    for _ in range(30):
-        h.next()
-    assert kube.calls[calls:] == []
+    assert_quiet(h, 30)
 
 
 @pytest.mark.parametrize("killed", ["before-the-patch", "before-the-applied-status"])
 def test_an_operator_killed_while_pausing_at_max_duration_resumes_and_pauses_once(killed: str) -> None:
     h = harness(low_traffic_gate(), make_rollout(), **LOW_TRAFFIC)
-    store = h.kube.patch_gate_status
     if killed == "before-the-patch":
         h.kube.crash_on_apply = True
     else:
-
-        def killed_on_the_applied_write(namespace: str, name: str, status: dict[str, Any]) -> None:
-            if (status.get("decision") or {}).get("applied") is True:
-                raise OperatorCrashError("killed after the pause and its Event, before the status saying so")
-            store(namespace, name, status)
-
-        h.kube.patch_gate_status = killed_on_the_applied_write  # type: ignore[method-assign]
+        h.kube.crash_on_applied_status = True  # after the pause and its Event, before the status saying so
     with pytest.raises(OperatorCrashError):
         run_to_the_decision(h)
     recorded = decided(h)
     assert (recorded["action"], recorded["operation"], recorded["applied"]) == ("Inconclusive", "Pause", False)
     assert recorded["reason"] == TOO_LITTLE
-    h.kube.patch_gate_status = store  # type: ignore[method-assign]
     h.restart()
     h.clock.advance(30)
     h.step()  # the new operator finishes the recorded decision from status
-    for _ in range(10):
-        h.next()
+    h.advance(10)
     assert decided(h)["applied"] is True and h.kube.status["phase"] == "Paused"
     # A pause sent again changes nothing; nothing else is ever sent.
     assert h.kube.applied() == [PAUSE_ROLLOUT] * (1 if killed == "before-the-patch" else 2)
@@ -887,8 +861,7 @@ def test_conditions_carry_the_generation_they_were_written_for() -> None:
     assert {c["type"] for c in status["conditions"]} == {"Valid", "Analyzing", "MetricsAvailable"}
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
     # The spec is edited mid-analysis (a longer minDuration): the next write is for generation 4.
-    h.kube.gate["metadata"]["generation"] = 4
-    h.kube.gate["spec"]["analysis"]["minDuration"] = "1m"
+    edit_the_analysis(h, minDuration="1m")
     h.next()
     status = h.kube.status
     assert status["observedGeneration"] == 4
@@ -1008,11 +981,7 @@ def test_fixing_an_invalid_spec_mid_analysis_shows_analyzing_again() -> None:
 
 
 def test_a_canary_that_comes_back_shortly_is_shown_analyzing() -> None:
-    h = harness(rollout=make_rollout(), **HEALTHY)
-    h.step()
-    h.next()
-    h.kube.rollouts["checkout"]["status"]["abort"] = True
-    h.next()
+    h = aborted_after_a_look()
     del h.kube.rollouts["checkout"]["status"]["abort"]
     h.clock.advance(1)
     h.step()
@@ -1020,11 +989,7 @@ def test_a_canary_that_comes_back_shortly_is_shown_analyzing() -> None:
 
 
 def test_a_canary_that_comes_back_after_ending_is_analysed_as_analyzing_from_a_new_start() -> None:
-    h = harness(rollout=make_rollout(), **HEALTHY)
-    h.step()
-    h.next()
-    h.kube.rollouts["checkout"]["status"]["abort"] = True
-    h.next()
+    h = aborted_after_a_look()
     assert h.kube.status["phase"] == "Pending"
     h.clock.advance(600)  # aborted for 10 minutes (longer than maxDuration)
     del h.kube.rollouts["checkout"]["status"]["abort"]  # kubectl argo rollouts retry
@@ -1034,22 +999,12 @@ def test_a_canary_that_comes_back_after_ending_is_analysed_as_analyzing_from_a_n
 
 
 def test_analyzing_condition_is_restamped_with_the_new_generation() -> None:
-    h = harness(make_gate(generation=3), make_rollout(), **HEALTHY)
-    h.step()
-    h.next()
-    h.kube.gate["metadata"]["generation"] = 4
-    h.kube.gate["spec"]["analysis"]["minDuration"] = "1m"
-    h.next()
+    h = edited_one_look_in(HEALTHY, minDuration="1m")
     assert h.kube.condition("Analyzing")["observedGeneration"] == 4
 
 
 def test_a_spec_edit_after_a_decision_is_observed() -> None:
-    h = harness(make_gate(generation=3), make_rollout(), **BAD)
-    h.step()
-    h.next()
-    h.kube.gate["metadata"]["generation"] = 4
-    h.kube.gate["spec"]["analysis"]["maxDuration"] = "10m"
-    h.next()
+    h = edited_one_look_in(BAD, maxDuration="10m")
     assert h.kube.status["observedGeneration"] == 4
 
 
@@ -1057,8 +1012,7 @@ def test_rollout_selectors_on_names_are_reported_invalid_and_never_act() -> None
     gate = make_gate(selectors={"canary": 'app="{{canaryName}}"', "baseline": 'app="{{stableName}}"'})
     h = harness(gate, make_rollout(), **HEALTHY)
     h.step()
-    for _ in range(31):
-        h.next()
+    h.advance(31)
     assert h.kube.status["phase"] == "Invalid"
     assert h.kube.status["message"].startswith("spec.selectors:") and "same series" in h.kube.status["message"]
     assert h.kube.applied() == []
@@ -1068,8 +1022,7 @@ def test_on_inconclusive_promote_never_promotes_when_metrics_never_answered() ->
     h = harness(make_gate(onInconclusive="Promote", onError="None"), make_rollout(), **HEALTHY)
     h.source.error = PROMETHEUS_DOWN
     h.step()
-    for _ in range(31):
-        h.next()
+    h.advance(31)
     assert h.kube.applied() == []
     assert h.kube.status["phase"] == "Inconclusive" and "not promoted without metrics" in h.kube.status["message"]
 
@@ -1078,15 +1031,13 @@ def test_on_error_pause_holds_the_canary_after_error_limit_and_resumes_when_metr
     h = harness(rollout=make_rollout(), **HEALTHY)  # onError defaults to Pause, errorLimit to 5
     h.step()
     h.source.error = PROMETHEUS_DOWN
-    for _ in range(4):
-        h.next()
+    h.advance(4)
     assert h.kube.applied() == [] and h.kube.status["consecutiveErrors"] == 4
     h.next()
     assert [p.body for p in h.kube.applied()] == [{"spec": {"paused": True}}]
     assert h.kube.status["phase"] == "Paused" and h.kube.status["heldForErrors"] is True
     assert "errorLimit 5" in h.kube.status["message"]
-    for _ in range(3):  # still blind: nothing more is sent
-        h.next()
+    h.advance(3)  # still blind: nothing more is sent
     assert len(h.kube.applied()) == 1
     h.source.error = None
     h.next()  # past minDuration by now: the same look that sees metrics again may promote
@@ -1118,8 +1069,7 @@ def test_on_error_rollback_rolls_back_after_error_limit_and_never_promotes() -> 
     )
     h.step()
     h.source.error = PROMETHEUS_DOWN
-    for _ in range(3):
-        h.next()
+    h.advance(3)
     assert [p.body for p in h.kube.applied()] == [{"status": {"abort": True}}]
     decision = h.kube.status["decision"]
     assert decision["action"] == "Inconclusive" and decision["operation"] == "Rollback"
@@ -1127,24 +1077,13 @@ def test_on_error_rollback_rolls_back_after_error_limit_and_never_promotes() -> 
 
 
 def test_an_operator_killed_between_the_decision_event_and_its_status_posts_the_event_once() -> None:
-    h = harness(rollout=make_rollout(), **BAD)
-    h.step()
-    h.advance(bad_looks() - 1)  # one look cannot decide alone: the looks before the decision
-    store = h.kube.patch_gate_status
-
-    def killed_on_the_applied_write(namespace: str, name: str, status: dict[str, Any]) -> None:
-        if (status.get("decision") or {}).get("applied") is True:
-            raise OperatorCrashError("killed after the Event, before the status marking the decision applied")
-        store(namespace, name, status)
-
-    h.kube.patch_gate_status = killed_on_the_applied_write  # type: ignore[method-assign]
+    h = before_the_rollback()
+    h.kube.crash_on_applied_status = True  # after the Event, before the status marking the decision applied
     with pytest.raises(OperatorCrashError):
         h.next()
     assert [e[1] for e in h.kube.events()].count("Rollback") == 1 and decided(h)["applied"] is False
-    h.kube.patch_gate_status = store  # type: ignore[method-assign]
     h.restart()
     h.step()  # the new operator finishes the pending decision
-    for _ in range(3):
-        h.next()
+    h.advance(3)
     assert decided(h)["applied"] is True and h.kube.status["phase"] == "RolledBack"
     assert [e[1] for e in h.kube.events()].count("Rollback") == 1  # the same Event, not a second one

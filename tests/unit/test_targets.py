@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import pytest
+from fakes import CANARY, NAMESPACE, STABLE, FakeKube, make_rollout
 
 from robustness_gate.api import Operation, RobustnessGateSpec
 from robustness_gate.targets import argo_rollout, deployment
@@ -19,88 +20,19 @@ from robustness_gate.targets.deployment import Workload
 from robustness_gate.targets.live import read_target
 from robustness_gate.targets.model import JSON_PATCH, MERGE_PATCH, ObjectRef, Observation, Patch, TargetError
 
-NAMESPACE = "shop"
-CANARY_HASH = "7f9c6d8b5"
-STABLE_HASH = "5d8b4c7f6"
-STEPS: list[dict[str, Any]] = [
-    {"setWeight": 20},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {"duration": "5m"}},
-]
-
-
 # ---------------------------------------------------------------- builders
 
 
-def make_rollout(
-    *,
-    name: str = "checkout",
-    current: str | None = CANARY_HASH,
-    stable: str | None = STABLE_HASH,
-    steps: list[dict[str, Any]] | None = STEPS,
-    step_index: int | None = 1,
-    pause_reasons: tuple[str, ...] = ("CanaryPauseStep",),
-    controller_pause: bool | None = None,
-    spec_paused: bool = False,
-    abort: bool = False,
-    promote_full: bool = False,
-    step_analysis: str | None = None,
-) -> dict[str, Any]:
-    """A canary Rollout as `kubectl get rollout -o json` shows it."""
-    spec: dict[str, Any] = {
-        "replicas": 5,
-        "revisionHistoryLimit": 2,
-        "selector": {"matchLabels": {"app": name}},
-        "template": {
-            "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:2.4.0"}]},
-        },
-        "strategy": {"canary": {} if steps is None else {"steps": copy.deepcopy(steps)}},
-    }
-    if spec_paused:
-        spec["paused"] = True
-    status: dict[str, Any] = {
-        "observedGeneration": "7",
-        "replicas": 6,
-        "updatedReplicas": 1,
-        "readyReplicas": 6,
-        "availableReplicas": 6,
-        "selector": f"app={name}",
-        "canary": {},
-        "conditions": [
-            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
-            {"type": "Available", "status": "True", "reason": "AvailableReason"},
-        ],
-    }
-    if current is not None:
-        status["currentPodHash"] = current
-    if stable is not None:
-        status["stableRS"] = stable
-    if step_index is not None:
-        status["currentStepIndex"] = step_index
-    if pause_reasons:
-        status["pauseConditions"] = [
-            {"reason": reason, "startTime": "2024-05-01T12:00:00Z"} for reason in pause_reasons
-        ]
-        status["phase"] = "Paused"
-        status["message"] = pause_reasons[0]
-        status["controllerPause"] = True if controller_pause is None else controller_pause
-    elif controller_pause:
-        status["controllerPause"] = True
-    if abort:
-        status["abort"] = True
-        status["phase"] = "Degraded"
-    if promote_full:
-        status["promoteFull"] = True
-    if step_analysis is not None:
-        status["canary"]["currentStepAnalysisRunStatus"] = {"name": f"{name}-{current}-2", "status": step_analysis}
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": "4a1c-rollout", "generation": 7},
-        "spec": spec,
-        "status": status,
+def assert_canary(obs: Observation, canary: tuple[str, str], stable: tuple[str, str]) -> None:
+    """The observation analyses the canary (pod hash, name) against the stable (pod hash, name), and its
+    template variables say so."""
+    assert (obs.revision, obs.stable_revision) == (canary[0], stable[0])
+    assert obs.variables == {
+        "canaryHash": canary[0],
+        "stableHash": stable[0],
+        "canaryName": canary[1],
+        "stableName": stable[1],
+        "namespace": NAMESPACE,
     }
 
 
@@ -109,8 +41,13 @@ def patch_view(patches: list[Patch]) -> list[tuple[Any, str, str | None]]:
     return [(patch.body, patch.content_type, patch.subresource) for patch in patches]
 
 
-def container(image: str) -> dict[str, Any]:
-    return {"name": "web", "image": image, "ports": [{"containerPort": 8080, "protocol": "TCP"}]}
+def pod_template(labels: dict[str, str], image: str) -> dict[str, Any]:
+    """Pods of `image` with these labels and its tag as label `version`."""
+    container = {"name": "web", "image": image, "ports": [{"containerPort": 8080, "protocol": "TCP"}]}
+    return {
+        "metadata": {"labels": {**labels, "version": image.rsplit(":", 1)[-1]}},
+        "spec": {"containers": [container]},
+    }
 
 
 def make_deployment(
@@ -126,10 +63,7 @@ def make_deployment(
     spec: dict[str, Any] = {
         "replicas": replicas,
         "selector": {"matchLabels": dict(labels)},
-        "template": {
-            "metadata": {"labels": {**labels, "version": image.rsplit(":", 1)[-1]}},
-            "spec": {"containers": [container(image)]},
-        },
+        "template": pod_template(labels, image),
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "minReadySeconds": 30,
     }
@@ -161,10 +95,6 @@ def make_replica_set(
 ) -> dict[str, Any]:
     """A ReplicaSet the Deployment controller made for one revision (template carries the hash label)."""
     labels = {**owner["spec"]["selector"]["matchLabels"], "pod-template-hash": pod_hash}
-    template = {
-        "metadata": {"labels": {**labels, "version": image.rsplit(":", 1)[-1]}},
-        "spec": {"containers": [container(image)]},
-    }
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
@@ -189,7 +119,7 @@ def make_replica_set(
                 }
             ],
         },
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": template},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": pod_template(labels, image)},
         "status": {"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas},
     }
 
@@ -230,24 +160,21 @@ def single(*, old_replicas: int = 2, paused: bool = False) -> Workload:
             "team": "payments",
         },
     )
-    rs3 = make_replica_set(
-        dep, revision=3, pod_hash="c3c3c3c3", image="api:v3", replicas=2, annotations={"team": "payments"}
-    )
-    rs2 = make_replica_set(
-        dep,
-        revision=2,
-        pod_hash="b2b2b2b2",
-        image="api:v2",
-        replicas=old_replicas,
-        annotations={"kubernetes.io/change-cause": "release v2", "team": "payments-old", "owner": "alice"},
-    )
-    rs1 = make_replica_set(
-        dep,
-        revision=1,
-        pod_hash="a1a1a1a1",
-        image="api:v1",
-        replicas=0,
-        annotations={"kubernetes.io/change-cause": "release v1"},
+    history: list[tuple[int, str, int, dict[str, str]]] = [  # revision, pod hash, replicas, annotations
+        (3, "c3c3c3c3", 2, {"team": "payments"}),
+        (
+            2,
+            "b2b2b2b2",
+            old_replicas,
+            {"kubernetes.io/change-cause": "release v2", "team": "payments-old", "owner": "alice"},
+        ),
+        (1, "a1a1a1a1", 0, {"kubernetes.io/change-cause": "release v1"}),
+    ]
+    rs3, rs2, rs1 = (
+        make_replica_set(
+            dep, revision=revision, pod_hash=pod_hash, image=f"api:v{revision}", replicas=n, annotations=notes
+        )
+        for revision, pod_hash, n, notes in history
     )
     # Listed in no particular order, as the API may return them.
     return Workload(dep, [rs1, rs3, rs2])
@@ -255,37 +182,44 @@ def single(*, old_replicas: int = 2, paused: bool = False) -> Workload:
 
 # ---------------------------------------------------------------- Argo Rollout: promote (kubectl argo rollouts promote)
 
+TWO_STEPS: dict[str, Any] = {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}}
+BLUE_GREEN: dict[str, Any] = {"blueGreen": {"activeService": "guestbook-active"}}
+
+
+def guestbook(
+    status: dict[str, Any] | None = None, *, strategy: dict[str, Any] | None = None, paused: bool = False
+) -> dict[str, Any]:
+    """The Rollout of the plugin's promote tests: in namespace default, a canary of TWO_STEPS unless
+    `strategy` says otherwise, `spec.paused` when `paused`; without `status`, one with none at all."""
+    spec: dict[str, Any] = {"strategy": copy.deepcopy(TWO_STEPS if strategy is None else strategy)}
+    if paused:
+        spec["paused"] = True
+    rollout: dict[str, Any] = {"metadata": {"name": "guestbook", "namespace": "default"}, "spec": spec}
+    if status is not None:
+        rollout["status"] = status
+    return rollout
+
 
 @pytest.mark.parametrize(
     ("rollout", "expected"),
     [
         pytest.param(
             # TestPromoteCmdSuccesFirstStep: canary with two steps, nothing in status.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"strategy": {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}}},
-                "status": {},
-            },
+            guestbook({}),
             [({"status": {"pauseConditions": None, "currentStepIndex": 1}}, MERGE_PATCH, "status")],
             id="first-step",
         ),
         pytest.param(
             # TestPromoteCmdSuccessDoNotGoPastLastStep: currentStepIndex already == len(steps).
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"strategy": {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}}},
-                "status": {"currentStepIndex": 2},
-            },
+            guestbook({"currentStepIndex": 2}),
             [({"status": {"pauseConditions": None, "currentStepIndex": 2}}, MERGE_PATCH, "status")],
             id="do-not-go-past-last-step",
         ),
         pytest.param(
             # TestPromoteCmdSuccessUnpause: status patch first, then the spec patch.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"paused": True, "strategy": {}},
-                "status": {"pauseConditions": [{"reason": "CanaryPauseStep"}], "controllerPause": True},
-            },
+            guestbook(
+                {"pauseConditions": [{"reason": "CanaryPauseStep"}], "controllerPause": True}, strategy={}, paused=True
+            ),
             [
                 ({"status": {"pauseConditions": None}}, MERGE_PATCH, "status"),
                 ({"spec": {"paused": False}}, MERGE_PATCH, None),
@@ -294,24 +228,20 @@ def single(*, old_replicas: int = 2, paused: bool = False) -> Workload:
         ),
         pytest.param(
             # TestPromoteNoStepCanary: a canary without steps has no step to move: nothing is sent.
-            {"metadata": {"name": "guestbook", "namespace": "default"}, "spec": {"strategy": {"canary": {}}}},
+            guestbook(strategy={"canary": {}}),
             [],
             id="no-step-canary",
         ),
         pytest.param(
             # TestPromoteInconclusiveStep: the controller's pause is lifted too and the step advances.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {
-                    "paused": True,
-                    "strategy": {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}},
-                },
-                "status": {
+            guestbook(
+                {
                     "pauseConditions": [{"reason": "CanaryPauseStep"}],
                     "controllerPause": True,
                     "canary": {"currentStepAnalysisRunStatus": {"status": "Inconclusive"}},
                 },
-            },
+                paused=True,
+            ),
             [
                 (
                     {"status": {"pauseConditions": None, "controllerPause": False, "currentStepIndex": 1}},
@@ -324,40 +254,32 @@ def single(*, old_replicas: int = 2, paused: bool = False) -> Workload:
         ),
         pytest.param(
             # getPatches: Inconclusive but not paused by the controller -> only the pause conditions go.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"strategy": {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}}},
-                "status": {
+            guestbook(
+                {
                     "currentStepIndex": 1,
                     "pauseConditions": [{"reason": "InconclusiveAnalysisRun"}],
                     "canary": {"currentStepAnalysisRunStatus": {"status": "Inconclusive"}},
-                },
-            },
+                }
+            ),
             [({"status": {"pauseConditions": None}}, MERGE_PATCH, "status")],
             id="inconclusive-without-controller-pause",
         ),
         pytest.param(
             # getPatches: a step analysis that is merely Running takes the ordinary pause branch.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"strategy": {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}}},
-                "status": {
+            guestbook(
+                {
                     "currentStepIndex": 0,
                     "pauseConditions": [{"reason": "CanaryPauseStep"}],
                     "controllerPause": True,
                     "canary": {"currentStepAnalysisRunStatus": {"status": "Running"}},
-                },
-            },
+                }
+            ),
             [({"status": {"pauseConditions": None}}, MERGE_PATCH, "status")],
             id="running-analysis-paused",
         ),
         pytest.param(
             # getPatches: spec.paused alone on a canary mid-steps: skip the step, then unpause.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"paused": True, "strategy": {"canary": {"steps": [{"setWeight": 1}, {"setWeight": 2}]}}},
-                "status": {"currentStepIndex": 0},
-            },
+            guestbook({"currentStepIndex": 0}, paused=True),
             [
                 ({"status": {"pauseConditions": None, "currentStepIndex": 1}}, MERGE_PATCH, "status"),
                 ({"spec": {"paused": False}}, MERGE_PATCH, None),
@@ -366,20 +288,14 @@ def single(*, old_replicas: int = 2, paused: bool = False) -> Workload:
         ),
         pytest.param(
             # getPatches: blue-green without pause conditions: neither canary branch applies.
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"strategy": {"blueGreen": {"activeService": "guestbook-active"}}},
-                "status": {"currentPodHash": "def456", "stableRS": "abc123"},
-            },
+            guestbook({"currentPodHash": "def456", "stableRS": "abc123"}, strategy=BLUE_GREEN),
             [],
             id="bluegreen-not-paused",
         ),
         pytest.param(
-            {
-                "metadata": {"name": "guestbook", "namespace": "default"},
-                "spec": {"strategy": {"blueGreen": {"activeService": "guestbook-active"}}},
-                "status": {"pauseConditions": [{"reason": "BlueGreenPause"}], "controllerPause": True},
-            },
+            guestbook(
+                {"pauseConditions": [{"reason": "BlueGreenPause"}], "controllerPause": True}, strategy=BLUE_GREEN
+            ),
             [({"status": {"pauseConditions": None}}, MERGE_PATCH, "status")],
             id="bluegreen-paused",
         ),
@@ -447,32 +363,25 @@ def test_pause_is_a_spec_merge_patch() -> None:
 def test_rollout_with_a_canary_in_progress() -> None:
     obs = argo_rollout.observe(make_rollout())
     assert obs.in_progress
-    assert (obs.revision, obs.stable_revision) == (CANARY_HASH, STABLE_HASH)
-    assert obs.variables == {
-        "canaryHash": CANARY_HASH,
-        "stableHash": STABLE_HASH,
-        "canaryName": "checkout",
-        "stableName": "checkout",
-        "namespace": NAMESPACE,
-    }
+    assert_canary(obs, (CANARY, "checkout"), (STABLE, "checkout"))
     assert "step 1/4" in obs.message and "CanaryPauseStep" in obs.message
 
 
 def test_rollout_that_is_stable_has_no_canary() -> None:
-    obs = argo_rollout.observe(make_rollout(current=STABLE_HASH, step_index=4, pause_reasons=()))
+    obs = argo_rollout.observe(make_rollout(current=STABLE, step_index=4, pause_reasons=()))
     assert not obs.in_progress
-    assert (obs.revision, obs.stable_revision) == (None, STABLE_HASH)
+    assert (obs.revision, obs.stable_revision) == (None, STABLE)
     assert obs.variables == {}
     assert "stable" in obs.message
 
 
 def test_aborted_rollout_has_no_canary() -> None:
     obs = argo_rollout.observe(make_rollout(abort=True, pause_reasons=()))
-    assert (obs.revision, obs.stable_revision) == (None, STABLE_HASH)
+    assert (obs.revision, obs.stable_revision) == (None, STABLE)
     assert "aborted" in obs.message
 
 
-@pytest.mark.parametrize(("current", "stable"), [(CANARY_HASH, None), (None, None), ("", "")])
+@pytest.mark.parametrize(("current", "stable"), [(CANARY, None), (None, None), ("", "")])
 def test_rollout_without_a_stable_revision_has_no_canary(current: str | None, stable: str | None) -> None:
     obs = argo_rollout.observe(make_rollout(current=current, stable=stable, pause_reasons=()))
     assert obs.revision is None
@@ -501,7 +410,7 @@ def test_rollout_state_ignores_fields_promote_and_abort_do_not_read() -> None:
     other = copy.deepcopy(base)
     other["metadata"]["resourceVersion"] = "98765"
     other["status"]["readyReplicas"] = 4
-    other["status"]["pauseConditions"][0]["startTime"] = "2024-05-01T12:03:00Z"
+    other["status"]["pauseConditions"][0]["startTime"] = "2023-11-14T22:16:00Z"
     other["spec"]["template"]["metadata"]["annotations"] = {"restartedAt": "now"}
     assert argo_rollout.observe(other).state == argo_rollout.observe(base).state
 
@@ -512,14 +421,7 @@ def test_rollout_state_ignores_fields_promote_and_abort_do_not_read() -> None:
 def test_pair_with_a_canary_in_progress() -> None:
     canary, stable = pair()
     obs = deployment.observe_pair(canary, stable)
-    assert (obs.revision, obs.stable_revision) == ("6b7d9f8c4", "58c4d7b9f")
-    assert obs.variables == {
-        "canaryHash": "6b7d9f8c4",
-        "stableHash": "58c4d7b9f",
-        "canaryName": "web-canary",
-        "stableName": "web",
-        "namespace": NAMESPACE,
-    }
+    assert_canary(obs, ("6b7d9f8c4", "web-canary"), ("58c4d7b9f", "web"))
 
 
 @pytest.mark.parametrize(
@@ -584,14 +486,7 @@ def test_pair_rollback_only_scales_the_canary_to_zero() -> None:
 
 def test_single_with_old_pods_left_is_in_progress_against_the_previous_revision() -> None:
     obs = deployment.observe_single(single(old_replicas=2))
-    assert (obs.revision, obs.stable_revision) == ("c3c3c3c3", "b2b2b2b2")
-    assert obs.variables == {
-        "canaryHash": "c3c3c3c3",
-        "stableHash": "b2b2b2b2",
-        "canaryName": "api",
-        "stableName": "api",
-        "namespace": NAMESPACE,
-    }
+    assert_canary(obs, ("c3c3c3c3", "api"), ("b2b2b2b2", "api"))
     assert "2 new (c3c3c3c3)" in obs.message and "2 old (b2b2b2b2)" in obs.message
 
 
@@ -697,31 +592,6 @@ def test_single_promote_resumes_a_paused_deployment_and_otherwise_sends_nothing(
 # ---------------------------------------------------------------- live targets
 
 
-class FakeReader:
-    """A TargetReader over plain dicts; counts reads so tests see nothing is cached."""
-
-    def __init__(
-        self,
-        rollouts: dict[str, dict[str, Any]] | None = None,
-        workloads: list[Workload] | None = None,
-    ) -> None:
-        self.rollouts = rollouts or {}
-        self.deployments = {w.name: w.deployment for w in workloads or []}
-        self.sets = {w.name: w.replica_sets for w in workloads or []}
-        self.reads: list[tuple[str, str, str]] = []
-
-    def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads.append(("Rollout", namespace, name))
-        return self.rollouts.get(name) if namespace == NAMESPACE else None
-
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads.append(("Deployment", namespace, name))
-        return self.deployments.get(name) if namespace == NAMESPACE else None
-
-    def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.sets[deployment["metadata"]["name"]]
-
-
 def gate_spec(kind: str = "Rollout", name: str = "checkout", stable: str | None = None) -> RobustnessGateSpec:
     spec: dict[str, Any] = {
         "targetRef": {
@@ -743,9 +613,12 @@ def gate_spec(kind: str = "Rollout", name: str = "checkout", stable: str | None 
     return RobustnessGateSpec.model_validate(spec)
 
 
+PAIR_SPEC = gate_spec("Deployment", "web-canary", "web")
+
+
 def test_live_rollout_target() -> None:
     ro = make_rollout()
-    target = read_target(FakeReader({"checkout": ro}), NAMESPACE, gate_spec())
+    target = read_target(FakeKube(rollouts={"checkout": ro}), NAMESPACE, gate_spec())
     assert target.description == "Rollout/checkout"
     assert target.observation == argo_rollout.observe(ro)
     assert target.default_selectors == (
@@ -762,9 +635,7 @@ def test_live_rollout_target() -> None:
 
 def test_live_deployment_pair_target() -> None:
     canary, stable = pair()
-    target = read_target(
-        FakeReader(workloads=[canary, stable]), NAMESPACE, gate_spec("Deployment", "web-canary", "web")
-    )
+    target = read_target(FakeKube(workloads=[canary, stable]), NAMESPACE, PAIR_SPEC)
     assert target.description == "Deployment/web-canary (stable Deployment/web)"
     assert target.observation.revision == "6b7d9f8c4"
     assert target.default_selectors == ('pod_template_hash="{{canaryHash}}"', 'pod_template_hash="{{stableHash}}"')
@@ -777,7 +648,7 @@ def test_live_deployment_pair_target() -> None:
 
 def test_live_single_deployment_target() -> None:
     workload = single(paused=True)
-    target = read_target(FakeReader(workloads=[workload]), NAMESPACE, gate_spec("Deployment", "api"))
+    target = read_target(FakeKube(workloads=[workload]), NAMESPACE, gate_spec("Deployment", "api"))
     assert target.description == "Deployment/api"
     assert target.observation == deployment.observe_single(workload)
     assert target.patches(Operation.ROLLBACK) == deployment.undo_single(workload)
@@ -790,26 +661,22 @@ def test_live_single_deployment_target() -> None:
 @pytest.mark.parametrize(
     ("reader", "spec", "field", "what"),
     [
-        pytest.param(FakeReader(), gate_spec(), "spec.targetRef", "Rollout 'checkout'", id="rollout"),
+        pytest.param(FakeKube(), gate_spec(), "spec.targetRef", "Rollout 'checkout'", id="rollout"),
         pytest.param(
-            FakeReader(workloads=[pair()[1]]),
-            gate_spec("Deployment", "web-canary", "web"),
+            FakeKube(workloads=[pair()[1]]),
+            PAIR_SPEC,
             "spec.targetRef",
             "Deployment 'web-canary'",
             id="canary-deployment",
         ),
         pytest.param(
-            FakeReader(workloads=[pair()[0]]),
-            gate_spec("Deployment", "web-canary", "web"),
-            "spec.stableRef",
-            "Deployment 'web'",
-            id="stable-deployment",
+            FakeKube(workloads=[pair()[0]]), PAIR_SPEC, "spec.stableRef", "Deployment 'web'", id="stable-deployment"
         ),
-        pytest.param(FakeReader(), gate_spec("Deployment", "api"), "spec.targetRef", "Deployment 'api'", id="single"),
+        pytest.param(FakeKube(), gate_spec("Deployment", "api"), "spec.targetRef", "Deployment 'api'", id="single"),
     ],
 )
 def test_a_missing_target_names_the_field_and_the_fix(
-    reader: FakeReader, spec: RobustnessGateSpec, field: str, what: str
+    reader: FakeKube, spec: RobustnessGateSpec, field: str, what: str
 ) -> None:
     with pytest.raises(TargetError) as caught:
         read_target(reader, NAMESPACE, spec)
@@ -819,7 +686,7 @@ def test_a_missing_target_names_the_field_and_the_fix(
 
 
 def test_a_target_in_another_namespace_is_not_found() -> None:
-    reader = FakeReader({"checkout": make_rollout()})
+    reader = FakeKube(rollouts={"checkout": make_rollout()})
     with pytest.raises(TargetError, match="namespace 'other'"):
         read_target(reader, "other", gate_spec())
     assert reader.reads == [("Rollout", "other", "checkout")]
