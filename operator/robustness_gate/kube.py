@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
@@ -25,9 +26,9 @@ from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.errors import KubeError
 from robustness_gate.targets.deployment import REVISION
 from robustness_gate.targets.model import Patch
+from robustness_gate.telemetry_sink import NULL_TELEMETRY, TelemetrySink
 
 if TYPE_CHECKING:
-    from robustness_gate.telemetry import Telemetry
     from robustness_gate.watched import WatchedObjects
 
 ROLLOUTS_GROUP = "argoproj.io"
@@ -76,7 +77,7 @@ class Kube:
     """
 
     def __init__(
-        self, api: client.ApiClient, telemetry: Telemetry | None = None, watched: WatchedObjects | None = None
+        self, api: client.ApiClient, telemetry: TelemetrySink = NULL_TELEMETRY, watched: WatchedObjects | None = None
     ) -> None:
         self.api = api
         self.telemetry = telemetry
@@ -91,12 +92,10 @@ class Kube:
         self.instance = socket.gethostname()
 
     def _count(self, verb: str, kind: str) -> None:
-        if self.telemetry is not None:
-            self.telemetry.api_request(verb, kind)
+        self.telemetry.api_request(verb, kind)
 
     def _watched_read(self, kind: str, hit: bool) -> None:
-        if self.telemetry is not None:
-            self.telemetry.watched_read(kind, hit)
+        self.telemetry.watched_read(kind, hit)
 
     def uncached(self) -> Kube:
         """The same client reading everything from the API: what the controller acts on."""
@@ -108,30 +107,10 @@ class Kube:
 
     def gate(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The gate as stored now (each step starts from the stored status, not a cached copy)."""
-        self._count("get", "RobustnessGate")
-        try:
-            return _json(
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
-                )
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise _error(error, f"reading RobustnessGate {namespace}/{name}") from None
+        return self._custom_object("RobustnessGate", (GROUP, VERSION, PLURAL), namespace, name)
 
     def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self._count("get", "Rollout")
-        try:
-            return _json(
-                self.custom.get_namespaced_custom_object(
-                    ROLLOUTS_GROUP, ROLLOUTS_VERSION, namespace, ROLLOUTS_PLURAL, name, _preload_content=False
-                )
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise _error(error, f"reading Rollout {namespace}/{name}") from None
+        return self._custom_object("Rollout", (ROLLOUTS_GROUP, ROLLOUTS_VERSION, ROLLOUTS_PLURAL), namespace, name)
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         if self.watched is not None:
@@ -139,13 +118,12 @@ class Kube:
             self._watched_read("Deployment", found is not None)
             if found is not None:
                 return found
-        self._count("get", "Deployment")
-        try:
-            return _json(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise _error(error, f"reading Deployment {namespace}/{name}") from None
+        return self._get(
+            "Deployment",
+            namespace,
+            name,
+            lambda: self.apps.read_namespaced_deployment(name, namespace, _preload_content=False),
+        )
 
     def replica_sets(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
         """ReplicaSets owned by the Deployment (by owner UID, within its selector's labels)."""
@@ -193,13 +171,35 @@ class Kube:
             raise KubeError(f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 text") from None
 
     def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self._count("get", "Lease")
+        return self._get(
+            "Lease",
+            namespace,
+            name,
+            lambda: self.coordination.read_namespaced_lease(name, namespace, _preload_content=False),
+        )
+
+    def _custom_object(
+        self, kind: str, resource: tuple[str, str, str], namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        group, version, plural = resource
+        return self._get(
+            kind,
+            namespace,
+            name,
+            lambda: self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _preload_content=False
+            ),
+        )
+
+    def _get(self, kind: str, namespace: str, name: str, read: Callable[[], Any]) -> dict[str, Any] | None:
+        """One object read from the API (counted); None when it does not exist."""
+        self._count("get", kind)
         try:
-            return _json(self.coordination.read_namespaced_lease(name, namespace, _preload_content=False))
+            return _json(read())
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise _error(error, f"reading Lease {namespace}/{name}") from None
+            raise _error(error, f"reading {kind} {namespace}/{name}") from None
 
     # ------------------------------------------------------------ writes
 

@@ -12,6 +12,8 @@ _FINAL_PHASE = {
     Operation.PAUSE: Phase.PAUSED,
 }
 _VERDICT_PHASE = {Action.PROMOTE: Phase.PASSED, Action.ROLLBACK: Phase.FAILED, Action.INCONCLUSIVE: Phase.INCONCLUSIVE}
+# Every phase a decision can leave a gate in (status.decision.applied tells an acted-on one apart).
+DECIDED_PHASES = frozenset(_FINAL_PHASE.values()) | frozenset(_VERDICT_PHASE.values())
 
 
 def operation_for(action: Action, gate: RobustnessGate) -> Operation:

@@ -1,4 +1,5 @@
-"""The operator process loads neither scipy.stats nor scipy.optimize: together they cost it about 50 MiB."""
+"""The operator process loads neither scipy.stats nor scipy.optimize: together they cost it about 50 MiB.
+`analyze` loads neither the cluster's libraries nor the operator's metrics exposition."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from pathlib import Path
 OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 
 
-def test_running_the_operator_imports_no_scipy_stats_or_optimize() -> None:
-    probe = (
-        "import json, sys\n"
-        "import robustness_gate.cli, robustness_gate.handlers, robustness_gate.controller\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('scipy.stats', 'scipy.optimize')))))\n"
-    )
+def loaded_after(imports: str, watched: str) -> list[str]:
+    """The loaded modules that `watched` (a Python expression: a module name -> bool) picks, in a fresh
+    interpreter after `import <imports>`."""
+    probe = f"import json, sys\nimport {imports}\nprint(json.dumps(sorted(m for m in sys.modules if ({watched})(m))))\n"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         env={"PYTHONPATH": str(OPERATOR), "PATH": "/usr/bin:/bin"},
@@ -24,4 +23,14 @@ def test_running_the_operator_imports_no_scipy_stats_or_optimize() -> None:
         check=True,
         timeout=120,
     )
-    assert json.loads(result.stdout) == []
+    found: list[str] = json.loads(result.stdout)
+    return found
+
+
+def test_running_the_operator_imports_no_scipy_stats_or_optimize() -> None:
+    modules = "robustness_gate.cli, robustness_gate.handlers, robustness_gate.controller"
+    assert loaded_after(modules, "lambda m: m.startswith(('scipy.stats', 'scipy.optimize'))") == []
+
+
+def test_the_cli_loads_no_kubernetes_kopf_or_prometheus_client_until_run_starts() -> None:
+    assert loaded_after("robustness_gate.cli", "lambda m: m in ('kubernetes', 'kopf', 'prometheus_client')") == []

@@ -9,7 +9,7 @@ import pytest
 from fakes import make_gate
 
 from robustness_gate.api import Action, DecisionStatus, OnFail, OnInconclusive, OnPass, Operation, Phase, parse_gate
-from robustness_gate.outcomes import operation_for, pauses, phase_for
+from robustness_gate.outcomes import DECIDED_PHASES, operation_for, pauses, phase_for
 
 EXPECTED_OPERATION = {
     (Action.PROMOTE, "onPass", "Promote"): Operation.PROMOTE,
@@ -67,3 +67,14 @@ def test_the_phase_is_the_operations_or_when_nothing_is_done_the_decisions(
         assert phase_for(decision) is RECORDED_ONLY_PHASE[action]
     else:
         assert phase_for(decision) is EXPECTED_PHASE[operation]
+
+
+def test_the_decided_phases_are_those_a_decision_can_leave_and_no_other() -> None:
+    reachable = {
+        phase_for(DecisionStatus(action=action, reason="r", operation=operation, dry_run=dry_run))
+        for action in (Action.PROMOTE, Action.ROLLBACK, Action.INCONCLUSIVE)
+        for operation in Operation
+        for dry_run in (False, True)
+    }
+    assert reachable == DECIDED_PHASES
+    assert not DECIDED_PHASES & {Phase.PENDING, Phase.ANALYZING, Phase.INVALID, Phase.ERROR}
