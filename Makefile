@@ -31,9 +31,11 @@ lint: venv ## ruff (lint and format), the import-linter layers, mypy
 	$(BIN)/ruff check operator tests hack bench
 	$(BIN)/ruff format --check operator tests hack bench
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale $(wildcard hack/*.py)
-	MYPYPATH=operator:hack $(BIN)/mypy --strict tests/unit/test_chart_files.py tests/k8s/test_helm_chart.py
-	MYPYPATH=operator:hack:tests/unit $(BIN)/mypy --explicit-package-bases tests/unit
+	$(BIN)/mypy operator/robustness_gate bench/detection bench/scale hack
+	MYPYPATH=operator:.:tests/unit $(BIN)/mypy --explicit-package-bases tests/unit
+	MYPYPATH=operator:.:tests/integration $(BIN)/mypy --explicit-package-bases tests/integration
+	MYPYPATH=operator:.:tests/k8s $(BIN)/mypy --explicit-package-bases tests/k8s tests/conftest.py
+	MYPYPATH=operator:.:tests/e2e $(BIN)/mypy --explicit-package-bases tests/e2e
 
 crds: venv
 	$(BIN)/robustness-gate crds
@@ -60,13 +62,13 @@ cluster-build: ## build the local cluster's binaries (cached)
 
 # A local cluster whose processes outlive make; `make cluster-down` stops it.
 cluster-up: venv cluster-build ## a local cluster that outlives make
-	$(BIN)/python hack/localcluster.py up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+	$(BIN)/python -m hack.localcluster up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
 
 cluster-down: venv ## stop it
-	$(BIN)/python hack/localcluster.py down --dir $(CLUSTER_DIR)
+	$(BIN)/python -m hack.localcluster down --dir $(CLUSTER_DIR)
 
 cluster-status: venv
-	$(BIN)/python hack/localcluster.py status --dir $(CLUSTER_DIR)
+	$(BIN)/python -m hack.localcluster status --dir $(CLUSTER_DIR)
 
 k8s: venv cluster-build ## the tier against a real apiserver
 	$(BIN)/python -m pytest tests/k8s -q
@@ -75,7 +77,7 @@ e2e: venv deps cluster-build ## the full local cluster with Argo Rollouts
 	$(BIN)/python -m pytest tests/e2e -q
 
 demo: deps venv cluster-build ## set up everything, then a bad and a good release end to end
-	$(BIN)/python hack/demo.py
+	$(BIN)/python -m hack.demo
 
 # Benchmarks: detection power against peers' rules (about 20 min on 2 cores) and operator scale on the local
 # cluster (about 16 min); they regenerate docs/benchmarks.md and docs/benchmarks-detection.png.

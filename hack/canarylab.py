@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-HERE = Path(__file__).resolve().parent
+from hack.procs import Started, module_command, module_env, terminate
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 FEATURE = "device_fingerprint"
@@ -255,33 +255,12 @@ def load(urls: Sequence[str], rate: float, duration: float, workers: int) -> dic
 # ---------------------------------------------------------------- child-process wrappers
 
 
-def _prefix() -> list[str]:
-    sys.path.insert(0, str(HERE))
-    from promlab import die_with_parent_prefix
-
-    return die_with_parent_prefix()
-
-
-class _Child:
+class _Child(Started):
     proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    def start(self) -> Any:
-        raise NotImplementedError
-
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 class ModelServer(_Child):
@@ -302,14 +281,12 @@ class ModelServer(_Child):
         self.port = 0
         self.started_at = 0.0  # Unix time the server started (its bursts count from it), to within 50 ms
 
-    def start(self) -> ModelServer:
+    def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         port_file = self.workdir / f"modelserver-{self.value}.port"
         port_file.unlink(missing_ok=True)
         command = [
-            *_prefix(),
-            sys.executable,
-            str(Path(__file__).resolve()),
+            *module_command("hack.canarylab"),
             "serve",
             "--app",
             self.app,
@@ -327,7 +304,9 @@ class ModelServer(_Child):
             str(port_file),
         ]
         log = open(self.workdir / f"modelserver-{self.value}.log", "wb")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=module_env()
+        )
         log.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -356,11 +335,9 @@ class LoadGenerator(_Child):
     def __init__(self, workdir: Path, urls: Sequence[str], rate: float, duration: float, workers: int = 6) -> None:
         self.workdir, self.urls, self.rate, self.duration, self.workers = workdir, list(urls), rate, duration, workers
 
-    def start(self) -> LoadGenerator:
+    def start(self) -> Self:
         command = [
-            *_prefix(),
-            sys.executable,
-            str(Path(__file__).resolve()),
+            *module_command("hack.canarylab"),
             "load",
             "--rate",
             str(self.rate),
@@ -371,7 +348,9 @@ class LoadGenerator(_Child):
             *self.urls,
         ]
         log = open(self.workdir / "load.log", "wb")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=module_env()
+        )
         log.close()
         return self
 

@@ -25,13 +25,10 @@ import yaml
 from kubernetes import config
 from rich.console import Console
 
-HACK = Path(__file__).resolve().parent
-ROOT = HACK.parent
-sys.path.insert(0, str(HACK))
-
-from canarylab import Behaviour  # noqa: E402
-from localcluster import LocalCluster, testbin, versions  # noqa: E402
-from scenario import (  # noqa: E402
+from hack.canarylab import Behaviour
+from hack.localcluster import LocalCluster, testbin, versions
+from hack.procs import REPO_ROOT as ROOT
+from hack.scenario import (
     ROLLOUTS,
     Kubectl,
     Operator,
@@ -40,6 +37,7 @@ from scenario import (  # noqa: E402
     rollout_manifest,
     wait_for,
 )
+from robustness_gate.outcomes import DECIDED_PHASES
 
 GATE_FILE = ROOT / "examples" / "demo-gate.yaml"
 NAMESPACE, NAME, APP, LABEL = "demo", "fraud-model", "fraud", "rollouts_pod_template_hash"
@@ -54,7 +52,6 @@ RELEASES = {
         Behaviour(error_rate=0.005, latency_median=0.03, score_mu=-1.0, null_rate=0.01),
     ),
 }
-TERMINAL = {"Promoted", "RolledBack", "Paused", "Passed", "Failed", "Inconclusive", "Invalid"}
 
 
 def main() -> int:
@@ -188,7 +185,7 @@ def _follow(console: Console, kube: Kubectl, canary: str) -> str:
                 seen = looks
                 verdicts = "  ".join(f"{m['name']} {m['verdict']}" for m in status["metrics"])
                 console.print(f"  look {looks:>2}  score {status.get('score', 0):>6.2f}  {verdicts}", highlight=False)
-            if phase in TERMINAL and (status.get("decision") or {}).get("applied"):
+            if phase in DECIDED_PHASES and (status.get("decision") or {}).get("applied"):
                 style = "bold green" if phase == "Promoted" else "bold red"
                 console.print(f"[{style}]{phase}[/]: {status['decision']['reason']}", highlight=False)
                 return phase

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A simulated fleet of inference-service variants exposing Prometheus metrics on 127.0.0.1.
 
 One process serves ``/metrics`` for many ``(app, version)`` variants.  Every tick (0.1 s of real time)
@@ -31,7 +30,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -43,8 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -52,9 +49,9 @@ from prometheus_client.exposition import MetricsHandler
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-import promlab
+from hack import openmetrics, promlab
+from hack.procs import LOOPBACK, Started, module_command, module_env, tail, terminate
 
-LOOPBACK = promlab.LOOPBACK
 TICK_SECONDS = 0.1
 DEFAULT_DURATION = 600.0
 MAX_DURATION = 86400.0
@@ -228,7 +225,7 @@ def _check_buckets(buckets: Sequence[float], what: str) -> tuple[float, ...]:
 
 
 def _check_version_label(name: str) -> str:
-    if not promlab.LABEL_NAME_RE.match(name) or name.startswith("__") or name in _RESERVED_LABELS:
+    if not openmetrics.LABEL_NAME_RE.match(name) or name.startswith("__") or name in _RESERVED_LABELS:
         raise ValueError(f"invalid version label {name!r}")
     return name
 
@@ -611,7 +608,7 @@ def serve(
     return 0
 
 
-class FakeService:
+class FakeService(Started):
     """Runs ``serve`` in a separate Python process (like a real service); use as a context manager."""
 
     def __init__(
@@ -640,15 +637,7 @@ class FakeService:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def __enter__(self) -> FakeService:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> FakeService:
+    def start(self) -> Self:
         if self._proc is not None:
             raise RuntimeError("FakeService already started")
         self._tmp = tempfile.TemporaryDirectory(prefix="fakeservice-")
@@ -657,9 +646,7 @@ class FakeService:
         variants_file.write_text(json.dumps([v.to_dict() for v in self.variants]))
         ready = root / "port"
         cmd = [
-            *promlab.die_with_parent_prefix(),
-            sys.executable,
-            str(Path(__file__).resolve()),
+            *module_command("hack.fakeservice"),
             "--variants",
             str(variants_file),
             "--port",
@@ -676,7 +663,7 @@ class FakeService:
             ",".join(map(repr, self.score_buckets)),
         ]
         self._log = (root / "fakeservice.log").open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = module_env({"PYTHONUNBUFFERED": "1"})
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
@@ -695,7 +682,7 @@ class FakeService:
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL) and remove its files; safe to call twice."""
         if self._proc is not None:
-            promlab.terminate(self._proc, grace=5.0)
+            terminate(self._proc, grace=5.0)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -704,7 +691,7 @@ class FakeService:
             self._tmp = None
 
     def log_tail(self, lines: int = 40) -> str:
-        return promlab.tail(Path(self._tmp.name) / "fakeservice.log", lines) if self._tmp else ""
+        return tail(Path(self._tmp.name) / "fakeservice.log", lines) if self._tmp else ""
 
     @property
     def port(self) -> int:
@@ -768,7 +755,7 @@ class Backfill:
     start: float
     end: float
     step: float
-    families: list[promlab.MetricFamily]
+    families: list[openmetrics.MetricFamily]
     totals: dict[tuple[str, str], VariantTotals]  # keyed by (app, version)
 
 
@@ -802,7 +789,7 @@ def backfill_families(
     latency_buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
     score_buckets: Sequence[float] = DEFAULT_SCORE_BUCKETS,
     extra_labels: Mapping[str, str] | None = None,
-) -> tuple[list[promlab.MetricFamily], dict[tuple[str, str], VariantTotals]]:
+) -> tuple[list[openmetrics.MetricFamily], dict[tuple[str, str], VariantTotals]]:
     """History of the live model sampled every ``step`` s over [start, end]; counters are 0 at ``start``.
 
     Deterministic for given seeds.  ``extra_labels`` (e.g. ``{"job": "fakeservice"}``) are added to every
@@ -817,11 +804,11 @@ def backfill_families(
     extra = dict(extra_labels or {})
     times = list(_time_grid(start, end, step))
 
-    req: list[promlab.Series] = []
-    lat_series: list[promlab.Series] = []
-    score_series: list[promlab.Series] = []
-    null_series: list[promlab.Series] = []
-    obs_series: list[promlab.Series] = []
+    req: list[openmetrics.Series] = []
+    lat_series: list[openmetrics.Series] = []
+    score_series: list[openmetrics.Series] = []
+    null_series: list[openmetrics.Series] = []
+    obs_series: list[openmetrics.Series] = []
     totals: dict[tuple[str, str], VariantTotals] = {}
     for v in vs:
         sim = VariantSim(v, _rng(v, _BACKFILL_STREAM), lat, sc, stream=_BACKFILL_STREAM)
@@ -841,26 +828,28 @@ def backfill_families(
             def points(col: int, _cols: np.ndarray[Any, Any] = cols) -> list[tuple[float, float]]:
                 return list(zip(times, (float(x) for x in _cols[col]), strict=True))
 
-            req.append(promlab.Series("http_requests_total", {**base, "code": "200"}, points(0)))
-            req.append(promlab.Series("http_requests_total", {**base, "code": "500"}, points(1)))
+            req.append(openmetrics.Series("http_requests_total", {**base, "code": "200"}, points(0)))
+            req.append(openmetrics.Series("http_requests_total", {**base, "code": "500"}, points(1)))
             col = 2
             for le, _ in sim.latency_buckets():
                 lat_series.append(
-                    promlab.Series("http_request_duration_seconds_bucket", {**base, "le": le}, points(col))
+                    openmetrics.Series("http_request_duration_seconds_bucket", {**base, "le": le}, points(col))
                 )
                 col += 1
-            lat_series.append(promlab.Series("http_request_duration_seconds_count", base, points(col - 1)))
-            lat_series.append(promlab.Series("http_request_duration_seconds_sum", base, points(col)))
+            lat_series.append(openmetrics.Series("http_request_duration_seconds_count", base, points(col - 1)))
+            lat_series.append(openmetrics.Series("http_request_duration_seconds_sum", base, points(col)))
             col += 1
             for le, _ in sim.score_buckets():
-                score_series.append(promlab.Series("model_prediction_score_bucket", {**base, "le": le}, points(col)))
+                score_series.append(
+                    openmetrics.Series("model_prediction_score_bucket", {**base, "le": le}, points(col))
+                )
                 col += 1
-            score_series.append(promlab.Series("model_prediction_score_count", base, points(col - 1)))
-            score_series.append(promlab.Series("model_prediction_score_sum", base, points(col)))
+            score_series.append(openmetrics.Series("model_prediction_score_count", base, points(col - 1)))
+            score_series.append(openmetrics.Series("model_prediction_score_sum", base, points(col)))
             col += 1
             feat = {**base, "feature": v.feature}
-            null_series.append(promlab.Series("model_feature_null_total", feat, points(col)))
-            obs_series.append(promlab.Series("model_feature_observations_total", feat, points(col + 1)))
+            null_series.append(openmetrics.Series("model_feature_null_total", feat, points(col)))
+            obs_series.append(openmetrics.Series("model_feature_observations_total", feat, points(col + 1)))
             assert col + 2 == len(pod_rows[0]), "column layout out of sync with rows"
         totals[(v.app, v.version)] = VariantTotals(
             ok=sim.ok,
@@ -874,11 +863,15 @@ def backfill_families(
         )
 
     families = [
-        promlab.MetricFamily("http_requests", "counter", "Requests served, by status code.", req),
-        promlab.MetricFamily("http_request_duration_seconds", "histogram", "Request latency in seconds.", lat_series),
-        promlab.MetricFamily("model_prediction_score", "histogram", "Model prediction score in [0, 1].", score_series),
-        promlab.MetricFamily("model_feature_null", "counter", "Requests where the feature was null.", null_series),
-        promlab.MetricFamily(
+        openmetrics.MetricFamily("http_requests", "counter", "Requests served, by status code.", req),
+        openmetrics.MetricFamily(
+            "http_request_duration_seconds", "histogram", "Request latency in seconds.", lat_series
+        ),
+        openmetrics.MetricFamily(
+            "model_prediction_score", "histogram", "Model prediction score in [0, 1].", score_series
+        ),
+        openmetrics.MetricFamily("model_feature_null", "counter", "Requests where the feature was null.", null_series),
+        openmetrics.MetricFamily(
             "model_feature_observations", "counter", "Requests where the feature was read.", obs_series
         ),
     ]
@@ -912,7 +905,7 @@ def write_backfill(
         score_buckets=score_buckets,
         extra_labels=extra_labels,
     )
-    out = promlab.write_openmetrics_backfill(path, families)
+    out = openmetrics.write_openmetrics_backfill(path, families)
     return Backfill(path=out, start=start, end=end, step=step, families=families, totals=totals)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the tests and the demo need: the Debian prometheus package (prometheus, promtool), and openssl
-# and curl for the local cluster (hack/localcluster.py makes its PKI with openssl; hack/cluster/smoke.sh uses both).
+# and curl for the local cluster (hack/localcluster/ makes its PKI with openssl; hack/cluster/smoke.sh uses both).
 set -euo pipefail
 missing=()
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then missing+=(prometheus); fi

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """A real Prometheus on loopback for integration tests and demos.
 
 ``PrometheusServer`` runs the installed Prometheus binary on a free 127.0.0.1 port with a throw-away
-data directory and a generated scrape config.  ``write_openmetrics_backfill`` / ``backfill_blocks`` turn
+data directory and a generated scrape config.  ``backfill_blocks`` (with :mod:`hack.openmetrics`) turns
 synthetic history into TSDB blocks with ``promtool`` so that a freshly started server can answer
 queries about the past.
 
@@ -16,22 +15,19 @@ promtool 2.42 notes (checked against the binary, they shape the validation below
   usually yields two or three blocks; overlapping blocks are always allowed since 2.39, so backfilled
   history may overlap data that the server scrapes live.
 
-Run ``python hack/promlab.py --help`` for the command line (serve / backfill / free-port); a fake
-service fleet with a Prometheus scraping it is ``python hack/fakeservice.py --prometheus``.
+Run ``python -m hack.promlab --help`` for the command line (serve / backfill / free-port); a fake
+service fleet with a Prometheus scraping it is ``python -m hack.fakeservice --prometheus``.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,13 +36,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Self
 
-LOOPBACK = "127.0.0.1"
+from hack.openmetrics import MAX_FUTURE_SECONDS, format_float
+from hack.procs import LOOPBACK, Started, die_with_parent_prefix, free_port, tail, terminate
+
 DEFAULT_PROMETHEUS_BIN = "/usr/bin/prometheus"
 DEFAULT_PROMTOOL_BIN = "/usr/bin/promtool"
 INSTALL_HINT = "install it with apt-get install prometheus"
@@ -56,22 +53,11 @@ DEFAULT_STARTUP_TIMEOUT = 30.0
 DEFAULT_MAX_LIFETIME = 3600.0
 
 # Sanity window for backfill timestamps: anything outside is almost certainly milliseconds or a bug.
-_MIN_PLAUSIBLE_TS = 1_000_000_000.0  # 2001-09-09
-_MAX_FUTURE_SECONDS = 86400.0
 
-_METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 
 # An opener without proxy handling: lab traffic must never leave loopback, even if HTTP(S)_PROXY is set.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    """Return a TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _require_executable(path: str, what: str, env_var: str) -> str:
@@ -100,41 +86,6 @@ def resolve_promtool_bin() -> str:
         if sibling.is_file() and os.access(sibling, os.X_OK):
             return str(sibling)
     return _require_executable(DEFAULT_PROMTOOL_BIN, "promtool", "PROMTOOL_BIN")
-
-
-def die_with_parent_prefix() -> list[str]:
-    """Command prefix that makes a child get SIGTERM when this process dies (Linux ``setpriv``).
-
-    Keeps a crashed or SIGKILLed test run from leaving servers behind.  The "parent" is the thread that
-    spawned the child, so spawn from a thread that outlives the child (pytest fixtures do).
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv and sys.platform.startswith("linux"):
-        return [setpriv, "--pdeathsig", "TERM", "--"]
-    return []
-
-
-def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(timeout=grace)
-    return proc.returncode
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    """Last ``lines`` lines of a text file ('' if it does not exist)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def prom_duration(value: str | float) -> str:
@@ -188,106 +139,6 @@ def http_get_json(url: str, params: Mapping[str, str] | None = None, timeout: fl
             return json.loads(body)
         except json.JSONDecodeError:
             raise RuntimeError(f"GET {url} failed: HTTP {err.code}: {body[:500]}") from err
-
-
-# --------------------------------------------------------------------------------------------------
-# OpenMetrics backfill
-
-MetricType = Literal["counter", "gauge", "histogram", "unknown"]
-
-_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_count", "_sum", "_created"),
-    "gauge": ("",),
-    "unknown": ("",),
-}
-
-
-@dataclass(frozen=True)
-class Series:
-    """One time series: full sample name (e.g. ``foo_total``, ``foo_bucket``), labels and points.
-
-    ``points`` are ``(unix_seconds, value)`` with strictly increasing timestamps.
-    """
-
-    name: str
-    labels: Mapping[str, str]
-    points: Sequence[tuple[float, float]]
-
-
-@dataclass(frozen=True)
-class MetricFamily:
-    """A metric family as OpenMetrics names it: ``foo`` for counter samples ``foo_total``."""
-
-    name: str
-    type: MetricType
-    help: str
-    series: Sequence[Series]
-
-
-def _fmt_float(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _check_family(family: MetricFamily, now: float) -> None:
-    if not _METRIC_NAME_RE.match(family.name):
-        raise ValueError(f"invalid metric family name {family.name!r}")
-    if family.type == "counter" and family.name.endswith("_total"):
-        raise ValueError(f"counter family {family.name!r}: name the family without the _total suffix")
-    allowed = {family.name + suffix for suffix in _SUFFIXES[family.type]}
-    for series in family.series:
-        if series.name not in allowed:
-            raise ValueError(f"sample {series.name!r} does not belong to {family.type} {family.name!r}")
-        for label in series.labels:
-            if not LABEL_NAME_RE.match(label) or label.startswith("__"):
-                raise ValueError(f"invalid label name {label!r} on {series.name}")
-        if series.name.endswith("_bucket") and family.type == "histogram" and "le" not in series.labels:
-            raise ValueError(f"{series.name} needs an 'le' label")
-        previous = -math.inf
-        for ts, _ in series.points:
-            # promtool would silently drop these samples (or misplace them), so fail loudly instead.
-            if not (_MIN_PLAUSIBLE_TS <= ts <= now + _MAX_FUTURE_SECONDS):
-                raise ValueError(
-                    f"{series.name}{dict(series.labels)}: timestamp {ts!r} is not unix SECONDS in a sane range"
-                )
-            if ts <= previous:
-                raise ValueError(f"{series.name}{dict(series.labels)}: timestamps must strictly increase")
-            previous = ts
-
-
-def write_openmetrics_backfill(path: Path | str, families: Iterable[MetricFamily]) -> Path:
-    """Write ``families`` as an OpenMetrics text file that ``promtool`` 2.42 accepts.
-
-    Each family gets ``# HELP`` / ``# TYPE`` lines followed by its series, one series at a time in time
-    order (promtool drops out-of-order samples without an error), and the file ends with ``# EOF``.
-    """
-    out = Path(path)
-    now = time.time()
-    seen: set[str] = set()
-    with out.open("w", encoding="utf-8") as fh:
-        for family in families:
-            _check_family(family, now)
-            if family.name in seen:
-                raise ValueError(f"metric family {family.name!r} given twice (families must not interleave)")
-            seen.add(family.name)
-            fh.write(f"# HELP {family.name} {family.help or family.name}\n")
-            fh.write(f"# TYPE {family.name} {family.type}\n")
-            for series in family.series:
-                labels = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in series.labels.items())
-                head = f"{series.name}{{{labels}}}" if labels else series.name
-                fh.writelines(f"{head} {_fmt_float(v)} {_fmt_float(ts)}\n" for ts, v in series.points)
-        fh.write("# EOF\n")
-    return out
 
 
 @dataclass(frozen=True)
@@ -361,7 +212,7 @@ def backfill_blocks(
     now = time.time()
     problem = None
     for block in blocks:
-        if block.max_time > now + _MAX_FUTURE_SECONDS:
+        if block.max_time > now + MAX_FUTURE_SECONDS:
             problem = f"block {block.ulid} ends in the future ({block.max_time:.0f}); timestamps must be seconds"
         elif retention_seconds is not None and block.max_time < now - retention_seconds:
             problem = f"block {block.ulid} ends {now - block.max_time:.0f}s ago, outside retention"
@@ -376,7 +227,7 @@ def backfill_blocks(
 # Prometheus server
 
 
-class PrometheusServer:
+class PrometheusServer(Started):
     """Prometheus on a free loopback port, scraping loopback targets; use as a context manager.
 
     The admin API and lifecycle endpoints stay disabled.  ``backfill`` is an OpenMetrics file that is
@@ -425,15 +276,7 @@ class PrometheusServer:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> PrometheusServer:
+    def start(self) -> Self:
         if self._proc is not None:
             raise RuntimeError("PrometheusServer already started")
         binary = resolve_prometheus_bin()  # fail before creating anything
@@ -592,7 +435,7 @@ class PrometheusServer:
         """Instant query; vector results as returned, a scalar as one sample with empty metric."""
         params = {"query": promql}
         if at is not None:
-            params["time"] = _fmt_float(at)
+            params["time"] = format_float(at)
         data = self.api("query", params)
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
@@ -605,7 +448,7 @@ class PrometheusServer:
         return float(result[0]["value"][1]) if result else None
 
     def query_range(self, promql: str, start: float, end: float, step: str | float) -> list[dict[str, Any]]:
-        params = {"query": promql, "start": _fmt_float(start), "end": _fmt_float(end), "step": str(step)}
+        params = {"query": promql, "start": format_float(start), "end": format_float(end), "step": str(step)}
         result: list[dict[str, Any]] = self.api("query_range", params)["result"]
         return result
 

@@ -8,29 +8,32 @@ labelled with the real pod-template hashes, scraped by a real Prometheus, under 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-from canarylab import Behaviour, LoadGenerator, ModelServer  # noqa: E402
-from promlab import PrometheusServer, write_file_sd  # noqa: E402
+from hack.canarylab import Behaviour, LoadGenerator, ModelServer
+from hack.procs import die_with_parent_prefix, free_port, terminate
+from hack.promlab import PrometheusServer, write_file_sd
 
 T = TypeVar("T")
 ROLLOUTS = ("argoproj.io", "v1alpha1", "rollouts")
 GATES = ("robustness.dev", "v1alpha1", "robustnessgates")
 HEALTHY = Behaviour()
 SCRAPE_INTERVAL = "1s"
+# The label Argo Rollouts puts on a revision's pods, as a Prometheus pod scrape names it.
+ROLLOUT_HASH_LABEL = "rollouts_pod_template_hash"
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
@@ -111,6 +114,11 @@ class Kubectl:
 # ---------------------------------------------------------------- manifests
 
 
+def rollout_ref(name: str) -> dict[str, str]:
+    """A gate's targetRef to the Argo Rollout `name`."""
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+
+
 def pod_template(app: str, version: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "metadata": {"labels": {"app": app, **(labels or {})}},
@@ -177,7 +185,7 @@ def gate_manifest(
     *,
     app: str,
     stable: str | None = None,
-    label: str = "rollouts_pod_template_hash",
+    label: str = ROLLOUT_HASH_LABEL,
     interval: str = "2s",
     min_duration: str = "20s",
     max_duration: str = "3m",
@@ -324,32 +332,58 @@ class Traffic:
 # ---------------------------------------------------------------- rollouts
 
 
+def start_rollout_canaries(
+    kube: Kubectl,
+    namespace: str,
+    names: Sequence[str],
+    steps: list[dict[str, Any]] | None = None,
+    replicas: int = 4,
+) -> dict[str, tuple[str, str]]:
+    """Rollouts at v1, then at v2, all at once: name -> (stable hash, canary hash) once every canary is paused
+    (or, with other steps than the default pause, once every canary exists)."""
+    for name in names:
+        manifest = rollout_manifest(namespace, name, "v1", replicas=replicas, steps=steps)
+        kube.custom.create_namespaced_custom_object(*ROLLOUTS[:2], namespace, ROLLOUTS[2], manifest)
+    stable = {
+        name: wait_for(f"Rollout {name} v1 healthy", partial(_healthy_hash_of, kube, namespace, name), 90)
+        for name in names
+    }
+    for name in names:
+        kube.custom.patch_namespaced_custom_object(
+            *ROLLOUTS[:2],
+            namespace,
+            ROLLOUTS[2],
+            name,
+            {"spec": {"template": pod_template(name, "v2")}},
+            _content_type="application/merge-patch+json",
+        )
+    paused = steps is None
+    return {
+        name: (
+            stable[name],
+            wait_for(
+                f"Rollout {name} v2 canary",
+                partial(_canary_hash_of, kube, namespace, name, stable[name], paused),
+                90,
+            ),
+        )
+        for name in names
+    }
+
+
 def start_rollout_canary(
     kube: Kubectl, namespace: str, name: str, steps: list[dict[str, Any]] | None = None
 ) -> tuple[str, str]:
-    """A Rollout at v1, then v2: returns (stable hash, canary hash) once the canary is paused (or, with
-    other steps than the default pause, once the canary exists)."""
-    manifest = rollout_manifest(namespace, name, "v1", steps=steps)
-    kube.custom.create_namespaced_custom_object(*ROLLOUTS[:2], namespace, ROLLOUTS[2], manifest)
-    stable = wait_for(
-        f"Rollout {name} v1 healthy",
-        lambda: _healthy_hash(kube.rollout(namespace, name)),
-        90,
-    )
-    kube.custom.patch_namespaced_custom_object(
-        *ROLLOUTS[:2],
-        namespace,
-        ROLLOUTS[2],
-        name,
-        {"spec": {"template": pod_template(name, "v2")}},
-        _content_type="application/merge-patch+json",
-    )
-    canary = wait_for(
-        f"Rollout {name} v2 canary",
-        lambda: _paused_canary(kube.rollout(namespace, name), stable, paused=steps is None),
-        90,
-    )
-    return stable, canary
+    """A Rollout at v1, then v2: (stable hash, canary hash), as start_rollout_canaries."""
+    return start_rollout_canaries(kube, namespace, [name], steps=steps)[name]
+
+
+def _healthy_hash_of(kube: Kubectl, namespace: str, name: str) -> str | None:
+    return _healthy_hash(kube.rollout(namespace, name))
+
+
+def _canary_hash_of(kube: Kubectl, namespace: str, name: str, stable: str, paused: bool) -> str | None:
+    return _paused_canary(kube.rollout(namespace, name), stable, paused=paused)
 
 
 def _healthy_hash(rollout: dict[str, Any]) -> str | None:
@@ -393,8 +427,6 @@ class Operator:
         extra_args: Sequence[str] = (),
         name: str = "operator",
     ) -> None:
-        from promlab import free_port
-
         self.kubeconfig, self.workdir, self.namespaces = kubeconfig, workdir, list(namespaces)
         self.env = env or {}
         self.extra_args, self.name = list(extra_args), name
@@ -411,10 +443,6 @@ class Operator:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> Operator:
-        import os
-
-        from promlab import die_with_parent_prefix
-
         self.starts += 1
         log = open(self.workdir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
         command = [
@@ -441,8 +469,6 @@ class Operator:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until /readyz answers 200 (the operator watches gates)."""
-        import urllib.error
-        import urllib.request
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -462,13 +488,8 @@ class Operator:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, grace=15.0)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"{self.name}-*.log")))

@@ -1,4 +1,4 @@
-"""The local Kubernetes cluster shared by the k8s and e2e tiers (hack/localcluster.py): etcd,
+"""The local Kubernetes cluster shared by the k8s and e2e tiers (hack/localcluster/): etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler, kwok fake nodes and the Argo Rollouts
 controller, all on 127.0.0.1.
 
@@ -9,18 +9,11 @@ run with a pointer to ``make cluster-build``: these tests are never skipped.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from hack.localcluster import ClusterError, LocalCluster
 from kubernetes import client, config
-
-HACK_DIR = Path(__file__).resolve().parents[1] / "hack"
-if str(HACK_DIR) not in sys.path:
-    sys.path.insert(0, str(HACK_DIR))
-
-from localcluster import ClusterError, LocalCluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +31,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="session")
 def kube_api(cluster: LocalCluster) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield api
     finally:

@@ -217,7 +217,7 @@ def cpu_parts_table(results: list[Measurement]) -> list[str]:
     return [*lines, ""]
 
 
-# Processes of the set-up, in the order shown; the cluster's names are hack/localcluster.py's.
+# Processes of the set-up, in the order shown; the cluster's names are hack/localcluster/'s.
 PROCESS_NAMES = {
     "operator": "operator",
     "prometheus": "Prometheus",
@@ -353,7 +353,7 @@ def render(results: list[Measurement], info: RunInfo, failures: dict[int, str] |
         "### Setup",
         "",
         "* One local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok fake nodes; "
-        "`hack/localcluster.py`) on 127.0.0.1. Per N, a namespace with N canary/stable Deployment pairs "
+        "`hack/localcluster/`) on 127.0.0.1. Per N, a namespace with N canary/stable Deployment pairs "
         "(1 replica each, pods Running on kwok nodes).",
         f"* One exporter process (`bench/scale/exporter.py`) serves every pair's series: request counters by "
         "code, a latency histogram (12 buckets) and a prediction-score histogram (11 buckets), per pod-template "

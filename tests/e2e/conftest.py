@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,18 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import LABEL, namespace_for
+from hack.canarylab import Behaviour
+from hack.localcluster import LocalCluster, testbin, versions
+from hack.scenario import Kubectl, Operator, OwnOperators, Traffic, start_rollout_canaries
 from kubernetes import config
 
 ROOT = Path(__file__).resolve().parents[2]
-HACK = ROOT / "hack"
-if str(HACK) not in sys.path:
-    sys.path.insert(0, str(HACK))
-
-from e2e_helpers import LABEL, namespace_for  # noqa: E402
-
-from canarylab import Behaviour  # noqa: E402
-from localcluster import LocalCluster, testbin, versions  # noqa: E402
-from scenario import Kubectl, Operator, OwnOperators, Traffic, start_rollout_canary  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +36,7 @@ def crd(cluster: LocalCluster) -> None:
 
 @pytest.fixture(scope="session")
 def kube(cluster: LocalCluster, crd: None) -> Kubectl:
-    return Kubectl(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+    return Kubectl(config.new_client_from_config(config_file=str(cluster.kubeconfig)))  # type: ignore[no-untyped-call]
 
 
 class Inbox:
@@ -118,7 +112,7 @@ def own_operators(kube: Kubectl, operator: Operator, inbox: Inbox) -> Iterator[O
 def two_canaries(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """Two Rollouts paused on their canaries, one healthy and one failing 6 % of requests, under load."""
     namespace = kube.namespace(namespace_for(request.node.name))
-    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("healthy", "bad")}
+    hashes = start_rollout_canaries(kube, namespace, ("healthy", "bad"))
     traffic = Traffic(tmp_path / "traffic", "fraud", LABEL).start()
     try:
         traffic.serve(

@@ -6,17 +6,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from robustness_gate.api import Phase
-from scenario import Kubectl
+from hack.scenario import ROLLOUT_HASH_LABEL, Kubectl
 
-# Every phase a decision can leave a gate in; `decision.applied` tells an acted-on decision apart.
-DECIDED = {
-    phase.value
-    for phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.PAUSED, Phase.PASSED, Phase.FAILED, Phase.INCONCLUSIVE)
-}
+from robustness_gate.api import Phase
+from robustness_gate.outcomes import DECIDED_PHASES
+
+DECIDED = {phase.value for phase in DECIDED_PHASES}
 # The phases of a decision that changed the target (the kill trials end once every gate is in one).
 ACTED = {Phase.PROMOTED.value, Phase.ROLLED_BACK.value}
-LABEL = "rollouts_pod_template_hash"
+LABEL = ROLLOUT_HASH_LABEL
 
 
 def namespace_for(test_name: str) -> str:

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from e2e_helpers import namespace_for
-
-from canarylab import Behaviour
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from hack.canarylab import Behaviour
+from hack.scenario import Kubectl, Operator, Traffic, gate_manifest, rollout_ref, start_rollout_canary, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "docs" / "examples" / "analysis-template.yaml"
@@ -65,7 +64,7 @@ def hooked(kube: Kubectl, operator: Operator, tmp_path: Path, request: pytest.Fi
         gate = gate_manifest(
             namespace,
             "fraud-gate",
-            {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "fraud"},
+            rollout_ref("fraud"),
             traffic.url,
             app="fraud",
         )
@@ -100,7 +99,8 @@ def hooked(kube: Kubectl, operator: Operator, tmp_path: Path, request: pytest.Fi
 
 
 def analysis_run(kube: Kubectl, namespace: str) -> dict[str, Any] | None:
-    runs = kube.custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "analysisruns")["items"]
+    listing: Any = kube.custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "analysisruns")
+    runs: list[dict[str, Any]] = listing["items"]
     done = [
         run
         for run in runs

@@ -17,12 +17,10 @@ from typing import Any
 
 import pytest
 from e2e_helpers import DECIDED
+from hack.apiproxy import ApiFaultProxy
+from hack.localcluster import LocalCluster
+from hack.scenario import Kubectl, Operator, gate_manifest, rollout_ref, wait_for
 
-from apiproxy import ApiFaultProxy
-from localcluster import LocalCluster
-from scenario import Kubectl, Operator, gate_manifest, wait_for
-
-LABEL = "rollouts_pod_template_hash"
 CONFLICTS = 2  # K: 409s on the first K status patches of each gate, and on the first K patches of each Rollout
 AFTER_ACTION = 1  # 409s on each gate's status patches right after its Rollout patch went through
 UNAVAILABLE_EVERY = 2  # every 2nd GET of a gate answers 503 (a step reads its gate only when the watch lags) ...
@@ -71,7 +69,7 @@ def test_conflicts_and_unavailable_answers_are_retried_and_act_once(
         proxied.start()
         proxied.wait_ready(60)
         for name in hashes:
-            target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+            target = rollout_ref(name)
             kube.create_gate(
                 gate_manifest(
                     namespace,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from e2e_helpers import LABEL, namespace_for
-
-from canarylab import Behaviour
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from hack.canarylab import Behaviour
+from hack.scenario import Kubectl, Operator, Traffic, gate_manifest, rollout_ref, start_rollout_canaries, wait_for
 
 INTERVAL = 10  # seconds between looks: a 20 s burst spans two or three looks
 CANARY_BURST = (35.0, 20.0)  # (start, seconds) after the model servers start: inside the analysis
@@ -24,7 +23,7 @@ MAX_DURATION = "4m"
 
 
 def _gate(namespace: str, name: str, prometheus: str) -> dict[str, Any]:
-    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+    target = rollout_ref(name)
     return gate_manifest(
         namespace,
         f"{name}-gate",
@@ -58,7 +57,7 @@ def test_bursts_on_one_pod_do_not_roll_back_a_healthy_canary_and_a_regression_is
     kube: Kubectl, operator: Operator, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     namespace = kube.namespace(namespace_for(request.node.name))
-    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("steady", "regressed")}
+    hashes = start_rollout_canaries(kube, namespace, ("steady", "regressed"))
     traffic = Traffic(tmp_path / "traffic", "fraud", LABEL, rate=60.0, duration=420.0).start()
     try:
         canary_bursts = Behaviour(bursts=(CANARY_BURST,))
@@ -77,7 +76,8 @@ def test_bursts_on_one_pod_do_not_roll_back_a_healthy_canary_and_a_regression_is
         outcomes = wait_for(
             "both gates' decisions",
             lambda: (
-                {name: _decided(kube, namespace, f"{name}-gate") for name in hashes}
+                # Read again once all() saw every gate decided: a decided gate stays decided, so none is None.
+                cast("dict[str, dict[str, Any]]", {name: _decided(kube, namespace, f"{name}-gate") for name in hashes})
                 if all(_decided(kube, namespace, f"{name}-gate") for name in hashes)
                 else None
             ),

@@ -10,7 +10,6 @@ values is known to be looking for something that really went over the wire.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import secrets
 import threading
@@ -19,15 +18,22 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from e2e_helpers import LABEL, decided, namespace_for, stable_is, status_of
-
-from scenario import HEALTHY, Kubectl, OwnOperators, Traffic, gate_manifest, start_rollout_canary, wait_for
+from hack.promproxy import Answer, PrometheusProxy, Request
+from hack.scenario import (
+    HEALTHY,
+    Kubectl,
+    OwnOperators,
+    Traffic,
+    gate_manifest,
+    rollout_ref,
+    start_rollout_canaries,
+    wait_for,
+)
 
 USER = "gate-reader"
 # Distinctive values: a hit anywhere can only be a leak.
@@ -57,79 +63,29 @@ def needles() -> dict[str, str]:
     return found
 
 
-class AuthProxy:
-    """Loopback reverse proxy to one Prometheus that lets through only requests with an accepted Authorization
-    header and answers the rest 401, as an authenticating gateway in front of Prometheus does."""
+class AuthProxy(PrometheusProxy):
+    """Lets through only requests with an accepted Authorization header and answers the rest 401, as an
+    authenticating gateway in front of Prometheus does."""
 
     def __init__(self, upstream: str, accepted: set[str]) -> None:
-        self.upstream = urlsplit(upstream)
-        assert self.upstream.hostname == "127.0.0.1", upstream
         self.accepted = accepted
         self.seen: Counter[str] = Counter()  # Authorization header values (or "<none>") as received
         self.refused = 0
         self.forwarded = 0
         self._lock = threading.Lock()
-        proxy = self
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _relay(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                authorization = self.headers.get("Authorization")
-                with proxy._lock:
-                    proxy.seen[authorization or "<none>"] += 1
-                if authorization not in proxy.accepted:
-                    with proxy._lock:
-                        proxy.refused += 1
-                    self._answer(
-                        401,
-                        "application/json",
-                        b'{"status":"error","error":"unauthorized"}',
-                        {"WWW-Authenticate": 'Basic realm="prometheus"'},
-                    )
-                    return
-                # Prometheus' answer is relayed as is: ask it for an uncompressed one.
-                dropped = ("authorization", "host", "accept-encoding", "connection")
-                forward = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
-                connection = http.client.HTTPConnection("127.0.0.1", proxy.upstream.port, timeout=30)
-                try:
-                    connection.request(self.command, self.path, body=body, headers=forward)
-                    response = connection.getresponse()
-                    data = response.read()
-                    with proxy._lock:
-                        proxy.forwarded += 1
-                    self._answer(response.status, response.getheader("Content-Type") or "application/json", data, {})
-                finally:
-                    connection.close()
-
-            def _answer(self, code: int, kind: str, data: bytes, headers: dict[str, str]) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _relay  # noqa: N815 - http.server's method names
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="auth-proxy", daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, request: Request) -> Answer | None:
+        authorization = request.headers.get("Authorization")
+        with self._lock:
+            self.seen[authorization or "<none>"] += 1
+            if authorization in self.accepted:
+                self.forwarded += 1
+                return None
+            self.refused += 1
+        return Answer(
+            401, b'{"status":"error","error":"unauthorized"}', headers={"WWW-Authenticate": 'Basic realm="prometheus"'}
+        )
 
 
 def secret(kube: Kubectl, namespace: str, name: str, data: dict[str, str]) -> None:
@@ -144,7 +100,7 @@ def secret(kube: Kubectl, namespace: str, name: str, data: dict[str, str]) -> No
 
 
 def auth_gate(namespace: str, name: str, rollout: str, proxy: AuthProxy, auth: dict[str, Any]) -> dict[str, Any]:
-    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": rollout}
+    target = rollout_ref(rollout)
     # A gate whose credentials are refused must stay refused while the test looks (no maxDuration end).
     max_duration = "10m" if name in BAD else "90s"
     gate = gate_manifest(namespace, name, target, proxy.url, app="fraud", min_duration="20s", max_duration=max_duration)
@@ -169,7 +125,7 @@ def test_credentials_are_used_but_never_shown(
     kube: Kubectl, own_operators: OwnOperators, inbox: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     namespace = kube.namespace(namespace_for(request.node.name))
-    hashes = {name: start_rollout_canary(kube, namespace, name) for name in ("fraud", "ledger", "other")}
+    hashes = start_rollout_canaries(kube, namespace, ("fraud", "ledger", "other"))
     traffic = Traffic(tmp_path / "traffic", "fraud", LABEL, rate=60.0).start()
     proxy = AuthProxy(traffic.url, {f"Bearer {TOKEN}", basic(USER, PASSWORD)})
     try:

@@ -10,17 +10,23 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 import requests
 from e2e_helpers import DECIDED, namespace_for
+from hack.canarylab import Behaviour
+from hack.scenario import Kubectl, Operator, Traffic, deployment_manifest, gate_manifest, pod_template, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from canarylab import Behaviour
-from scenario import Kubectl, Operator, Traffic, deployment_manifest, gate_manifest, pod_template, wait_for
-
 LABEL = "pod_template_hash"
+
+
+class Durations(TypedDict, total=False):
+    """Analysis durations given to gate_manifest."""
+
+    min_duration: str
+    max_duration: str
 
 
 @pytest.fixture
@@ -60,13 +66,15 @@ def image(deployment: dict[str, Any]) -> str:
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
+def create_deployment(kube: Kubectl, namespace: str, manifest: dict[str, Any]) -> None:
+    """Creates the Deployment from its manifest, sent as is: the client types the body as a V1Deployment."""
+    body: Any = manifest
+    kube.apps.create_namespaced_deployment(namespace, body)
+
+
 def start_pair(kube: Kubectl, namespace: str) -> tuple[str, str]:
-    kube.apps.create_namespaced_deployment(
-        namespace, deployment_manifest(namespace, "fraud", "fraud", "v1", 4, "stable")
-    )
-    kube.apps.create_namespaced_deployment(
-        namespace, deployment_manifest(namespace, "fraud-canary", "fraud", "v2", 1, "canary")
-    )
+    create_deployment(kube, namespace, deployment_manifest(namespace, "fraud", "fraud", "v1", 4, "stable"))
+    create_deployment(kube, namespace, deployment_manifest(namespace, "fraud-canary", "fraud", "v2", 1, "canary"))
     stable = wait_for("stable ReplicaSet", lambda: current_hash(kube, namespace, "fraud"), 60)
     canary = wait_for("canary ReplicaSet", lambda: current_hash(kube, namespace, "fraud-canary"), 60)
     return stable, canary
@@ -75,7 +83,7 @@ def start_pair(kube: Kubectl, namespace: str) -> tuple[str, str]:
 def pair_gate(namespace: str, prometheus: str, harmful: bool) -> dict[str, Any]:
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud-canary"}
     # A harmful canary must be caught by evidence: a long minDuration rules out a promotion for lack of it.
-    durations = {"min_duration": "3m", "max_duration": "6m"} if harmful else {}
+    durations: Durations = {"min_duration": "3m", "max_duration": "6m"} if harmful else {}
     return gate_manifest(namespace, "gate", target, prometheus, app="fraud", stable="fraud", label=LABEL, **durations)
 
 
@@ -140,7 +148,7 @@ def test_single_deployment_bad_update_is_undone(
     # minReadySeconds holds the rolling update after its first new pod: old pods keep serving as the
     # baseline. It also holds the undo until the v1 pods count as available again (60 s after they started).
     manifest = deployment_manifest(namespace, "fraud", "fraud", "v1", 4, min_ready_seconds=60)
-    kube.apps.create_namespaced_deployment(namespace, manifest)
+    create_deployment(kube, namespace, manifest)
     v1 = wait_for("v1 ReplicaSet", lambda: current_hash(kube, namespace, "fraud"), 60)
     kube.apps.patch_namespaced_deployment("fraud", namespace, {"spec": {"template": pod_template("fraud", "v2")}})
     v2 = wait_for("v2 ReplicaSet", lambda: (h := current_hash(kube, namespace, "fraud")) != v1 and h, 60)

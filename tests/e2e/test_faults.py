@@ -6,21 +6,18 @@ carry on when the parts come back."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from typing import Any
 
 from e2e_helpers import DECIDED
-
-from localcluster import LocalCluster
-from promlab import PrometheusServer
-from scenario import SCRAPE_INTERVAL, Kubectl, Operator, gate_manifest, wait_for
+from hack.localcluster import LocalCluster
+from hack.promlab import PrometheusServer
+from hack.promproxy import DROP, Answer, PrometheusProxy, Request
+from hack.scenario import SCRAPE_INTERVAL, Kubectl, Operator, gate_manifest, rollout_ref, wait_for
 
 TIMEOUT_SECONDS = 5  # the gates' prometheus.timeout
 FAULT_SECONDS = 12.0  # each fault lasts six 2 s looks: more than errorLimit
@@ -36,83 +33,35 @@ FAULTS: dict[str, tuple[str, ...]] = {
 }
 
 
-class FaultProxy:
-    """Loopback HTTP proxy to Prometheus that answers with the fault set in `mode` ("pass" forwards)."""
+class FaultProxy(PrometheusProxy):
+    """Answers with the fault set in `mode` ("pass" forwards)."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
         self.mode = "pass"
         self.served: dict[str, int] = {}
-        proxy = self
+        super().__init__(upstream, timeout=TIMEOUT_SECONDS)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                proxy._handle(self, None)
-
-            def do_POST(self) -> None:
-                proxy._handle(self, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes | None) -> None:
+    def answer(self, request: Request) -> Answer | str | None:
         mode = self.mode
         self.served[mode] = self.served.get(mode, 0) + 1
-        try:
-            if mode == "refuse":
-                handler.close_connection = True
-                handler.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if mode == "slow":
-                time.sleep(TIMEOUT_SECONDS + 1.5)  # bounded: the client has given up by then
-                return self._send(handler, 503, b'{"status":"error","error":"too late"}')
-            if mode == "5xx":
-                return self._send(handler, 503, b'{"status":"error","errorType":"unavailable","error":"injected"}')
-            if mode == "malformed":
-                return self._send(handler, 200, b'{"status": "success", "data": {"resultType": "matr')
-            if mode == "empty":
-                return self._send(handler, 200, b'{"status":"success","data":{"resultType":"matrix","result":[]}}')
-            status, answer = self._forward(handler.path, body, handler.headers.get("Content-Type"))
-            if mode == "inf" and status == 200:
-                document = json.loads(answer)
-                for series in document.get("data", {}).get("result", []):
-                    series["values"] = [[point[0], "+Inf"] for point in series.get("values", [])]
-                answer = json.dumps(document).encode()
-            self._send(handler, status, answer)
-        except OSError:
-            return  # the client went away (timeouts): nothing to answer
-
-    def _forward(self, path: str, body: bytes | None, content_type: str | None) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.upstream + path, data=body, method="POST" if body is not None else "GET")
-        if content_type:
-            request.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-        except OSError as error:  # upstream down (a Prometheus restart): a gateway error
-            return 502, json.dumps({"status": "error", "error": f"upstream: {error}"}).encode()
-
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+        if mode == "refuse":
+            return DROP
+        if mode == "slow":
+            time.sleep(TIMEOUT_SECONDS + 1.5)  # bounded: the client has given up by then
+            return Answer(503, b'{"status":"error","error":"too late"}')
+        if mode == "5xx":
+            return Answer(503, b'{"status":"error","errorType":"unavailable","error":"injected"}')
+        if mode == "malformed":
+            return Answer(200, b'{"status": "success", "data": {"resultType": "matr')
+        if mode == "empty":
+            return Answer(200, b'{"status":"success","data":{"resultType":"matrix","result":[]}}')
+        forwarded = self.forward(request)
+        if mode == "inf" and forwarded.status == 200:
+            document = json.loads(forwarded.body)
+            for series in document.get("data", {}).get("result", []):
+                series["values"] = [[point[0], "+Inf"] for point in series.get("values", [])]
+            return Answer(200, json.dumps(document).encode())
+        return forwarded
 
 
 @dataclass
@@ -158,7 +107,7 @@ class Watch:
 
 
 def _gate(namespace: str, name: str, prometheus: str) -> dict[str, Any]:
-    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+    target = rollout_ref(name)
     gate = gate_manifest(namespace, name, target, prometheus, app="fraud", min_duration="20s", max_duration="10m")
     gate["spec"]["analysis"]["errorLimit"] = ERROR_LIMIT
     return gate
@@ -168,22 +117,34 @@ def _reasons(kube: Kubectl, namespace: str, name: str) -> list[str]:
     return [event["reason"] for event in kube.events(namespace, name)]
 
 
+def _decided_status(kube: Kubectl, namespace: str, name: str) -> dict[str, Any] | None:
+    """The gate's status once it is decided and its decision applied."""
+    return (
+        s
+        if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") in DECIDED
+        and (s.get("decision") or {}).get("applied")
+        else None
+    )
+
+
+def _started_once_analysing(kube: Kubectl, namespace: str, name: str) -> str | None:
+    """The gate's startedAt once it is Analyzing and has looked at least twice."""
+    started: str | None = (
+        s.get("startedAt")
+        if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") == "Analyzing"
+        and s.get("looks", 0) >= 2
+        else None
+    )
+    return started
+
+
 def _assert_one_correct_action_each(
     kube: Kubectl, namespace: str, hashes: dict[str, tuple[str, str]], since: datetime
 ) -> dict[str, float]:
     """Each gate's one correct action; returns the seconds from `since` to each decision."""
     after: dict[str, float] = {}
     for name, phase, action in (("healthy", "Promoted", "Promote"), ("bad", "RolledBack", "Rollback")):
-        status = wait_for(
-            f"gate {name} decided and applied",
-            lambda name=name: (
-                s
-                if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") in DECIDED
-                and (s.get("decision") or {}).get("applied")
-                else None
-            ),
-            300,
-        )
+        status = wait_for(f"gate {name} decided and applied", partial(_decided_status, kube, namespace, name), 300)
         assert status["phase"] == phase, status
         assert status["revision"] == hashes[name][1]
         reasons = _reasons(kube, namespace, name)
@@ -257,16 +218,7 @@ def test_apiserver_restart_mid_analysis_loses_nothing(
         gate["spec"]["analysis"]["minDuration"] = "40s"
         kube.create_gate(gate)
     started = {
-        name: wait_for(
-            f"gate {name} analysing",
-            lambda name=name: (
-                s.get("startedAt")
-                if (s := (kube.gate(namespace, name) or {}).get("status") or {}).get("phase") == "Analyzing"
-                and s.get("looks", 0) >= 2
-                else None
-            ),
-            60,
-        )
+        name: wait_for(f"gate {name} analysing", partial(_started_once_analysing, kube, namespace, name), 60)
         for name in hashes
     }
     down_at = time.monotonic()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import ACTED, namespace_for
-
-from canarylab import Behaviour
-from scenario import ROLLOUTS, Kubectl, Operator, Traffic, gate_manifest, pod_template, rollout_manifest, wait_for
+from e2e_helpers import ACTED, namespace_for, stable_is
+from hack.canarylab import Behaviour
+from hack.scenario import Kubectl, Operator, Traffic, gate_manifest, rollout_ref, start_rollout_canaries, wait_for
 
 GATES = 10
 KILLS = 30
@@ -22,44 +22,9 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
 ) -> None:
     namespace = kube.namespace(namespace_for(request.node.name))
     names = [f"model-{i}" for i in range(GATES)]
-    for name in names:
-        kube.custom.create_namespaced_custom_object(
-            *ROLLOUTS[:2], namespace, ROLLOUTS[2], rollout_manifest(namespace, name, "v1", replicas=2)
-        )
-    stable = {
-        n: wait_for(
-            f"{n} healthy",
-            lambda n=n: (
-                _status(kube, namespace, n).get("stableRS")
-                if _status(kube, namespace, n).get("phase") == "Healthy"
-                else None
-            ),
-            90,
-        )
-        for n in names
-    }
-    for name in names:
-        kube.custom.patch_namespaced_custom_object(
-            *ROLLOUTS[:2],
-            namespace,
-            ROLLOUTS[2],
-            name,
-            {"spec": {"template": pod_template(name, "v2")}},
-            _content_type="application/merge-patch+json",
-        )
-    canary = {
-        n: wait_for(
-            f"{n} canary",
-            lambda n=n: (
-                h
-                if (h := _status(kube, namespace, n).get("currentPodHash")) != stable[n]
-                and _status(kube, namespace, n).get("pauseConditions")
-                else None
-            ),
-            90,
-        )
-        for n in names
-    }
+    hashes = start_rollout_canaries(kube, namespace, names, replicas=2)
+    stable = {n: hashes[n][0] for n in names}
+    canary = {n: hashes[n][1] for n in names}
     bad = set(names[::2])  # half the canaries fail 20 % of requests
     traffic = Traffic(tmp_path / "traffic", "fraud", "rollouts_pod_template_hash", rate=12).start()
     versions = {stable[n]: Behaviour() for n in names}
@@ -71,7 +36,7 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
     started_at: dict[str, str] = {}
     try:
         for name in names:
-            target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
+            target = rollout_ref(name)
             gate = gate_manifest(
                 namespace,
                 name,
@@ -115,11 +80,7 @@ def test_thirty_sigkills_during_analyses_and_actions_lose_nothing_and_act_once(
             if name in bad:
                 assert rollout.get("abort") is True and rollout.get("stableRS") == stable[name]
             else:
-                wait_for(
-                    f"{name} promoted",
-                    lambda name=name: _status(kube, namespace, name).get("stableRS") == canary[name],
-                    60,
-                )
+                wait_for(f"{name} promoted", partial(stable_is, kube, namespace, name, canary[name]), 60)
         print(
             f"kill trials: {kills} SIGKILLs ({kills_while_analysing} while a gate was analysing), "
             f"{GATES} gates, 0 wrong or repeated actions"

@@ -12,12 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import decided, namespace_for, stable_is, status_of
+from e2e_helpers import LABEL, decided, namespace_for, stable_is, status_of
+from hack.scenario import (
+    HEALTHY,
+    Kubectl,
+    OwnOperators,
+    Traffic,
+    gate_manifest,
+    rollout_ref,
+    start_rollout_canary,
+    wait_for,
+)
 
-from scenario import HEALTHY, Kubectl, OwnOperators, Traffic, gate_manifest, start_rollout_canary, wait_for
-
-LABEL = "rollouts_pod_template_hash"
-TARGET = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "fraud"}
+TARGET = rollout_ref("fraud")
 INTERVAL_SECONDS = 2
 
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 from e2e_helpers import DECIDED, LABEL, namespace_for
-
-from canarylab import Behaviour
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
+from hack.canarylab import Behaviour
+from hack.scenario import Kubectl, Operator, Traffic, gate_manifest, rollout_ref, start_rollout_canary, wait_for
 
 
 @dataclass
@@ -44,7 +43,7 @@ def release(kube: Kubectl, tmp_path: Path, request: pytest.FixtureRequest) -> It
 
 
 def gate_for(release: Release, **options: Any) -> dict[str, Any]:
-    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": release.name}
+    target = rollout_ref(release.name)
     return gate_manifest(release.namespace, "fraud-gate", target, release.traffic.url, app=release.name, **options)
 
 

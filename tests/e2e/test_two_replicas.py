@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 from e2e_helpers import namespace_for
+from hack.canarylab import Behaviour
+from hack.scenario import Kubectl, Operator, Traffic, gate_manifest, rollout_ref, start_rollout_canary, wait_for
 from kubernetes import client
-
-from canarylab import Behaviour
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
 
 LEASE_SECONDS = 10
 
@@ -58,7 +57,7 @@ def test_only_the_leader_acts_and_the_standby_takes_over_after_a_sigkill(
     stable, canary = start_rollout_canary(kube, namespace, "fraud")
     traffic = Traffic.pair(tmp_path / "traffic", "fraud", "rollouts_pod_template_hash", stable, canary, Behaviour())
     try:
-        target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "fraud"}
+        target = rollout_ref("fraud")
         kube.create_gate(gate_manifest(namespace, "fraud-gate", target, traffic.url, app="fraud", min_duration="60s"))
         leader_id = wait_for("a Lease holder", lambda: holder(kube, namespace), 30)
         by_pid = {f"-{replica.proc.pid}": replica for replica in pair if replica.proc is not None}

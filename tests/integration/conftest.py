@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HACK_DIR = Path(__file__).resolve().parents[2] / "hack"
-if str(HACK_DIR) not in sys.path:
-    sys.path.insert(0, str(HACK_DIR))
-
-import promlab  # noqa: E402
-from fakeservice import FakeService, Variant  # noqa: E402
-from promlab import PrometheusServer  # noqa: E402
+from hack import promlab
+from hack.fakeservice import FakeService, Variant
+from hack.promlab import PrometheusServer
 
 LAB_JOB = "fakeservice"
 LAB_SCRAPE_INTERVAL_SECONDS = 1.0

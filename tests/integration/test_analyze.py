@@ -8,26 +8,34 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pytest
 import yaml
+from hack import fakeservice, openmetrics, procs
+from hack.fakeservice import Variant
 
-import fakeservice
-import promlab
-from fakeservice import Variant
 from robustness_gate import cli
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from hack.promlab import PrometheusServer
+
     from conftest import Lab
-    from promlab import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # A 3x error-rate regression at 200 req/s needs about ten 5 s looks at falsePositiveRate 0.1%: each look
 # adds at most a capped amount of evidence, so that one noisy look cannot decide.
 HISTORY_SECONDS = 60
+
+
+class Timing(TypedDict, total=False):
+    """The analysis timing arguments of gate()."""
+
+    interval: str
+    min_duration: str
+    max_duration: str
 
 
 def gate(
@@ -200,7 +208,7 @@ def test_too_short_a_window_waits_for_min_duration(
 
 
 def test_prometheus_down_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{promlab.free_port()}"
+    url = f"http://127.0.0.1:{procs.free_port()}"
     started = time.monotonic()
     code, document = run_analyze(tmp_path, gate("healthy"), url, "--since", "1m", capsys=capsys)
     assert code == 3 and document["error"]["type"] == "prometheus"
@@ -262,7 +270,7 @@ def test_per_bucket_counts_are_refused_not_judged(
     times = [end - 1800 + 15 * i for i in range(121)]
     per_step = {"0.05": 30, "0.1": 20, "0.25": 8, "+Inf": 2}  # observations per step in each bucket's own range
     series = [
-        promlab.Series(
+        openmetrics.Series(
             "perbucket_seconds_bucket",
             {"app": "perbucket", "version": version, "le": le},
             [(t, float(count * i)) for i, t in enumerate(times)],
@@ -270,8 +278,8 @@ def test_per_bucket_counts_are_refused_not_judged(
         for version in ("stable", "canary")
         for le, count in per_step.items()
     ]
-    family = promlab.MetricFamily("perbucket_seconds_bucket", "unknown", "per-bucket counts", series)
-    prometheus = start_prometheus(backfill=promlab.write_openmetrics_backfill(tmp_path / "buckets.om", [family]))
+    family = openmetrics.MetricFamily("perbucket_seconds_bucket", "unknown", "per-bucket counts", series)
+    prometheus = start_prometheus(backfill=openmetrics.write_openmetrics_backfill(tmp_path / "buckets.om", [family]))
     document = gate("perbucket", interval="1m", min_duration="10m", max_duration="1h")
     latency = document["spec"]["metrics"][1]
     latency["latency"]["histogram"] = "perbucket_seconds"
@@ -328,7 +336,7 @@ def test_backfilled_history_long_window(
     history = fakeservice.write_backfill(tmp_path / "history.om", BACKFILL_VARIANTS, start=start, end=end, step=15)
     prometheus = start_prometheus(backfill=history.path)
     window = ["--start", str(int(start)), "--end", str(int(end))]
-    long_gate = {"interval": "1m", "min_duration": "30m", "max_duration": "2h"}
+    long_gate: Timing = {"interval": "1m", "min_duration": "30m", "max_duration": "2h"}
     code, good = run_analyze(tmp_path, gate("legacy", **long_gate), prometheus.url, *window, capsys=capsys)
     assert code == 0, good
     assert good["window"]["looks"] == 120

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hack.openmetrics import MetricFamily, Series, write_openmetrics_backfill
+from hack.promlab import PrometheusServer
 
-from promlab import MetricFamily, PrometheusServer, Series, write_openmetrics_backfill
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.source import Window

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hack import procs, promlab
 
-import promlab
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.source import MetricsError, Window
 
@@ -48,12 +48,12 @@ class TlsPrometheus:
         )
         (workdir / "web.yml").write_text(f"tls_server_config:\n  cert_file: {self.cert}\n  key_file: {key}\n")
         (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-        self.port = promlab.free_port()
+        self.port = procs.free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.log = (workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
             [
-                *promlab.die_with_parent_prefix(),
+                *procs.die_with_parent_prefix(),
                 promlab.resolve_prometheus_bin(),
                 f"--config.file={workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'data'}",
@@ -79,7 +79,7 @@ class TlsPrometheus:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        promlab.terminate(self.proc)
+        procs.terminate(self.proc)
         self.log.close()
 
 
@@ -139,7 +139,7 @@ def test_proxy_settings_from_the_environment_are_followed(
     tls_prometheus: TlsPrometheus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A proxy on a port nobody listens on: used, the query fails; bypassed by NO_PROXY, it succeeds.
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{promlab.free_port()}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{procs.free_port()}")
     with pytest.raises(MetricsError, match=r"cannot reach Prometheus .*Unable to connect to proxy") as caught:
         query(PrometheusSource(tls_prometheus.url, verify_tls=False))
     assert caught.value.kind == "unreachable"

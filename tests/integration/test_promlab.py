@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-import fakeservice
-import promlab
-from fakeservice import FakeService, Variant
-from promlab import PrometheusServer
+from hack import fakeservice, openmetrics, promlab
+from hack.fakeservice import FakeService, Variant
+from hack.promlab import PrometheusServer
 
 if TYPE_CHECKING:  # annotation only; importing conftest at runtime is fragile with several conftests
     from conftest import Lab
@@ -136,9 +134,11 @@ def test_backfilled_history_is_queryable(start_prometheus: Callable[..., Prometh
 
 
 def test_backfill_rejects_millisecond_timestamps(tmp_path: Path) -> None:
-    family = promlab.MetricFamily("x", "counter", "x", [promlab.Series("x_total", {}, [(time.time() * 1000, 1.0)])])
+    family = openmetrics.MetricFamily(
+        "x", "counter", "x", [openmetrics.Series("x_total", {}, [(time.time() * 1000, 1.0)])]
+    )
     with pytest.raises(ValueError, match="SECONDS"):
-        promlab.write_openmetrics_backfill(tmp_path / "x.om", [family])
+        openmetrics.write_openmetrics_backfill(tmp_path / "x.om", [family])
 
 
 def test_missing_prometheus_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

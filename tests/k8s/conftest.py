@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,14 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from k8s_helpers import present
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "robustnessgates.robustness.dev.yaml"
-
-HACK_DIR = Path(__file__).resolve().parents[2] / "hack"
-if str(HACK_DIR) not in sys.path:
-    sys.path.insert(0, str(HACK_DIR))
 
 
 @pytest.fixture
@@ -46,16 +42,17 @@ def namespace(kube_api: client.ApiClient) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def crd(kube_api: client.ApiClient) -> dict[str, Any]:
     extensions = client.ApiextensionsV1Api(kube_api)
-    body = yaml.safe_load(CRD_FILE.read_text())
+    body: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
+    manifest: Any = body  # sent as is: the client types the body as a V1CustomResourceDefinition
     try:
-        extensions.create_custom_resource_definition(body)
+        extensions.create_custom_resource_definition(manifest)
     except ApiException as error:
         if error.status != 409:
             raise
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         stored = extensions.read_custom_resource_definition(body["metadata"]["name"])
-        conditions = {c.type: c.status for c in stored.status.conditions or []}
+        conditions = {c.type: c.status for c in present(stored.status).conditions or []}
         if conditions.get("Established") == "True":
             # The first requests after Established can still see "storage is (re)initializing".
             time.sleep(1)

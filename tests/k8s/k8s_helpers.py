@@ -3,11 +3,25 @@ other tier's helpers: pytest puts every test directory on one sys.path)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 
 from robustness_gate.api import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+
+
+def present(value: T | None) -> T:
+    """A field the apiserver always fills in, which the client's models type as optional: reading one that is
+    missing fails the test, as reading an attribute of None would."""
+    assert value is not None
+    return value
+
+
+def json_object(answer: object) -> dict[str, Any]:
+    """A custom-objects API answer: the decoded JSON object, which the client types as `object`."""
+    return cast("dict[str, Any]", answer)
 
 
 def gate(namespace: str, name: str = "fraud", **spec_changes: Any) -> dict[str, Any]:
@@ -37,7 +51,7 @@ def gate(namespace: str, name: str = "fraud", **spec_changes: Any) -> dict[str, 
 
 def create(kube_api: client.ApiClient, body: dict[str, Any], strict: bool = True) -> dict[str, Any]:
     custom = client.CustomObjectsApi(kube_api)
-    created: dict[str, Any] = custom.create_namespaced_custom_object(
+    created = custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
         body["metadata"]["namespace"],
@@ -45,14 +59,12 @@ def create(kube_api: client.ApiClient, body: dict[str, Any], strict: bool = True
         body,
         field_validation="Strict" if strict else None,
     )
-    return created
+    return json_object(created)
 
 
 def stored(kube_api: client.ApiClient, namespace: str, name: str = "fraud") -> dict[str, Any]:
-    result: dict[str, Any] = client.CustomObjectsApi(kube_api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return result
+    result = client.CustomObjectsApi(kube_api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return json_object(result)
 
 
 def rollout(namespace: str) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_helpers import create, gate, rollout, stored
+from k8s_helpers import create, gate, json_object, present, rollout, stored
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from robustness_gate.api import GROUP, PLURAL, VERSION
 from robustness_gate.controller import Controller
@@ -38,8 +38,8 @@ def test_the_generated_crd_is_accepted_with_its_printer_columns(
     stored = client.ApiextensionsV1Api(kube_api).read_custom_resource_definition(crd["metadata"]["name"])
     version = stored.spec.versions[0]
     assert stored.spec.names.short_names == ["rgate"]
-    assert version.subresources.status is not None
-    assert [c.name for c in version.additional_printer_columns][:3] == ["Phase", "Verdict", "Score"]
+    assert present(version.subresources).status is not None
+    assert [c.name for c in present(version.additional_printer_columns)][:3] == ["Phase", "Verdict", "Score"]
 
 
 def test_a_valid_gate_is_stored_with_defaults(kube_api: client.ApiClient, crd: dict[str, Any], namespace: str) -> None:
@@ -171,13 +171,13 @@ def test_deleting_a_gate_is_immediate_and_leaves_the_target_alone(
         assert time.monotonic() < deadline, "the operator did not pick the gate up in 30 s"
         time.sleep(0.2)
     assert not stored(kube_api, namespace)["metadata"].get("finalizers")
-    before = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud")
+    before = json_object(custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud"))
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")
     with pytest.raises(ApiException) as gone:
         stored(kube_api, namespace)
     assert gone.value.status == 404
     time.sleep(2)
-    after = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud")
+    after = json_object(custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud"))
     assert copy.deepcopy(after["spec"]) == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert operator_process.poll() is None, "the operator exited"

@@ -23,22 +23,31 @@ from typing import Any
 
 import pytest
 import yaml
+from hack import localcluster
+from hack.canarylab import Behaviour
+from hack.localcluster import LocalCluster
+from hack.scenario import (
+    ROLLOUT_HASH_LABEL,
+    Kubectl,
+    Operator,
+    Traffic,
+    gate_manifest,
+    rollout_ref,
+    start_rollout_canary,
+    wait_for,
+)
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-import localcluster  # hack/ is on sys.path via tests/conftest.py
-from canarylab import Behaviour
-from localcluster import LocalCluster
 from robustness_gate.api import RobustnessGateSpec
 from robustness_gate.errors import KubeError
 from robustness_gate.kube import Kube, api_client
 from robustness_gate.leader import LeaderElector
-from scenario import Kubectl, Operator, Traffic, gate_manifest, start_rollout_canary, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "robustness-gate"
 EXAMPLE_TEMPLATE = CHART / "examples" / "analysis-template.yaml"
-LABEL = "rollouts_pod_template_hash"
+LABEL = ROLLOUT_HASH_LABEL
 GATES = ("robustness.dev", "v1alpha1", "robustnessgates")
 # What an RBAC denial looks like anywhere in the operator's log (kopf's, the kubernetes client's or its own).
 DENIED = re.compile(r"\bforbidden\b|\b403 forbidden|status=403|'code': 403|\bcannot \w+ resource\b", re.IGNORECASE)
@@ -547,7 +556,7 @@ def test_operator_with_the_charts_rbac_rolls_back_a_bad_canary(
         operator.wait_ready(60)
         stable, canary = start_rollout_canary(admin, namespace, "fraud")
         traffic = Traffic.pair(tmp_path / "traffic", "fraud", LABEL, stable, canary, Behaviour(error_rate=0.05))
-        target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "fraud"}
+        target = rollout_ref("fraud")
         admin.create_gate(gate_manifest(namespace, "fraud-gate", target, traffic.url, app="fraud"))
 
         def decided() -> dict[str, Any] | None:

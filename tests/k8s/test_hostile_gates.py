@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from k8s_helpers import create, gate, rollout, stored
+from k8s_helpers import create, gate, json_object, rollout, stored
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from robustness_gate.controller import Controller
 from robustness_gate.kube import Kube
@@ -121,8 +121,8 @@ def settled_rollout(custom: client.CustomObjectsApi, namespace: str) -> dict[str
     """The Rollout once its controller has defaulted and observed it (it fills in e.g. `resources: {}`)."""
     deadline = time.monotonic() + 30
     while True:
-        rollout_now: dict[str, Any] = custom.get_namespaced_custom_object(
-            "argoproj.io", "v1alpha1", namespace, "rollouts", "fraud"
+        rollout_now = json_object(
+            custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud")
         )
         status = rollout_now.get("status") or {}
         if status.get("phase") == "Healthy" and status.get("observedGeneration") == str(
@@ -147,13 +147,13 @@ def test_a_hostile_gate_is_rejected_or_invalid_and_touches_nothing(
         create(kube_api, body)
     except ApiException as error:
         assert error.status in (400, 413, 422), error.body
-        assert field in str(error.body), f"{case}: the rejection does not name {field!r}: {error.body[:500]}"
+        assert field in str(error.body), f"{case}: the rejection does not name {field!r}: {str(error.body)[:500]}"
     else:
         controller.step(stored(kube_api, namespace, "hostile"))
         status = stored(kube_api, namespace, "hostile")["status"]
         assert status["phase"] == "Invalid", f"{case}: accepted and not Invalid: {status}"
         assert field in status["message"], f"{case}: the message does not name {field!r}: {status['message']}"
-    after = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud")
+    after = json_object(custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "fraud"))
     assert after["spec"] == before["spec"] and after["metadata"]["generation"] == before["metadata"]["generation"]
     # A healthy gate in the same namespace is still served by the same controller.
     create(kube_api, gate(namespace, name="healthy"))

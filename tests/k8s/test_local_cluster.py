@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hack.localcluster import ClusterError, LocalCluster
+from k8s_helpers import json_object, present
 from kubernetes import client
-from kubernetes.client.rest import ApiException
-
-from localcluster import ClusterError, LocalCluster  # hack/ is on sys.path via conftest.py
+from kubernetes.client.exceptions import ApiException
 
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 ROLLOUT_GROUP, ROLLOUT_VERSION, ROLLOUT_PLURAL = "argoproj.io", "v1alpha1", "rollouts"
@@ -30,9 +30,10 @@ def wait_for(fetch: Callable[[], T], ok: Callable[[T], bool], what: str, timeout
     last: Any = None
     while True:
         try:
-            last = fetch()
-            if ok(last):
-                return last
+            value = fetch()
+            last = value
+            if ok(value):
+                return value
         except ApiException as exc:
             last = f"ApiException {exc.status}: {exc.reason}"
         if time.monotonic() > deadline:
@@ -56,8 +57,9 @@ def test_nodes_ready(cluster: LocalCluster, kube_api: client.ApiClient) -> None:
     nodes = client.CoreV1Api(kube_api).list_node().items
     assert len(nodes) == cluster.nodes
     for node in nodes:
-        assert _ready(node.status.conditions), f"{node.metadata.name}: {node.status.conditions}"
-        addresses = {a.type: a.address for a in node.status.addresses}
+        status = present(node.status)
+        assert _ready(status.conditions), f"{present(node.metadata).name}: {status.conditions}"
+        addresses = {a.type: a.address for a in present(status.addresses)}
         assert addresses.get("InternalIP") == "127.0.0.1"
 
 
@@ -96,14 +98,18 @@ def test_deployment_pods_become_ready(kube_api: client.ApiClient, namespace: str
 
     def ready_pods() -> list[client.V1Pod]:
         pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
-        return [p for p in pods if p.status.phase == "Running" and _ready(p.status.conditions) and p.status.pod_ip]
+        return [
+            p
+            for p in pods
+            if (status := present(p.status)).phase == "Running" and _ready(status.conditions) and status.pod_ip
+        ]
 
     pods = wait_for(ready_pods, lambda ready: len(ready) == 2, "2 Running+Ready pods of Deployment web")
     for pod in pods:
-        assert ipaddress.ip_address(pod.status.pod_ip) in POD_CIDR
-        assert pod.spec.node_name.startswith("kwok-node-")
+        assert ipaddress.ip_address(present(present(pod.status).pod_ip)) in POD_CIDR
+        assert present(present(pod.spec).node_name).startswith("kwok-node-")
     wait_for(
-        lambda: apps.read_namespaced_deployment_status("web", namespace).status,
+        lambda: present(apps.read_namespaced_deployment_status("web", namespace).status),
         lambda st: st.available_replicas == 2,
         "Deployment web availableReplicas == 2",
     )
@@ -139,10 +145,9 @@ def test_rollout_canary_pauses_at_step(kube_api: client.ApiClient, namespace: st
     apps = client.AppsV1Api(kube_api)
 
     def rollout() -> dict[str, Any]:
-        obj: dict[str, Any] = crd.get_namespaced_custom_object(
-            ROLLOUT_GROUP, ROLLOUT_VERSION, namespace, ROLLOUT_PLURAL, "canary"
+        return json_object(
+            crd.get_namespaced_custom_object(ROLLOUT_GROUP, ROLLOUT_VERSION, namespace, ROLLOUT_PLURAL, "canary")
         )
-        return obj
 
     def status() -> dict[str, Any]:
         return rollout().get("status") or {}
@@ -184,7 +189,10 @@ def test_rollout_canary_pauses_at_step(kube_api: client.ApiClient, namespace: st
     # Two ReplicaSets, told apart by the pod-template-hash label; with 2 replicas at weight 50 each has one pod.
     def replica_sets() -> dict[str, int]:
         items = apps.list_namespaced_replica_set(namespace, label_selector="app=canary").items
-        return {rs.metadata.labels["rollouts-pod-template-hash"]: rs.status.ready_replicas or 0 for rs in items}
+        return {
+            present(present(rs.metadata).labels)["rollouts-pod-template-hash"]: present(rs.status).ready_replicas or 0
+            for rs in items
+        }
 
     wait_for(
         replica_sets,

@@ -24,10 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
+from hack import localcluster
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
-import localcluster  # hack/ is on sys.path via tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "robustness-gate"

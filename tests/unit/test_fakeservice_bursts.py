@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
+from hack import fakeservice
+from hack.fakeservice import BurstClock, Variant, VariantSim, burst_windows
 from prometheus_client import CollectorRegistry, generate_latest
-
-HACK = Path(__file__).resolve().parents[2] / "hack"
-if str(HACK) not in sys.path:
-    sys.path.insert(0, str(HACK))
-
-import fakeservice  # noqa: E402
-from fakeservice import BurstClock, Variant, VariantSim, burst_windows  # noqa: E402
 
 TICK = fakeservice.TICK_SECONDS
 
