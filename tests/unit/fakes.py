@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import InitVar, dataclass, field
@@ -17,11 +18,14 @@ import numpy as np
 from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
 from robustness_gate.controller import Controller
 from robustness_gate.errors import KubeError
-from robustness_gate.metrics.source import MetricsError, Window
+from robustness_gate.metrics.prometheus import PrometheusSource
+from robustness_gate.metrics.queries import PART_LABEL, Query
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, MetricData
 from robustness_gate.targets.deployment import Workload
 from robustness_gate.targets.model import MERGE_PATCH, Patch
+from robustness_gate.telemetry_sink import TelemetrySink
 
 # ---------------------------------------------------------------- the controller's world
 
@@ -494,3 +498,46 @@ class StreamSource:
 
 def look_time(looks: int) -> float:
     return REPLAY_START + looks * REPLAY_INTERVAL
+
+
+# ---------------------------------------------------------------- Prometheus's HTTP client
+
+
+def _answer(series: RawSeries) -> list[dict[str, Any]]:
+    return [{"metric": labels, "values": [[t, str(v)] for t, v in samples]} for labels, samples in series]
+
+
+class FakePrometheusClient:
+    """The prometheus-api-client a PrometheusSource talks to: answers each part's PromQL with fixed series, and
+    their combination as Prometheus would (the union, each series tagged with its part); PromQL it was not
+    given gets no series. Remembers what was sent and the ranges asked; `error` is raised instead."""
+
+    def __init__(self, parts: dict[Query, RawSeries] | None = None, error: Exception | None = None) -> None:
+        self.parts, self.error = dict(parts or {}), error
+        self.sent: list[str] = []
+        self.ranges: list[tuple[float, float]] = []
+
+    def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
+        self.sent.append(promql)
+        self.ranges.append((kwargs["start_time"].timestamp(), kwargs["end_time"].timestamp()))
+        if self.error is not None:
+            raise self.error
+        by_promql = {query.promql: series for query, series in self.parts.items()}
+        tagged = re.findall(rf'label_replace\((.+?), "{PART_LABEL}", "([^"]+)", "", ""\)', promql)
+        if tagged:
+            return [
+                {"metric": {**item["metric"], PART_LABEL: tag}, "values": item["values"]}
+                for inner, tag in tagged
+                for item in _answer(by_promql.get(inner, []))
+            ]
+        return _answer(by_promql.get(promql, []))
+
+    def close(self) -> None:
+        pass
+
+
+def prometheus_source(client: FakePrometheusClient, telemetry: TelemetrySink) -> PrometheusSource:
+    """A real PrometheusSource whose HTTP client is the fake."""
+    source = PrometheusSource("http://127.0.0.1:9", telemetry=telemetry)
+    source._client = client
+    return source

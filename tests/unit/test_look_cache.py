@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fakes import WorkerKube
+from fakes import FakePrometheusClient, WorkerKube, prometheus_source
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robustness_gate.api import MetricSpec, PrometheusSpec
 from robustness_gate.metrics.cache import REFETCH_LOOKS, CachedSource, splice
 from robustness_gate.metrics.gate_sources import MIN_IDLE_SECONDS, SWEEP_SECONDS, GateKey, GateSources, fingerprint
-from robustness_gate.metrics.prometheus import Credentials, PrometheusSource
+from robustness_gate.metrics.prometheus import Credentials
 from robustness_gate.metrics.queries import BOTH, OVERLAP, Query, metric_queries
 from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
 from robustness_gate.metrics.templates import Sides
@@ -292,25 +292,10 @@ def test_splice_keeps_the_head_and_appends_the_tail() -> None:
 # ---------------------------------------------------------------- queries counted per step
 
 
-class _EmptyPrometheus:
-    """A Prometheus client that answers every range query with no series; remembers the ranges asked."""
-
-    def __init__(self) -> None:
-        self.ranges: list[tuple[float, float]] = []
-
-    def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
-        self.ranges.append((kwargs["start_time"].timestamp(), kwargs["end_time"].timestamp()))
-        return []
-
-    def close(self) -> None:
-        pass
-
-
 def test_one_query_per_metric_and_step_is_counted_and_only_new_looks_are_asked() -> None:
     telemetry = Telemetry()
-    client = _EmptyPrometheus()
-    prometheus = PrometheusSource("http://127.0.0.1:9", telemetry=telemetry)
-    prometheus._client = client
+    client = FakePrometheusClient()
+    prometheus = prometheus_source(client, telemetry)
     source = CachedSource(prometheus)
     metrics = [_metric(kind).model_copy(update={"name": kind}) for kind in KINDS]
     for looks in range(1, 21):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from fakes import gate_document
+from fakes import FakePrometheusClient, gate_document, prometheus_source
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -154,42 +153,6 @@ def _samples(*values: float) -> list[tuple[float, float]]:
     return [(WINDOW.first + i * WINDOW.step, v) for i, v in enumerate(values)]
 
 
-def _series(series: RawSeries) -> list[dict[str, Any]]:
-    return [{"metric": labels, "values": [[t, str(v)] for t, v in samples]} for labels, samples in series]
-
-
-class _Prometheus:
-    """Answers each part's PromQL with fixed series, and their combination as Prometheus would: the union,
-    each series tagged with its part."""
-
-    def __init__(self, parts: dict[Query, RawSeries], error: Exception | None = None) -> None:
-        self.parts, self.error = parts, error
-        self.sent: list[str] = []
-
-    def custom_query_range(self, promql: str, **_: Any) -> list[dict[str, Any]]:
-        self.sent.append(promql)
-        if self.error is not None:
-            raise self.error
-        tagged = re.findall(rf'label_replace\((.+?), "{PART_LABEL}", "([^"]+)", "", ""\)', promql)
-        if tagged:
-            by_promql = {query.promql: query for query in self.parts}
-            return [
-                {"metric": {**item["metric"], PART_LABEL: tag}, "values": item["values"]}
-                for inner, tag in tagged
-                for item in _series(self.parts[by_promql[inner]])
-            ]
-        return next(_series(series) for query, series in self.parts.items() if query.promql == promql)
-
-    def close(self) -> None:
-        pass
-
-
-def _source(fake: _Prometheus, telemetry: Telemetry) -> PrometheusSource:
-    source = PrometheusSource("http://127.0.0.1:9", telemetry=telemetry)
-    source._client = fake
-    return source
-
-
 def _queries_sent(telemetry: Telemetry) -> float:
     return telemetry.registry.get_sample_value("robustness_gate_prometheus_queries_total") or 0.0
 
@@ -265,8 +228,8 @@ def test_each_metric_kind_sends_one_query_per_look_with_the_same_result(case: st
     assert len(queries) == parts
     answers = _answers(queries, sides)
     telemetry = Telemetry()
-    fake = _Prometheus(answers)
-    data = _source(fake, telemetry).fetch(metric, sides, WINDOW)
+    fake = FakePrometheusClient(answers)
+    data = prometheus_source(fake, telemetry).fetch(metric, sides, WINDOW)
     assert fake.sent == [combine(queries)] and _queries_sent(telemetry) == 1
     assert isinstance(data, kind)
     assert _same(data, assemble(metric, sides, WINDOW, answers))  # what the separate queries would give
@@ -286,8 +249,8 @@ def test_one_step_of_a_three_metric_gate_sends_one_query_with_each_metrics_own_d
     for metric in gate.spec.metrics:
         answers.update(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
     telemetry = Telemetry()
-    fake = _Prometheus(answers)
-    source = _source(fake, telemetry)
+    fake = FakePrometheusClient(answers)
+    source = prometheus_source(fake, telemetry)
     fetched = source.fetch_many(gate.spec.metrics, SPLIT, WINDOW)
     assert len(fake.sent) == 1 and _queries_sent(telemetry) == 1
     for metric in gate.spec.metrics:
@@ -310,7 +273,7 @@ def test_metrics_that_cannot_be_combined_are_asked_one_by_one_and_not_combined_a
         def json(self) -> Any:
             return json.loads(self.text)
 
-    class _RefusesLongQueries(_Prometheus):
+    class _RefusesLongQueries(FakePrometheusClient):
         def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
             if promql.count(PART_LABEL) > 3:  # what a template Prometheus cannot tag would cause
                 self.sent.append(promql)
@@ -319,7 +282,7 @@ def test_metrics_that_cannot_be_combined_are_asked_one_by_one_and_not_combined_a
             return super().custom_query_range(promql, **kwargs)
 
     fake = _RefusesLongQueries(answers)
-    source = _source(fake, Telemetry())
+    source = prometheus_source(fake, Telemetry())
     first = source.fetch_many(gate.spec.metrics, SPLIT, WINDOW)
     assert len(fake.sent) == 1 + len(gate.spec.metrics)  # the combined one, then one per metric
     second = source.fetch_many(gate.spec.metrics, SPLIT, WINDOW)
@@ -337,23 +300,23 @@ def test_a_metric_whose_answer_is_unreadable_does_not_lose_the_others() -> None:
     latency = gate.spec.metrics[1]
     for query in metric_queries(latency, SPLIT, WINDOW.step):  # no +Inf bucket: not a classic histogram
         answers[query] = [(labels, samples) for labels, samples in answers[query] if labels["le"] != "+Inf"]
-    fetched = _source(_Prometheus(answers), Telemetry()).fetch_many(gate.spec.metrics, SPLIT, WINDOW)
+    fetched = prometheus_source(FakePrometheusClient(answers), Telemetry()).fetch_many(gate.spec.metrics, SPLIT, WINDOW)
     error = fetched[latency.name]
     assert isinstance(error, MetricsError) and error.kind == "data" and "+Inf" in str(error)
     assert isinstance(fetched["e"], CountSeries) and isinstance(fetched["c"], ValueSeries)
     with pytest.raises(MetricsError, match=r"\+Inf"):
-        fetch_all(_source(_Prometheus(answers), Telemetry()), gate.spec.metrics, SPLIT, WINDOW)
+        fetch_all(prometheus_source(FakePrometheusClient(answers), Telemetry()), gate.spec.metrics, SPLIT, WINDOW)
 
 
 def test_failed_queries_are_counted() -> None:
     telemetry = Telemetry()
     metric = _counts_metric("errorRate", True)
-    fake = _Prometheus(
+    fake = FakePrometheusClient(
         _answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT),
         error=requests.exceptions.ConnectionError("refused"),
     )
     with pytest.raises(MetricsError, match="cannot reach Prometheus"):
-        _source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
+        prometheus_source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
     assert _queries_sent(telemetry) == 1  # unreachable: no second try part by part
 
 
@@ -362,7 +325,7 @@ def test_a_store_that_drops_the_part_label_is_asked_part_by_part() -> None:
     queries = metric_queries(metric, SPLIT, WINDOW.step)
     answers = _answers(queries, SPLIT)
 
-    class _Untagged(_Prometheus):
+    class _Untagged(FakePrometheusClient):
         def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
             result = super().custom_query_range(promql, **kwargs)
             return [
@@ -372,7 +335,7 @@ def test_a_store_that_drops_the_part_label_is_asked_part_by_part() -> None:
 
     telemetry = Telemetry()
     fake = _Untagged(answers)
-    data = _source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
+    data = prometheus_source(fake, telemetry).fetch(metric, SPLIT, WINDOW)
     assert fake.sent == [combine(queries), queries[0].promql, queries[1].promql] and _queries_sent(telemetry) == 3
     assert _same(data, assemble(metric, SPLIT, WINDOW, answers))
 
@@ -399,14 +362,14 @@ def test_range_query_window_is_unchanged() -> None:
     """The combined query covers the same looks as the separate ones did."""
     seen: dict[str, Any] = {}
 
-    class _Spy(_Prometheus):
+    class _Spy(FakePrometheusClient):
         def custom_query_range(self, promql: str, **kwargs: Any) -> list[dict[str, Any]]:
             seen.update(kwargs)
             return super().custom_query_range(promql, **kwargs)
 
     metric = _counts_metric("errorRate", True)
     fake = _Spy(_answers(metric_queries(metric, SPLIT, WINDOW.step), SPLIT))
-    _source(fake, Telemetry()).fetch(metric, SPLIT, WINDOW)
+    prometheus_source(fake, Telemetry()).fetch(metric, SPLIT, WINDOW)
     assert seen["start_time"] == datetime.fromtimestamp(WINDOW.first, seen["start_time"].tzinfo)
     assert seen["end_time"] == datetime.fromtimestamp(WINDOW.last, seen["end_time"].tzinfo) and seen["step"] == "10s"
 
