@@ -42,6 +42,8 @@ from hack.procs import Started, module_command, module_env, terminate
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 FEATURE = "device_fingerprint"
+# The model's input features whose null (missing) values are counted, each its own series.
+FEATURES = (FEATURE, "age", "amount", "merchant_id")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ class Behaviour:
     latency_sigma: float = 0.4  # of log(latency)
     score_mu: float = -1.0  # logit of the score
     score_sigma: float = 1.0
-    null_rate: float = 0.01
+    null_rate: float = 0.01  # of every feature, but those in feature_null_rates
+    # (feature, null rate) pairs that differ from null_rate, e.g. a canary that stops sending one feature.
+    feature_null_rates: tuple[tuple[str, float], ...] = ()
     # Error bursts, as one pod has when a dependency or its own process misbehaves for a while:
     # (start, seconds) after the server starts, during which requests fail at burst_error_rate.
     bursts: tuple[tuple[float, float], ...] = ()
@@ -62,8 +66,15 @@ class Behaviour:
     def __post_init__(self) -> None:
         # Tuples also when read back from JSON, so a behaviour stays hashable and compares by value.
         object.__setattr__(self, "bursts", tuple((float(start), float(length)) for start, length in self.bursts))
+        object.__setattr__(self, "feature_null_rates", tuple((str(f), float(r)) for f, r in self.feature_null_rates))
+        unknown = {feature for feature, _ in self.feature_null_rates} - set(FEATURES)
+        if unknown or not all(0.0 <= rate <= 1.0 for _, rate in self.feature_null_rates):
+            raise ValueError(f"invalid feature_null_rates {self.feature_null_rates} (features: {FEATURES})")
         if not 0.0 <= self.burst_error_rate <= 1.0 or any(length <= 0 or start < 0 for start, length in self.bursts):
             raise ValueError(f"invalid bursts {self.bursts} or burst_error_rate {self.burst_error_rate}")
+
+    def null_rate_of(self, feature: str) -> float:
+        return dict(self.feature_null_rates).get(feature, self.null_rate)
 
     def error_rate_at(self, seconds: float) -> float:
         """The error rate `seconds` after the server started."""
@@ -82,10 +93,10 @@ class _Metrics:
         self.latency_sum = 0.0
         self.score = [0] * (len(SCORE_BUCKETS) + 1)
         self.score_sum = 0.0
-        self.nulls = 0
+        self.nulls = dict.fromkeys(FEATURES, 0)
         self.observations = 0
 
-    def record(self, code: str, seconds: float, score: float | None, null: bool) -> None:
+    def record(self, code: str, seconds: float, score: float | None, nulls: Sequence[str]) -> None:
         with self.lock:
             self.codes[code] = self.codes.get(code, 0) + 1
             self.latency[_bucket(LATENCY_BUCKETS, seconds)] += 1
@@ -94,7 +105,8 @@ class _Metrics:
                 self.score[_bucket(SCORE_BUCKETS, score)] += 1
                 self.score_sum += score
                 self.observations += 1
-                self.nulls += int(null)
+                for feature in nulls:
+                    self.nulls[feature] += 1
 
     def render(self) -> str:
         with self.lock:
@@ -105,12 +117,12 @@ class _Metrics:
                 "http_request_duration_seconds", self.base, LATENCY_BUCKETS, self.latency, self.latency_sum
             )
             lines += _histogram("model_prediction_score", self.base, SCORE_BUCKETS, self.score, self.score_sum)
-            feature = f'{self.base},feature="{FEATURE}"'
-            lines += ["# TYPE model_feature_null_total counter", f"model_feature_null_total{{{feature}}} {self.nulls}"]
-            lines += [
-                "# TYPE model_feature_observations_total counter",
-                f"model_feature_observations_total{{{feature}}} {self.observations}",
-            ]
+            lines.append("# TYPE model_feature_null_total counter")
+            for name in FEATURES:
+                lines.append(f'model_feature_null_total{{{self.base},feature="{name}"}} {self.nulls[name]}')
+            lines.append("# TYPE model_feature_observations_total counter")
+            for name in FEATURES:
+                lines.append(f'model_feature_observations_total{{{self.base},feature="{name}"}} {self.observations}')
         return "\n".join(lines) + "\n"
 
 
@@ -183,15 +195,15 @@ def serve(
                 delay = behaviour.latency_median * math.exp(behaviour.latency_sigma * rng.gauss(0.0, 1.0))
                 failed = rng.random() < behaviour.error_rate_at(began - started)
                 logit = rng.gauss(behaviour.score_mu, behaviour.score_sigma)
-                null = rng.random() < behaviour.null_rate
+                nulls = [feature for feature in FEATURES if rng.random() < behaviour.null_rate_of(feature)]
             time.sleep(min(delay, 5.0))
             if failed:
                 self._send(500, b'{"error":"model failed"}', "application/json")
-                metrics.record("500", time.monotonic() - began, None, False)
+                metrics.record("500", time.monotonic() - began, None, ())
                 return
             score = 1.0 / (1.0 + math.exp(-logit))
             self._send(200, json.dumps({"score": round(score, 6)}).encode(), "application/json")
-            metrics.record("200", time.monotonic() - began, score, null)
+            metrics.record("200", time.monotonic() - began, score, nulls)
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

@@ -1,11 +1,13 @@
-"""`make demo`: the operator on a local cluster promotes a good canary and rolls back a bad one.
+"""`make demo`: the operator on a local cluster promotes a good canary and rolls back two bad ones.
 
 1. starts a local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler,
    kwok fake nodes, the Argo Rollouts controller) on 127.0.0.1, installs the CRD, starts the operator;
 2. deploys the fraud-scoring model v1 as an Argo Rollout, with model servers standing in for its
    pods, a Prometheus scraping them and bounded load, and applies examples/demo-gate.yaml;
 3. releases v2 (more errors, slower, drifted scores): the operator aborts the Rollout;
-4. releases v3 (healthy): the operator promotes it and the Rollout makes it stable.
+4. releases v3 (healthy): the operator promotes it and the Rollout makes it stable;
+5. releases v4, whose client stops sending one input feature: its null rate jumps, and the operator aborts
+   the Rollout with a reason that names the feature.
 
 Everything listens on 127.0.0.1 and stops at the end (or on Ctrl-C).
 """
@@ -50,6 +52,16 @@ RELEASES = {
     "v3": (
         "good canary: behaves like v1",
         Behaviour(error_rate=0.005, latency_median=0.03, score_mu=-1.0, null_rate=0.01),
+    ),
+    "v4": (
+        "its client stops sending merchant_id: that feature's null rate jumps from 1% to 30%",
+        Behaviour(
+            error_rate=0.005,
+            latency_median=0.03,
+            score_mu=-1.0,
+            null_rate=0.01,
+            feature_null_rates=(("merchant_id", 0.3),),
+        ),
     ),
 }
 
@@ -145,8 +157,10 @@ def main() -> int:
                     f"Rollout: phase {_status(kube).get('phase')}, {canary} is the new stable", highlight=False
                 )
                 stable = canary
-        ok = outcomes == {"v2": "RolledBack", "v3": "Promoted"}
-        verdict = "bad canary rolled back, good canary promoted" if ok else f"unexpected: {outcomes}"
+        ok = outcomes == {"v2": "RolledBack", "v3": "Promoted", "v4": "RolledBack"}
+        verdict = (
+            "bad canaries rolled back (model, data quality), good canary promoted" if ok else f"unexpected: {outcomes}"
+        )
         console.rule(f"[bold {'green' if ok else 'red'}]{verdict} ({time.monotonic() - began:.0f}s)")
         return 0 if ok else 1
     finally:

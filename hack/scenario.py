@@ -191,8 +191,10 @@ def gate_manifest(
     max_duration: str = "3m",
     dry_run: bool = False,
     min_traffic: int = 100,
+    feature_nulls: bool = False,
 ) -> dict[str, Any]:
-    """Availability, latency and prediction-drift checks of a fraud-scoring model."""
+    """Availability, latency and prediction-drift checks of a fraud-scoring model; with `feature_nulls`, also
+    the null rate of each of its input features (at most 5%)."""
     selector = f'app="{app}",{{{{selector}}}}'
     spec: dict[str, Any] = {
         "targetRef": target,
@@ -233,6 +235,21 @@ def gate_manifest(
         ],
         "dryRun": dry_run,
     }
+    if feature_nulls:
+        spec["metrics"].append(
+            {
+                "name": "feature-nulls",
+                "critical": True,
+                "ratio": {
+                    "numerator": "sum by ({{by}}) (increase(model_feature_null_total{" + selector + "}[{{window}}]))",
+                    "denominator": "sum by ({{by}}) (increase(model_feature_observations_total{"
+                    + selector
+                    + "}[{{window}}]))",
+                },
+                "features": {"label": "feature"},
+                "slo": {"max": 0.05},
+            }
+        )
     if stable is not None:
         spec["stableRef"] = {"name": stable}
     return {

@@ -1,6 +1,6 @@
-"""Per-tick error probabilities of each side where they are not one constant: the departures from the
-binomial model. Each function draws from the given generator in a fixed order, so a chunk's streams are
-the same for the same (seed, scenario, regressed, chunk).
+"""Per-tick error probabilities (or bucket shares) of each side where they are not one constant: the
+departures from the binomial (multinomial) model. Each function draws from the given generator in a fixed
+order, so a chunk's streams are the same for the same (seed, scenario, regressed, chunk).
 
 Probabilities are per request within a tick; the simulator draws a tick's bad events as
 Binomial(requests in the tick, probability), so a rate drawn per period holds for all its ticks.
@@ -27,6 +27,31 @@ def beta_rates(means: FloatArray, kappa: float, runs: int, period_ticks: int, rn
     a, b = kappa * means, kappa * (1.0 - means)
     drawn = rng.beta(a, b, size=(runs, periods, len(means)))
     return np.asarray(np.repeat(drawn, period_ticks, axis=1)[:, :TICKS], dtype=float)
+
+
+def dirichlet_shares(
+    probs: FloatArray, kappa: float, runs: int, period_ticks: int, rng: np.random.Generator
+) -> FloatArray:
+    """Bucket shares drawn once per period from Dirichlet(kappa probs) for each run, held over the period's
+    ticks: runs x TICKS x buckets (each share's standard deviation is sqrt(p (1 - p) / (kappa + 1)))."""
+    periods = -(-TICKS // period_ticks)
+    drawn = rng.dirichlet(kappa * np.asarray(probs, dtype=float), size=(runs, periods))
+    return np.asarray(np.repeat(drawn, period_ticks, axis=1)[:, :TICKS], dtype=float)
+
+
+def side_shares(
+    scenario: Scenario, regressed: bool, runs: int, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """(canary, baseline) bucket shares per run and tick of a histogram scenario whose shares vary per period,
+    independently per side; a bad canary's are drawn around its shifted distribution."""
+    if scenario.kappa is None:
+        raise ValueError(f"scenario {scenario.id} has constant bucket shares")
+    if scenario.period_seconds % TICK_SECONDS:
+        raise ValueError(f"period {scenario.period_seconds}s is not a multiple of the {TICK_SECONDS}s tick")
+    period = scenario.period_seconds // TICK_SECONDS
+    baseline_probs, canary_probs = scenario.probs(regressed)
+    canary = dirichlet_shares(canary_probs, scenario.kappa, runs, period, rng)
+    return canary, dirichlet_shares(baseline_probs, scenario.kappa, runs, period, rng)
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,23 @@ def _departures() -> tuple[Scenario, ...]:
             canary_rate=0.1,
             baseline_rate=0.9,
         ),
+        Scenario(
+            "drift-overdispersed",
+            f"prediction drift PSI {DRIFT_PSI:g}, bucket shares Dirichlet-distributed per 30 s (κ = 100), "
+            "10/90 predictions/s",
+            "drift",
+            canary_rate=10.0,
+            baseline_rate=90.0,
+            shipped_threshold=DRIFT_PSI,
+            reference="drift",
+            seed_index=17,
+            kappa=100.0,
+            departure="each side's shares of the ten score buckets are redrawn every 30 s, independently per side, "
+            "from a Dirichlet with concentration 100 around the deciles (each share's standard deviation "
+            f"{100 * beta_sd(0.1, 100.0):.2g} points around 10%), as when one side serves another mix of inputs "
+            "for a while: a look's bucket counts vary more than multinomial; a bad canary's shares are drawn "
+            "around its shifted distribution",
+        ),
         _errors(
             "traffic-split",
             "error rate 1% → 2%, canary share 10% → 20% → 30% → 50% of 100 req/s, rates Beta-distributed per "

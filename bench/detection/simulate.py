@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.detection.departures import Bursts, operator_looks, pod_probabilities, side_probabilities
+from bench.detection.departures import Bursts, operator_looks, pod_probabilities, side_probabilities, side_shares
 from bench.detection.scenarios import BURST_MEAN_SECONDS, LOOK_SECONDS, TICK_SECONDS, TICKS, Scenario
 
 IntArray = NDArray[np.int64]
@@ -192,6 +192,10 @@ def _chunk(scenario: Scenario, regressed: bool, runs: int, rng: np.random.Genera
     elif scenario.kind == "errors":
         canary_bad = rng.binomial(canary_n, canary_p[0])
         baseline_bad = rng.binomial(baseline_n, baseline_p[0])
+    elif scenario.kappa is not None:
+        canary_shares, baseline_shares = side_shares(scenario, regressed, runs, rng)
+        canary_bad = rng.multinomial(canary_n, canary_shares)
+        baseline_bad = rng.multinomial(baseline_n, baseline_shares)
     else:
         canary_bad = rng.multinomial(canary_n, canary_p)
         baseline_bad = rng.multinomial(baseline_n, baseline_p)

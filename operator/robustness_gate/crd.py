@@ -20,7 +20,7 @@ HEADER = (
 CRD_FILE = f"{api.PLURAL}.{api.GROUP}.yaml"
 CHART_CRD_DIR = Path("charts/robustness-gate/crds")
 _DROP = {"title", "examples", "discriminator"}
-_VALIDATIONS = {"MetricSpec": api.MetricSpec.x_validations}
+_VALIDATIONS = {"MetricSpec": api.MetricSpec.x_validations, "DriftSource": api.DriftSource.x_validations}
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,40 @@ class ValueSeries:
         return len(self.canary)
 
 
-MetricData = CountSeries | HistogramSeries | ValueSeries
+@dataclass(frozen=True)
+class CategorySeries:
+    """Per-category observation counts per look (not cumulative): one column per category, in `categories`
+    order (a counter with one series per category, e.g. predicted classes)."""
+
+    categories: tuple[str, ...]
+    canary: FloatArray
+    baseline: FloatArray
+
+    @property
+    def looks(self) -> int:
+        return int(self.canary.shape[0])
+
+
+# What one feature of a metric with many can hold.
+FeatureData = CountSeries | HistogramSeries | CategorySeries
+
+
+@dataclass(frozen=True)
+class GroupedSeries:
+    """One metric's series per feature: `groups` are the values of its features label, in order, and each
+    member is the series of the metric's kind for that feature alone."""
+
+    label: str
+    groups: tuple[str, ...]
+    members: tuple[FeatureData, ...]
+    window_looks: int
+
+    @property
+    def looks(self) -> int:
+        return self.window_looks
+
+
+MetricData = CountSeries | HistogramSeries | ValueSeries | CategorySeries | GroupedSeries
 
 
 def first_looks(data: MetricData, looks: int) -> MetricData:
@@ -76,4 +109,15 @@ def first_looks(data: MetricData, looks: int) -> MetricData:
         return HistogramSeries(
             bounds=data.bounds, canary=data.canary[:looks], baseline=data.baseline[:looks], seen=seen
         )
+    if isinstance(data, CategorySeries):
+        return CategorySeries(categories=data.categories, canary=data.canary[:looks], baseline=data.baseline[:looks])
+    if isinstance(data, GroupedSeries):
+        members = tuple(_first_feature_looks(member, looks) for member in data.members)
+        return GroupedSeries(data.label, data.groups, members, min(looks, data.window_looks))
     return ValueSeries(canary=data.canary[:looks], baseline=data.baseline[:looks])
+
+
+def _first_feature_looks(data: FeatureData, looks: int) -> FeatureData:
+    cut = first_looks(data, looks)
+    assert isinstance(cut, CountSeries | HistogramSeries | CategorySeries)
+    return cut

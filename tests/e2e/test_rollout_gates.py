@@ -131,6 +131,26 @@ def test_harmful_canary_is_aborted_and_stable_keeps_serving(
     ]
 
 
+def test_a_canary_that_stops_sending_one_feature_is_rolled_back_naming_it(
+    kube: Kubectl, operator: Operator, release: Any
+) -> None:
+    """The data-quality story: the new model version's client no longer sends merchant_id, so its null rate
+    jumps from about 1% to 30% while every other feature stays at 1%; the per-feature null-rate metric (one
+    query for all features) fails on that feature alone and the Rollout is aborted."""
+    rel: Release = release(Behaviour(feature_null_rates=(("merchant_id", 0.3),)))
+    kube.create_gate(gate_for(rel, min_duration="3m", max_duration="6m", feature_nulls=True))
+    status = decided(kube, rel)["status"]
+    assert status["phase"] == "RolledBack", status
+    nulls = next(m for m in status["metrics"] if m["name"] == "feature-nulls")
+    assert nulls["verdict"] == "Fail" and nulls["message"].startswith("1 of 4 features failed: merchant_id"), nulls
+    features = {f["name"]: f for f in nulls["features"]}
+    assert set(features) == {"device_fingerprint", "age", "amount", "merchant_id"}
+    assert nulls["features"][0]["name"] == "merchant_id" and features["merchant_id"]["canary"] > 0.2
+    assert all(features[f]["verdict"] != "Fail" for f in ("device_fingerprint", "age", "amount"))
+    assert "merchant_id" in status["message"]
+    assert_aborted_and_stable_serving(kube, rel)
+
+
 def test_healthy_canary_is_promoted_and_becomes_stable(kube: Kubectl, operator: Operator, release: Any) -> None:
     rel: Release = release(Behaviour())
     kube.create_gate(gate_for(rel, min_duration="20s"))

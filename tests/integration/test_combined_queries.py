@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from robustness_gate.api import MetricSpec
+from robustness_gate.metrics.assembly import assemble
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.queries import combine, metric_queries
-from robustness_gate.metrics.source import RawSeries, Window, assemble, split_parts
+from robustness_gate.metrics.source import RawSeries, Window, split_parts
 from robustness_gate.metrics.templates import Sides
 
 if TYPE_CHECKING:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from robustness_gate.api import MetricSpec
+from robustness_gate.metrics.assembly import assemble
 from robustness_gate.metrics.queries import Query, metric_queries
-from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
 

@@ -159,6 +159,21 @@ def test_jensen_shannon_and_wasserstein_effects() -> None:
     assert ws.verdict is Verdict.FAIL and (ws.effect or 0) > 0.05
 
 
+def test_kolmogorov_smirnov_effect_with_its_upper_bound() -> None:
+    metric = _metric(drift={"histogram": "s", "effect": "KolmogorovSmirnov", "max": 0.2})
+    base = _histogram(20, 0.2, 0.8, 300, 3)
+    shifted = judge_metric(metric, HistogramSeries(BOUNDS, _histogram(20, 0.45, 0.8, 300, 4), base), LOOSE)
+    assert shifted.verdict is Verdict.FAIL and (shifted.effect or 0) > 0.2
+    assert "KolmogorovSmirnov" in shifted.message and "shown at look 20" in shifted.message
+    same = judge_metric(metric, HistogramSeries(BOUNDS, _histogram(20, 0.2, 0.8, 300, 5), base), LOOSE)
+    assert same.verdict is Verdict.PASS and "upper bound" in same.message
+    # A small estimate from few observations is not yet shown below drift.max: the bound is not.
+    few = judge_metric(
+        metric, HistogramSeries(BOUNDS, _histogram(1, 0.2, 0.8, 100, 8), _histogram(1, 0.2, 0.8, 400, 9)), LOOSE
+    )
+    assert few.verdict is Verdict.MARGINAL and "not yet shown below 0.2" in few.message
+
+
 def test_custom_threshold_needs_consecutive_looks() -> None:
     metric = _metric(custom={"query": "x", "consecutive": 3}, slo={"max": 1.0})
 

@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robustness_gate.api import MetricSpec, PrometheusSpec
+from robustness_gate.metrics.assembly import assemble
 from robustness_gate.metrics.cache import REFETCH_LOOKS, CachedSource, splice
 from robustness_gate.metrics.gate_sources import MIN_IDLE_SECONDS, SWEEP_SECONDS, GateKey, GateSources, fingerprint
 from robustness_gate.metrics.prometheus import Credentials
 from robustness_gate.metrics.queries import BOTH, OVERLAP, Query, metric_queries
-from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, MetricData, ValueSeries
 from robustness_gate.telemetry import Telemetry

@@ -11,8 +11,9 @@ from fakes import replay_gate as _gate
 
 from robustness_gate.analysis import replay
 from robustness_gate.api import Action, MetricSpec
+from robustness_gate.metrics.assembly import assemble
 from robustness_gate.metrics.queries import BASELINE, CANARY, OVERLAP, Query, metric_queries
-from robustness_gate.metrics.source import REFUSED, MetricsError, RawSeries, Window, assemble
+from robustness_gate.metrics.source import REFUSED, MetricsError, RawSeries, Window
 from robustness_gate.metrics.templates import Sides, TemplateError
 from robustness_gate.series import CountSeries, MetricData
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+from scipy.stats import ks_2samp
 
 from robustness_gate.judge import PASS_BETA
+from robustness_gate.stats import drift
 from robustness_gate.stats import histograms as h
 
 
@@ -92,7 +94,7 @@ def _drift_runs(shift: float, runs: int, looks: int, rate: float, seed: int) -> 
     for _ in range(runs):
         c = np.array([rng.multinomial(n, canary) for n in rng.poisson(rate, looks)], dtype=float)
         b = np.array([rng.multinomial(n, base) for n in rng.poisson(rate * 4, looks)], dtype=float)
-        log_e = h.drift_log_evalues(c, b)
+        log_e = drift.binomial_log_evalues(c, b)
         above = np.flatnonzero(log_e >= math.log(100))
         hits.append(int(above[0]) if len(above) else None)
     return hits
@@ -183,3 +185,43 @@ def test_psi_upper_bound_is_the_noncentral_chi_square_inversion(shift: float, ca
         assert stats.chi2.cdf(statistic, 9) <= 0.01
     else:
         assert stats.ncx2.cdf(statistic, 9, bound / scale) == pytest.approx(0.01, rel=1e-6)
+
+
+def test_kolmogorov_smirnov_is_scipys_statistic_on_the_bucketed_samples() -> None:
+    """On buckets KS is the largest gap of the two empirical distribution functions at the bucket boundaries:
+    scipy's two-sample statistic on samples placed at their bucket's index."""
+    rng = np.random.default_rng(31)
+    for _ in range(20):
+        canary = rng.multinomial(int(rng.integers(5, 400)), _decile_probs(float(rng.uniform(-1, 1)))).astype(float)
+        baseline = rng.multinomial(int(rng.integers(5, 400)), _decile_probs(0.0)).astype(float)
+        samples = [np.repeat(np.arange(10), counts.astype(int)) for counts in (canary, baseline)]
+        assert h.kolmogorov_smirnov(canary, baseline) == pytest.approx(ks_2samp(*samples).statistic, abs=1e-12)
+    assert h.kolmogorov_smirnov(np.array([0.0, 5.0]), np.array([3.0, 0.0])) == 1.0
+
+
+def test_a_normal_location_shift_of_half_an_sd_is_ks_one_fifth_on_deciles() -> None:
+    # What the default drift.max of 0.2 means for KS: about the shift that PSI 0.25 is (0.51 sd).
+    assert h.kolmogorov_smirnov(_decile_probs(0.51), _decile_probs(0.0)) == pytest.approx(0.2, abs=0.005)
+
+
+@pytest.mark.parametrize(("shift", "canary_n"), [(0.0, 100), (0.3, 400), (0.51, 2000)])
+def test_ks_upper_bound_covers_the_true_distance(shift: float, canary_n: int) -> None:
+    """The DKW band holds at every n: the 99% bound is below the population KS in at most 1% of samples
+    (it is conservative, so far less)."""
+    rng = np.random.default_rng(int(shift * 100) + canary_n)
+    base, canary = _decile_probs(0.0), _decile_probs(shift)
+    true = h.kolmogorov_smirnov(canary, base)
+    runs = 600
+    bounds = np.array(
+        [
+            h.ks_upper_bound(
+                rng.multinomial(canary_n, canary).astype(float), rng.multinomial(9 * canary_n, base).astype(float), 0.99
+            )
+            for _ in range(runs)
+        ]
+    )
+    assert float(np.mean(bounds < true)) <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / runs)
+    assert h.ks_upper_bound(np.zeros(10), np.ones(10), 0.99) == math.inf
+    # Enough healthy data shows KS below 0.2: with 2,000 canary observations the band is about 0.06.
+    if shift == 0.0:
+        assert h.ks_upper_bound(np.full(10, 200.0), np.full(10, 1800.0), 0.99) < 0.1

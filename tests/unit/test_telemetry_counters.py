@@ -21,9 +21,10 @@ from robustness_gate.analysis import replay
 from robustness_gate.api import MetricSpec, RobustnessGate, parse_gate
 from robustness_gate.errors import KubeError
 from robustness_gate.kube import CONNECTION_POOL_SIZE, Kube, api_client
+from robustness_gate.metrics.assembly import assemble
 from robustness_gate.metrics.prometheus import PrometheusSource
 from robustness_gate.metrics.queries import PART_LABEL, Query, combine, metric_queries
-from robustness_gate.metrics.source import MetricsError, RawSeries, Window, assemble, fetch_all, split_parts
+from robustness_gate.metrics.source import MetricsError, RawSeries, Window, fetch_all, split_parts
 from robustness_gate.metrics.templates import Sides
 from robustness_gate.series import CountSeries, HistogramSeries, ValueSeries
 from robustness_gate.targets.model import ObjectRef, Patch

@@ -30,6 +30,7 @@ from robustness_gate.api.spec import (
     GROUP,
     KIND,
     LABEL_MATCHERS,
+    MAX_FEATURES,
     MAX_LOOKS,
     MAX_QUERY,
     METRIC_KINDS,
@@ -46,6 +47,7 @@ from robustness_gate.api.spec import (
     DriftSource,
     Duration,
     ErrorRateSource,
+    Features,
     HistogramSource,
     MetricSpec,
     MinTraffic,
@@ -60,7 +62,7 @@ from robustness_gate.api.spec import (
     StableRef,
     TargetRef,
 )
-from robustness_gate.api.status import Condition, DecisionStatus, MetricStatus, RobustnessGateStatus
+from robustness_gate.api.status import Condition, DecisionStatus, FeatureStatus, MetricStatus, RobustnessGateStatus
 
 __all__ = [
     "API_VERSION",
@@ -68,6 +70,7 @@ __all__ = [
     "GROUP",
     "KIND",
     "LABEL_MATCHERS",
+    "MAX_FEATURES",
     "MAX_LOOKS",
     "MAX_QUERY",
     "METRIC_KINDS",
@@ -90,6 +93,8 @@ __all__ = [
     "DriftSource",
     "Duration",
     "ErrorRateSource",
+    "FeatureStatus",
+    "Features",
     "FieldProblem",
     "GateValidationError",
     "HistogramSource",

@@ -19,6 +19,7 @@ class DriftEffect(StrEnum):
     PSI = "PSI"
     JENSEN_SHANNON = "JensenShannon"
     WASSERSTEIN = "Wasserstein"
+    KOLMOGOROV_SMIRNOV = "KolmogorovSmirnov"
 
 
 class OnPass(StrEnum):

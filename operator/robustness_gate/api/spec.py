@@ -63,6 +63,10 @@ MAX_LOOKS = 10_000
 
 # Longest query template: queries travel in URLs, and a gate should stay readable.
 MAX_QUERY = 10_000
+# Features of one metric: a status lists each judged one (drifted first), and must stay well within the size an
+# object in etcd may have (1.5 MiB).
+MAX_FEATURES = 500
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 
 class Model(BaseModel):
@@ -249,15 +253,111 @@ class HistogramSource(Model):
     )
 
 
-class DriftSource(HistogramSource):
-    """Prediction-score (or feature) histogram compared between canary and baseline."""
+class DriftSource(Model):
+    """A distribution compared between canary and baseline: a histogram's buckets (prediction scores, a numeric
+    feature) or a counter's categories (predicted classes, a categorical feature)."""
 
+    x_validations: ClassVar[list[dict[str, str]]] = [
+        {
+            "rule": "has(self.histogram) != has(self.counter)",
+            "message": "set one of drift.histogram (buckets) or drift.counter (categories)",
+        },
+        {
+            "rule": "has(self.counter) == has(self.category)",
+            "message": "drift.counter needs drift.category, the label naming the category (and only it)",
+        },
+    ]
+
+    histogram: str | None = Field(
+        None, pattern=METRIC_NAME, description="Base name of a classic histogram, without _bucket."
+    )
+    counter: str | None = Field(
+        None,
+        pattern=METRIC_NAME,
+        description="A counter with one series per category, e.g. predictions_total{class=...}: the categories' "
+        "shares are compared.",
+    )
+    category: str | None = Field(
+        None, pattern=LABEL_NAME, max_length=100, description="With counter: the label naming the category."
+    )
+    labels: str = Field(
+        "",
+        pattern=LABEL_MATCHERS,
+        max_length=2000,
+        description='Extra label matchers, e.g. app="fraud",route="/score".',
+    )
     effect: DriftEffect = Field(DriftEffect.PSI, description="Effect size that must exceed max to fail.")
     max: float = Field(
         0.2,
         gt=0,
         description="Effect size above which a significant drift fails (PSI: 0.1-0.25 is moderate, over 0.25 major).",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DriftSource:
+        if (self.histogram is None) == (self.counter is None):
+            raise ValueError("set one of drift.histogram (a histogram's buckets) or drift.counter (categories)")
+        if self.counter is not None and self.category is None:
+            raise ValueError(f"drift.counter {self.counter} needs drift.category: the label naming the category")
+        if self.histogram is not None and self.category is not None:
+            raise ValueError("drift.category goes with drift.counter; a histogram's buckets are its le label")
+        if self.counter is not None and self.effect in (DriftEffect.WASSERSTEIN, DriftEffect.KOLMOGOROV_SMIRNOV):
+            raise ValueError(
+                f"drift.effect {self.effect.value} needs ordered buckets, and categories have no order: "
+                "use PSI or JensenShannon with drift.counter"
+            )
+        return self
+
+    @property
+    def categorical(self) -> bool:
+        return self.counter is not None
+
+
+class Features(Model):
+    """One metric over many features: the series carry a label naming the feature (e.g.
+    `feature_value_bucket{feature="age"}` or `model_feature_null_total{feature="age"}`), fetched with one query
+    per look and judged feature by feature, with the metric's false-rollback budget split over the features
+    (Holm's step-down)."""
+
+    label: str = Field(pattern=LABEL_NAME, max_length=100, description="The label naming the feature.")
+    only: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_FEATURES,
+        description="Judge only these features (default: every feature the query returns).",
+    )
+    critical: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_FEATURES,
+        description="Drift: a drift of any of these fails the metric, whatever the share of drifted features.",
+    )
+    max_drifted_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Drift: the metric fails when at least this share of the judged features drifted "
+        "(Evidently's dataset drift share, 0.5 by default).",
+    )
+    slo: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=MAX_FEATURES,
+        description="Ratio: slo.max per feature, overriding the metric's slo.max for the features named.",
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> Features:
+        if self.only is not None:
+            for field, names in (("critical", self.critical), ("slo", list(self.slo))):
+                missing = sorted(set(names) - set(self.only))
+                if missing:
+                    raise ValueError(
+                        f"features.{field} names {', '.join(missing)}, which features.only leaves out; "
+                        "add them to features.only or remove them"
+                    )
+        for name, bound in self.slo.items():
+            if not 0 < bound < 1:
+                raise ValueError(f"features.slo.{name} is {bound}: a rate, between 0 and 1")
+        return self
 
 
 class CustomSource(Model):
@@ -331,6 +431,9 @@ class MetricSpec(Model):
     latency: HistogramSource | None = None
     drift: DriftSource | None = None
     custom: CustomSource | None = None
+    features: Features | None = Field(
+        None, description="Drift and ratio metrics: judge each feature named by a label, from one query."
+    )
     slo: SLO | None = Field(None, description="Absolute objective for the canary.")
     compare: Compare | None = Field(None, description="Comparison with the live baseline.")
     weight: float = Field(1.0, gt=0, le=1000, description="Weight in the gate score.")
@@ -375,7 +478,27 @@ class MetricSpec(Model):
                     raise ValueError(f"slo.max {self.slo.max} is a rate and must be between 0 and 1")
         if self.compare is not None and kind == "custom" and self.compare.test is not CompareTest.MANN_WHITNEY:
             raise ValueError("custom metrics compare with test: MannWhitney (no counts to test sequentially)")
+        if self.features is not None:
+            self._check_features(kind, self.features)
         return self
+
+    def _check_features(self, kind: MetricKind, features: Features) -> None:
+        if kind not in ("drift", "ratio"):
+            raise ValueError(f"features is for drift and ratio metrics, not {kind}")
+        if kind == "ratio":
+            assert self.ratio is not None
+            for field, template in (("numerator", self.ratio.numerator), ("denominator", self.ratio.denominator)):
+                if "{{by}}" not in template.replace(" ", ""):
+                    raise ValueError(
+                        f"ratio.{field} must group by {{{{by}}}} (e.g. sum by ({{{{by}}}}) (...)) when features is "
+                        f"set: the feature label {features.label!r} is added to it"
+                    )
+            if features.critical or "max_drifted_share" in features.model_fields_set:
+                raise ValueError("features.critical and features.maxDriftedShare are for drift metrics")
+            if features.slo and (self.slo is None or self.slo.max is None):
+                raise ValueError("features.slo needs slo.max (the bound of the features it does not name)")
+        elif features.slo:
+            raise ValueError("features.slo is for ratio metrics (drift has drift.max)")
 
 
 @functools.cache

@@ -8,6 +8,18 @@ from robustness_gate.api.enums import Action, Operation, Phase, Verdict
 from robustness_gate.api.spec import Model
 
 
+class FeatureStatus(Model):
+    """One feature of a metric over many: its verdict and numbers, as a metric's."""
+
+    name: str
+    verdict: Verdict
+    canary: float | None = None
+    baseline: float | None = None
+    p_value: float | None = Field(None, description="Anytime-valid p-value of the feature's test.")
+    effect: float | None = None
+    message: str = ""
+
+
 class MetricStatus(Model):
     name: str
     verdict: Verdict
@@ -23,6 +35,9 @@ class MetricStatus(Model):
         None, description="The look whose data gave these numbers: the first that showed a failure, else the last."
     )
     message: str = ""
+    features: list[FeatureStatus] | None = Field(
+        None, description="A metric over many features: every judged feature, failures first."
+    )
 
 
 class DecisionStatus(Model):

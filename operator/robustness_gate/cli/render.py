@@ -79,6 +79,17 @@ def print_gate_status(console: Console, body: dict[str, Any]) -> None:
             _plain(metric.effect),
             metric.message,
         )
+        for feature in (metric.features or [])[:FEATURES_SHOWN]:
+            table.add_row(
+                f"  {metric.name}/{feature.name}",
+                f"[{_VERDICT_STYLE[feature.verdict]}]{feature.verdict.value}[/]",
+                _value(feature.canary, kind),
+                _value(feature.baseline, kind),
+                "-",
+                _plain(feature.p_value),
+                _plain(feature.effect),
+                feature.message,
+            )
     console.print(table)
     decision = status.decision
     score = "-" if status.score is None else f"{status.score:g}"
@@ -122,6 +133,19 @@ def metric_document(result: MetricResult) -> dict[str, Any]:
         "critical": result.critical,
         "dryRun": result.dry_run,
         "look": result.look,
+        "message": result.message,
+        **({"features": [_feature_document(f) for f in result.features]} if result.features else {}),
+    }
+
+
+def _feature_document(result: MetricResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "verdict": result.verdict.value,
+        "canary": _json_number(result.canary),
+        "baseline": _json_number(result.baseline),
+        "pValue": _json_number(result.p_value),
+        "effect": _json_number(result.effect),
         "message": result.message,
     }
 
@@ -212,6 +236,17 @@ def print_table(console: Console, gate: RobustnessGate, report: AnalysisReport, 
             _plain(result.effect),
             result.message,
         )
+        for feature in result.features[:FEATURES_SHOWN]:
+            table.add_row(
+                f"  {result.name}/{feature.name}",
+                f"[{_VERDICT_STYLE[feature.verdict]}]{feature.verdict.value}[/]",
+                _value(feature.canary, result.kind),
+                _value(feature.baseline, result.kind),
+                "",
+                _plain(feature.p_value),
+                _plain(feature.effect),
+                feature.message,
+            )
     console.print(table)
     action = report.decision.action
     when = f" at look {report.looks} ({iso(report.end)}, after {format_duration(report.elapsed)})"
@@ -223,6 +258,10 @@ def print_table(console: Console, gate: RobustnessGate, report: AnalysisReport, 
     note = replay_note(gate, report)
     if note:
         console.print(f"note: {note}", markup=False, highlight=False)
+
+
+# A metric over many features shows its first features (failures first) under it; -o json has all of them.
+FEATURES_SHOWN = 5
 
 
 def _value(value: float | None, kind: str) -> str:

@@ -14,11 +14,20 @@ from robustness_gate.api import MetricKind, MetricSpec, RobustnessGateSpec, Verd
 from robustness_gate.judge.counts import judge_counts
 from robustness_gate.judge.custom import judge_custom
 from robustness_gate.judge.drift import DRIFT_PASS_CONFIDENCE, judge_drift
+from robustness_gate.judge.features import judge_features
 from robustness_gate.judge.latency import DEFAULT_LATENCY_QUANTILE, judge_latency
 from robustness_gate.judge.parts import PASS_BETA, PASS_FACTOR
 from robustness_gate.judge.results import GateVerdict, JudgeSettings, MetricResult, budgeted_tests, settings_for
 from robustness_gate.judge.score import score_gate
-from robustness_gate.series import CountSeries, HistogramSeries, MetricData, ValueSeries, first_looks
+from robustness_gate.series import (
+    CategorySeries,
+    CountSeries,
+    GroupedSeries,
+    HistogramSeries,
+    MetricData,
+    ValueSeries,
+    first_looks,
+)
 
 
 def judge_metric(metric: MetricSpec, data: MetricData, settings: JudgeSettings) -> MetricResult:
@@ -34,6 +43,13 @@ def judge_metric(metric: MetricSpec, data: MetricData, settings: JudgeSettings) 
 
 def _judge_metric_now(metric: MetricSpec, data: MetricData, settings: JudgeSettings) -> MetricResult:
     result: MetricResult
+    if isinstance(data, GroupedSeries):
+        if metric.features is None:
+            raise TypeError(f"metric {metric.name}: series per feature for a metric without features")
+        result = judge_features(metric, data, settings, _judge_metric_now)
+        return MetricResult(
+            **{**result.__dict__, "weight": metric.weight, "critical": metric.critical, "dry_run": metric.dry_run}
+        )
     match metric.kind:
         case MetricKind.ERROR_RATE | MetricKind.RATIO:
             if not isinstance(data, CountSeries):
@@ -44,8 +60,8 @@ def _judge_metric_now(metric: MetricSpec, data: MetricData, settings: JudgeSetti
                 raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
             result = judge_latency(metric, data, settings)
         case MetricKind.DRIFT:
-            if not isinstance(data, HistogramSeries):
-                raise TypeError(f"metric {metric.name}: expected a histogram, got {type(data).__name__}")
+            if not isinstance(data, HistogramSeries | CategorySeries):
+                raise TypeError(f"metric {metric.name}: expected a histogram or categories, got {type(data).__name__}")
             result = judge_drift(metric, data, settings)
         case MetricKind.CUSTOM:
             if not isinstance(data, ValueSeries):

@@ -1,4 +1,5 @@
-"""Prediction drift from histograms: the sequential bucket-label test and PSI, Jensen-Shannon or Wasserstein."""
+"""Prediction drift from histograms: the sequential bucket-label test and PSI, Jensen-Shannon, Wasserstein or
+Kolmogorov-Smirnov."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ from robustness_gate.api import DriftEffect, MetricSpec
 from robustness_gate.judge.parts import Part, combine, traffic
 from robustness_gate.judge.results import JudgeSettings, MetricResult
 from robustness_gate.judge.text import nan_none, num
-from robustness_gate.series import FloatArray, HistogramSeries
-from robustness_gate.stats import histograms
+from robustness_gate.series import CategorySeries, FloatArray, HistogramSeries
+from robustness_gate.stats import drift, histograms
 
 # A drift with PSI at drift.max is shown absent when PSI's upper bound at this confidence is below it;
 # re-checked at every look on growing data, so stricter than 1 - PASS_BETA.
 DRIFT_PASS_CONFIDENCE = 0.99
+# The effects with a confidence bound; for the others the estimate itself must be below drift.max.
+BOUNDED = (DriftEffect.PSI, DriftEffect.KOLMOGOROV_SMIRNOV)
+# Names listed in a reason before "and N more".
+MAX_NAMED = 5
 
 
-def judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSettings) -> MetricResult:
+def judge_drift(metric: MetricSpec, data: HistogramSeries | CategorySeries, settings: JudgeSettings) -> MetricResult:
+    """A drift of a histogram's buckets or of a counter's categories: the same test, the effect over columns."""
     assert metric.drift is not None
     canary_counts, baseline_counts = data.canary.sum(axis=0), data.baseline.sum(axis=0)
     canary_total, baseline_total = float(canary_counts.sum()), float(baseline_counts.sum())
@@ -29,26 +35,36 @@ def judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSettin
             effect = histograms.psi(canary_counts, baseline_counts)
         elif effect_name is DriftEffect.JENSEN_SHANNON:
             effect = histograms.jensen_shannon(canary_counts, baseline_counts)
+        elif effect_name is DriftEffect.KOLMOGOROV_SMIRNOV:
+            assert isinstance(data, HistogramSeries)
+            effect = histograms.kolmogorov_smirnov(canary_counts, baseline_counts)
         else:
+            assert isinstance(data, HistogramSeries)
             effect = histograms.wasserstein(data.bounds, canary_counts, baseline_counts)
     else:
         effect = math.nan
-    log_e = histograms.drift_log_evalues(data.canary, data.baseline)
+    log_e = (drift.robust_log_evalues if settings.robust else drift.binomial_log_evalues)(data.canary, data.baseline)
     max_log_e = float(np.max(log_e)) if len(log_e) else 0.0
     p_value = min(1.0, math.exp(-max_log_e))
     significant = max_log_e >= math.log(1 / settings.alpha)
     large = not math.isnan(effect) and effect >= metric.drift.max
     text = f"{effect_name.value} {num(effect)} (fails at {metric.drift.max:g}), same-distribution test p={p_value:.2g}"
-    # A small estimate is not yet evidence: PSI's upper bound must be below drift.max too.
-    upper = (
-        histograms.psi_upper_bound(canary_counts, baseline_counts, DRIFT_PASS_CONFIDENCE)
-        if effect_name is DriftEffect.PSI
-        else effect
-    )
+    # A small estimate is not yet evidence: PSI's (or KS's) upper bound must be below drift.max too.
+    upper = _upper_bound(effect_name, canary_counts, baseline_counts, effect)
     shown_small = not math.isnan(upper) and upper < metric.drift.max
-    bound_text = f", upper bound {num(upper)}" if effect_name is DriftEffect.PSI else ""
+    bound_text = f", upper bound {num(upper)}" if effect_name in BOUNDED else ""
+    what = "category drift" if isinstance(data, CategorySeries) else "prediction drift"
+    if isinstance(data, CategorySeries):
+        unseen = [
+            name for name, c, b in zip(data.categories, canary_counts, baseline_counts, strict=True) if c > 0 >= b
+        ]
+        if unseen:
+            shown = ", ".join(unseen[:MAX_NAMED]) + (
+                f" and {len(unseen) - MAX_NAMED} more" if len(unseen) > MAX_NAMED else ""
+            )
+            text += f"; categories the baseline never had: {shown}"
     if significant and large:
-        part = Part(True, False, f"prediction drift: {text}, shown at look {data.looks}", at=data.looks)
+        part = Part(True, False, f"{what}: {text}, shown at look {data.looks}", at=data.looks)
     elif large:
         part = Part(False, False, f"{text}: large but not yet significant")
     elif not shown_small:
@@ -63,19 +79,30 @@ def judge_drift(metric: MetricSpec, data: HistogramSeries, settings: JudgeSettin
         [part],
         traffic_ok,
         traffic_text,
-        f"bucket label test (sequential) + {effect_name.value}",
+        f"{'category' if isinstance(data, CategorySeries) else 'bucket'} label test (sequential) + {effect_name.value}",
         data.looks,
-        canary=nan_none(float(np.dot(histograms.shares(canary_counts), _midpoints(data.bounds))))
-        if canary_total > 0
-        else None,
-        baseline=nan_none(float(np.dot(histograms.shares(baseline_counts), _midpoints(data.bounds))))
-        if baseline_total > 0
-        else None,
+        canary=_mean(data, canary_counts),
+        baseline=_mean(data, baseline_counts),
         p_value=p_value,
         effect=nan_none(effect),
         canary_traffic=canary_total,
         baseline_traffic=baseline_total,
     )
+
+
+def _upper_bound(effect_name: DriftEffect, canary: FloatArray, baseline: FloatArray, effect: float) -> float:
+    if effect_name is DriftEffect.PSI:
+        return histograms.psi_upper_bound(canary, baseline, DRIFT_PASS_CONFIDENCE)
+    if effect_name is DriftEffect.KOLMOGOROV_SMIRNOV:
+        return histograms.ks_upper_bound(canary, baseline, DRIFT_PASS_CONFIDENCE)
+    return effect
+
+
+def _mean(data: HistogramSeries | CategorySeries, counts: FloatArray) -> float | None:
+    """A histogram's approximate mean (categories have none)."""
+    if isinstance(data, CategorySeries) or float(counts.sum()) <= 0:
+        return None
+    return nan_none(float(np.dot(histograms.shares(counts), _midpoints(data.bounds))))
 
 
 def _midpoints(bounds: tuple[float, ...]) -> FloatArray:

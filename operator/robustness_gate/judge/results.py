@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from robustness_gate.api import CompareTest, MetricSpec, MetricStatus, RobustnessGateSpec, Verdict
+from robustness_gate.api import (
+    MAX_FEATURES,
+    CompareTest,
+    FeatureStatus,
+    MetricSpec,
+    MetricStatus,
+    RobustnessGateSpec,
+    Verdict,
+)
 from robustness_gate.judge.text import finite
 
 
@@ -28,6 +36,7 @@ class MetricResult:
     critical: bool = False
     dry_run: bool = False
     look: int | None = None  # the look whose data gave every number here: the first that showed a failure
+    features: tuple[MetricResult, ...] = ()  # a metric over many features: each one's result, failures first
 
     def to_status(self) -> MetricStatus:
         return MetricStatus(
@@ -42,6 +51,18 @@ class MetricResult:
             slo_met=self.slo_met,
             dry_run=self.dry_run,
             look=self.look,
+            message=self.message,
+            features=[feature.to_feature_status() for feature in self.features[:MAX_FEATURES]] or None,
+        )
+
+    def to_feature_status(self) -> FeatureStatus:
+        return FeatureStatus(
+            name=self.name,
+            verdict=self.verdict,
+            canary=finite(self.canary),
+            baseline=finite(self.baseline),
+            p_value=finite(self.p_value),
+            effect=finite(self.effect),
             message=self.message,
         )
 

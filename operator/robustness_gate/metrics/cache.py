@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from robustness_gate.api import MetricSpec
+from robustness_gate.metrics.assembly import joined_buckets_agree
 from robustness_gate.metrics.queries import QueryMemo
 from robustness_gate.metrics.source import (
     Fetched,
@@ -25,10 +26,18 @@ from robustness_gate.metrics.source import (
     MetricSource,
     Window,
     fetch_many,
-    joined_buckets_agree,
 )
 from robustness_gate.metrics.templates import Sides
-from robustness_gate.series import BoolArray, CountSeries, FloatArray, HistogramSeries, MetricData, ValueSeries
+from robustness_gate.series import (
+    BoolArray,
+    CategorySeries,
+    CountSeries,
+    FloatArray,
+    GroupedSeries,
+    HistogramSeries,
+    MetricData,
+    ValueSeries,
+)
 
 # Looks at the end of the cache that are fetched again: the samples of the latest scrapes can land
 # after the step that first read them.
@@ -72,6 +81,8 @@ def _arrays(data: MetricData) -> list[FloatArray | BoolArray]:
         return [data.canary_events, data.canary_total, data.baseline_events, data.baseline_total]
     if isinstance(data, HistogramSeries) and data.seen is not None:
         return [data.canary, data.baseline, *data.seen]
+    if isinstance(data, GroupedSeries):
+        return [array for member in data.members for array in _arrays(member)]
     return [data.canary, data.baseline]
 
 
@@ -115,6 +126,21 @@ def splice(cached: MetricData, keep: int, tail: MetricData) -> MetricData | None
             baseline=_joined(cached.baseline[:keep], tail.baseline),
             seen=seen,
         )
+    if isinstance(cached, CategorySeries) and isinstance(tail, CategorySeries):
+        if cached.categories != tail.categories:
+            return None  # a category new in the tail: fetch every look again
+        return CategorySeries(
+            cached.categories,
+            _joined(cached.canary[:keep], tail.canary),
+            _joined(cached.baseline[:keep], tail.baseline),
+        )
+    if isinstance(cached, GroupedSeries) and isinstance(tail, GroupedSeries):
+        if cached.label != tail.label or cached.groups != tail.groups:
+            return None
+        members = [splice(old, keep, new) for old, new in zip(cached.members, tail.members, strict=True)]
+        if not all(isinstance(m, CountSeries | HistogramSeries | CategorySeries) for m in members):
+            return None
+        return GroupedSeries(cached.label, cached.groups, tuple(members), keep + tail.looks)  # type: ignore[arg-type]
     if isinstance(cached, ValueSeries) and isinstance(tail, ValueSeries):
         return ValueSeries(
             canary=_joined(cached.canary[:keep], tail.canary), baseline=_joined(cached.baseline[:keep], tail.baseline)

@@ -23,6 +23,7 @@ from urllib3.util.retry import Retry
 
 from robustness_gate.api import MetricSpec, PrometheusSpec
 from robustness_gate.durations import format_duration, parse_duration
+from robustness_gate.metrics.assembly import assemble
 from robustness_gate.metrics.queries import Query, QueryMemo, combine, combine_tagged
 from robustness_gate.metrics.source import (
     PER_METRIC_KINDS,
@@ -31,7 +32,6 @@ from robustness_gate.metrics.source import (
     MetricsError,
     RawSeries,
     Window,
-    assemble,
     fetch_each,
     split_parts,
     split_tagged,

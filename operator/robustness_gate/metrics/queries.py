@@ -57,8 +57,16 @@ def combine_tagged(parts: list[tuple[str, Query]]) -> str:
 
 
 def template_queries(
-    role: str, template: str, sides: Sides, window_seconds: float, where: str, *, overlap: bool = False
+    role: str,
+    template: str,
+    sides: Sides,
+    window_seconds: float,
+    where: str,
+    *,
+    overlap: bool = False,
+    group: str | None = None,
 ) -> list[Query]:
+    """A template's queries; with `group` (a feature label), {{by}} keeps that label too."""
     window = format_duration(window_seconds)
 
     def rendered(variables: dict[str, str]) -> str:
@@ -68,11 +76,12 @@ def template_queries(
 
     split = sides.split()
     if split is not None and uses(template, "by"):
-        variables = {"selector": split.selector(), "window": window, "by": split.label}
+        by = split.label if group is None else f"{group}, {split.label}"
+        variables = {"selector": split.selector(), "window": window, "by": by}
         return [Query(role, BOTH, rendered(variables), split.label)]
     queries = []
     for side, matchers in _per_side(sides, overlap=overlap):
-        variables = {"selector": render_matchers(matchers), "window": window, "by": ""}
+        variables = {"selector": render_matchers(matchers), "window": window, "by": group or ""}
         queries.append(Query(role, side, rendered(variables)))
     return queries
 
@@ -85,25 +94,43 @@ def _per_side(sides: Sides, *, overlap: bool) -> list[tuple[str, tuple[Matcher, 
     return parts
 
 
-def histogram_queries(histogram: str, labels: str, sides: Sides, window_seconds: float) -> list[Query]:
+def histogram_queries(
+    histogram: str, labels: str, sides: Sides, window_seconds: float, group: str | None = None
+) -> list[Query]:
+    """A classic histogram's bucket counts per look, by `le` (and by the `group` label, a feature, if any)."""
+    return _grouped_counts("buckets", f"{histogram}_bucket", "le", labels, sides, window_seconds, group)
+
+
+def category_queries(
+    counter: str, category: str, labels: str, sides: Sides, window_seconds: float, group: str | None = None
+) -> list[Query]:
+    """A counter's counts per look and category (and per `group` label value, a feature, if any)."""
+    return _grouped_counts("categories", counter, category, labels, sides, window_seconds, group)
+
+
+def _grouped_counts(
+    role: str, series: str, column: str, labels: str, sides: Sides, window_seconds: float, group: str | None
+) -> list[Query]:
     window = format_duration(window_seconds)
     extra = labels.strip().rstrip(",")
+    by = column if group is None else f"{column}, {group}"
     split = sides.split()
     if split is not None:
         selector = ",".join(part for part in (extra, split.selector()) if part)
-        promql = f"sum by (le, {split.label}) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
-        return [Query("buckets", BOTH, promql, split.label)]
+        promql = f"sum by ({by}, {split.label}) {exact_form(f'{series}{{{selector}}}', window)}"
+        return [Query(role, BOTH, promql, split.label)]
     queries = []
     for side, matchers in _per_side(sides, overlap=True):
         selector = ",".join(part for part in (extra, render_matchers(matchers)) if part)
-        promql = f"sum by (le) {exact_form(f'{histogram}_bucket{{{selector}}}', window)}"
-        queries.append(Query("buckets", side, promql))
+        promql = f"sum by ({by}) {exact_form(f'{series}{{{selector}}}', window)}"
+        queries.append(Query(role, side, promql))
     return queries
 
 
 def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, where: str = "") -> list[Query]:
     """All queries one look of this metric needs; `where` is the metric's field path for errors."""
     where = where or f"metrics[{metric.name}]"
+    group = metric.features.label if metric.features is not None else None
     if metric.error_rate is not None:
         return [
             *template_queries("errors", metric.error_rate.errors, sides, window_seconds, f"{where}.errorRate.errors"),
@@ -113,15 +140,29 @@ def metric_queries(metric: MetricSpec, sides: Sides, window_seconds: float, wher
         ]
     if metric.ratio is not None:
         return [
-            *template_queries("errors", metric.ratio.numerator, sides, window_seconds, f"{where}.ratio.numerator"),
             *template_queries(
-                "total", metric.ratio.denominator, sides, window_seconds, f"{where}.ratio.denominator", overlap=True
+                "errors", metric.ratio.numerator, sides, window_seconds, f"{where}.ratio.numerator", group=group
+            ),
+            *template_queries(
+                "total",
+                metric.ratio.denominator,
+                sides,
+                window_seconds,
+                f"{where}.ratio.denominator",
+                overlap=True,
+                group=group,
             ),
         ]
     if metric.latency is not None:
         return histogram_queries(metric.latency.histogram, metric.latency.labels, sides, window_seconds)
     if metric.drift is not None:
-        return histogram_queries(metric.drift.histogram, metric.drift.labels, sides, window_seconds)
+        if metric.drift.counter is not None:
+            assert metric.drift.category is not None
+            return category_queries(
+                metric.drift.counter, metric.drift.category, metric.drift.labels, sides, window_seconds, group
+            )
+        assert metric.drift.histogram is not None
+        return histogram_queries(metric.drift.histogram, metric.drift.labels, sides, window_seconds, group)
     assert metric.custom is not None
     where = f"{where}.custom.query"
     return template_queries("value", metric.custom.query, sides, window_seconds, where, overlap=True)

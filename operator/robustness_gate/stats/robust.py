@@ -189,11 +189,17 @@ class _BinomialRatio:
 
 
 def _binomial_ratio_columns(
-    ce: FloatArray, rho: FloatArray, informative: BoolArray, be: FloatArray, r0: FloatArray, increase: bool
+    ce: FloatArray,
+    rho: FloatArray,
+    informative: BoolArray,
+    be: FloatArray,
+    r0: FloatArray,
+    increase: bool,
+    log_effects: FloatArray = counts.LOG_EFFECT_GRID,
 ) -> _BinomialRatio:
     """counts.ratio_log_evalue_columns with one r0 per column (what inverting the test needs)."""
     sign = 1.0 if increase else -1.0
-    ratios = r0[:, None] * np.exp(sign * counts.LOG_EFFECT_GRID)[None, :]  # columns x G
+    ratios = r0[:, None] * np.exp(sign * np.asarray(log_effects, dtype=float))[None, :]  # columns x G
     rho3 = rho[:, None, None]
     theta = rho3 * ratios[None] / (rho3 * ratios[None] + 1.0 - rho3)  # looks x columns x G
     theta0 = (rho[:, None] * r0[None, :] / (rho[:, None] * r0[None, :] + 1.0 - rho[:, None]))[:, :, None]
@@ -204,7 +210,7 @@ def _binomial_ratio_columns(
     log_event, log_other = np.where(live, log_event, 0.0), np.where(live, log_other, 0.0)
     increments = ce[:, :, None] * log_event + be[:, :, None] * log_other
     cumulative = np.cumsum(increments, axis=0)
-    grid = len(counts.LOG_EFFECT_GRID)
+    grid = len(log_effects)
     flat = cumulative.reshape(-1, grid) - math.log(grid)
     log_e = counts.logsumexp_rows(flat).reshape(cumulative.shape[:2])
     return _BinomialRatio(
@@ -220,6 +226,7 @@ def ratio_log_evalue_columns(
     r0: float | FloatArray,
     increase: bool = True,
     weight: FloatArray | None = None,
+    log_effects: FloatArray = counts.LOG_EFFECT_GRID,
 ) -> FloatArray:
     """counts.ratio_log_evalue_columns made robust: log E per look and column (looks x columns).
 
@@ -238,7 +245,7 @@ def ratio_log_evalue_columns(
     rho, informative = counts.shares(ct, bt)
     used = informative[:, None] & ((ce + be) > 0)
     ce, be = np.where(used, ce, 0.0), np.where(used, be, 0.0)
-    binomial = _binomial_ratio_columns(ce, rho, informative, be, r0s, increase)
+    binomial = _binomial_ratio_columns(ce, rho, informative, be, r0s, increase, log_effects)
     theta0 = rho[:, None] * r0s[None, :] / (rho[:, None] * r0s[None, :] + 1.0 - rho[:, None])
     scores = mid_p_scores(ce, ce + be, theta0, high=increase)
     if weight is None:
