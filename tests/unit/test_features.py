@@ -240,3 +240,10 @@ def test_bad_feature_and_category_specs_name_the_field_and_the_fix(
     with pytest.raises(ValueError) as error:
         RobustnessGateSpec.model_validate(document)
     assert field in str(error.value) and fix in str(error.value)
+
+
+def test_a_ratio_over_features_parses_as_the_apiserver_stores_it_with_the_schemas_defaults() -> None:
+    stored = {**NULL_RATES, "features": {"label": "feature", "maxDriftedShare": 0.5, "critical": [], "slo": {}}}
+    assert MetricSpec.model_validate(stored).features is not None
+    with pytest.raises(ValueError, match="features.critical is for drift metrics"):
+        MetricSpec.model_validate({**NULL_RATES, "features": {"label": "feature", "critical": ["age"]}})

@@ -493,8 +493,9 @@ class MetricSpec(Model):
                         f"ratio.{field} must group by {{{{by}}}} (e.g. sum by ({{{{by}}}}) (...)) when features is "
                         f"set: the feature label {features.label!r} is added to it"
                     )
-            if features.critical or "max_drifted_share" in features.model_fields_set:
-                raise ValueError("features.critical and features.maxDriftedShare are for drift metrics")
+            # maxDriftedShare is not checked here: the CRD's default puts it into every stored features object.
+            if features.critical:
+                raise ValueError("features.critical is for drift metrics; every feature of a ratio must hold its slo")
             if features.slo and (self.slo is None or self.slo.max is None):
                 raise ValueError("features.slo needs slo.max (the bound of the features it does not name)")
         elif features.slo:
