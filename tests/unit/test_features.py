@@ -247,3 +247,18 @@ def test_a_ratio_over_features_parses_as_the_apiserver_stores_it_with_the_schema
     assert MetricSpec.model_validate(stored).features is not None
     with pytest.raises(ValueError, match="features.critical is for drift metrics"):
         MetricSpec.model_validate({**NULL_RATES, "features": {"label": "feature", "critical": ["age"]}})
+
+
+def test_data_that_cannot_be_right_is_refused_naming_the_feature() -> None:
+    metric = MetricSpec.model_validate(NULL_RATES)
+    errors_q, total_q = metric_queries(metric, SIDES, WINDOW.step)
+    raw: dict[Query, RawSeries] = {
+        errors_q: [({"feature": f, "version": v}, samples(1, 1, 1)) for f in ("age", "zip") for v in ("v2", "v1")],
+        total_q: [({"feature": "age", "version": v}, samples(100, 100, 100)) for v in ("v2", "v1")]
+        + [({"feature": "zip", "version": v}, samples(100, 100, 100)) for v in ("v1",)]
+        + [({"feature": "zip", "version": "v2"}, samples(0.0, 100, 100))],
+    }
+    raw[errors_q] = [({"feature": "zip", "version": "v2"}, samples(60, 1, 1)), *raw[errors_q][:2]]
+    with pytest.raises(MetricsError, match=r"^metric nulls, feature=zip: ") as error:
+        assemble(metric, SIDES, WINDOW, raw)
+    assert error.value.kind == "refused"

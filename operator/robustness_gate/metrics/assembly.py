@@ -354,7 +354,12 @@ def _assemble_grouped(
     groups = tuple(sorted(by_group)) if wanted is None else tuple(wanted)
     members: list[FeatureData] = []
     for group in groups:
-        member = _assemble_one(metric, sides, window, by_group.get(group, {q: [] for q in raw}))
+        try:
+            member = _assemble_one(metric, sides, window, by_group.get(group, {q: [] for q in raw}))
+        except MetricsError as error:  # the same refusal, saying which feature's data it is
+            prefix = f"metric {metric.name}"
+            message = str(error).replace(prefix, f"{prefix}, {label}={group}", 1)
+            raise MetricsError(message, error.kind, error.at) from None
         assert isinstance(member, CountSeries | HistogramSeries | CategorySeries)
         members.append(member)
     return GroupedSeries(label, groups, tuple(members), window.looks)
