@@ -245,7 +245,7 @@ def test_bad_feature_and_category_specs_name_the_field_and_the_fix(
 def test_a_ratio_over_features_parses_as_the_apiserver_stores_it_with_the_schemas_defaults() -> None:
     stored = {**NULL_RATES, "features": {"label": "feature", "maxDriftedShare": 0.5, "critical": [], "slo": {}}}
     assert MetricSpec.model_validate(stored).features is not None
-    with pytest.raises(ValueError, match="features.critical is for drift metrics"):
+    with pytest.raises(ValueError, match=r"features\.critical is for drift metrics"):
         MetricSpec.model_validate({**NULL_RATES, "features": {"label": "feature", "critical": ["age"]}})
 
 
