@@ -8,6 +8,23 @@ One module per part: enums, spec, status, resource (the whole object) and proble
 
 from __future__ import annotations
 
+from robustness_gate.api.base import (
+    API_VERSION,
+    DNS_LABEL,
+    GROUP,
+    KIND,
+    LABEL_MATCHERS,
+    MAX_FEATURES,
+    MAX_LOOKS,
+    MAX_QUERY,
+    METRIC_NAME,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    Duration,
+    Model,
+)
 from robustness_gate.api.enums import (
     Action,
     CompareTest,
@@ -22,39 +39,26 @@ from robustness_gate.api.enums import (
     Phase,
     Verdict,
 )
-from robustness_gate.api.problems import FieldProblem, GateValidationError, gate_document, parse_gate
-from robustness_gate.api.resource import ObjectMeta, RobustnessGate
-from robustness_gate.api.spec import (
-    API_VERSION,
-    DNS_LABEL,
-    GROUP,
-    KIND,
-    LABEL_MATCHERS,
-    MAX_FEATURES,
-    MAX_LOOKS,
-    MAX_QUERY,
+from robustness_gate.api.metric import (
     METRIC_KINDS,
-    METRIC_NAME,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
     SLO,
-    VERSION,
-    AnalysisSpec,
-    BasicAuthSecretRef,
     Compare,
     CustomSource,
     DriftSource,
-    Duration,
     ErrorRateSource,
     Features,
     HistogramSource,
     MetricSpec,
+    RatioSource,
+)
+from robustness_gate.api.problems import FieldProblem, GateValidationError, gate_document, parse_gate
+from robustness_gate.api.resource import ObjectMeta, RobustnessGate
+from robustness_gate.api.spec import (
+    AnalysisSpec,
+    BasicAuthSecretRef,
     MinTraffic,
-    Model,
     PrometheusAuth,
     PrometheusSpec,
-    RatioSource,
     RobustnessGateSpec,
     Scoring,
     SecretKeyRef,

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from robustness_gate.api.base import Model
 from robustness_gate.api.resource import RobustnessGate
-from robustness_gate.api.spec import Model
 
 
 class FieldProblem(Model):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from robustness_gate.api.spec import API_VERSION, KIND, Model, RobustnessGateSpec
+from robustness_gate.api.base import API_VERSION, KIND, Model
+from robustness_gate.api.spec import RobustnessGateSpec
 from robustness_gate.api.status import RobustnessGateStatus
 
 

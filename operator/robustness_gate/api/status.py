@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from robustness_gate.api.base import Model
 from robustness_gate.api.enums import Action, Operation, Phase, Verdict
-from robustness_gate.api.spec import Model
 
 
 class FeatureStatus(Model):
