@@ -111,3 +111,15 @@ def test_the_robust_form_finds_a_psi_quarter_shift_within_a_few_looks(rates: tup
         first.append(float(above[0] + 1) if len(above) else math.inf)
     assert np.mean(np.isfinite(first)) >= 0.95
     assert np.median(first) <= 4  # the binomial form alone decides from the third look
+
+
+def test_the_robust_form_holds_its_level_on_uneven_categories_whose_shares_vary() -> None:
+    """Four categories at 70/20/5/5 % (predicted classes), shares redrawn each look from Dirichlet(50 p) on each
+    side independently, 600/5,400 observations a look: the same test, columns being categories."""
+    rng = np.random.default_rng(10)
+    probs = np.array([0.7, 0.2, 0.05, 0.05])
+    runs, hits = 400, 0
+    for _ in range(runs):
+        canary, baseline = looks(rng, probs, 600.0, 30, 50.0), looks(rng, probs, 5400.0, 30, 50.0)
+        hits += bool(np.any(drift.robust_log_evalues(canary, baseline) >= math.log(1 / ALPHA)))
+    assert hits / runs <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
