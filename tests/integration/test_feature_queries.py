@@ -28,6 +28,7 @@ DRIFTED = "f07"
 NULL_FEATURES = ("age", "amount", "device_fingerprint", "zip")
 CLASSES = {"approve": 0.7, "review": 0.2, "decline": 0.1}
 RATE = {"canary": 2.0, "stable": 18.0}  # observations per second
+LE = [f"{x:.4f}" for x in norm.ppf(np.arange(1, 10) / 10)] + ["+Inf"]  # the training profile's deciles
 
 
 def deciles(shift: float) -> np.ndarray:
@@ -47,8 +48,8 @@ def points(times: list[float], values: np.ndarray) -> list[tuple[float, float]]:
 
 def families(times: list[float], *, canary_broken: bool) -> list[openmetrics.MetricFamily]:
     rng = np.random.default_rng(20261207)
-    bounds = [f"{x:.4f}" for x in norm.ppf(np.arange(1, 10) / 10)] + ["+Inf"]
-    buckets, categories, nulls, observations = [], [], [], []
+    bounds = LE
+    buckets, categories, nulls, observations, inputs = [], [], [], [], []
     for version, rate in RATE.items():
         broken = canary_broken and version == "canary"
         for feature in FEATURES:
@@ -56,6 +57,11 @@ def families(times: list[float], *, canary_broken: bool) -> list[openmetrics.Met
             for j, le in enumerate(bounds):
                 labels = {"app": "features", "version": version, "feature": feature, "le": le}
                 buckets.append(openmetrics.Series("feature_value_bucket", labels, points(times, totals[:, j])))
+        # Inputs that moved 0.8 sd from the training deciles on both sides alike: input drift.
+        moved = np.cumsum(cumulative(rng, deciles(0.8), rate), axis=1)
+        for j, le in enumerate(bounds):
+            labels = {"app": "features", "version": version, "le": le}
+            inputs.append(openmetrics.Series("input_score_bucket", labels, points(times, moved[:, j])))
         probs = np.array([0.45, 0.2, 0.35]) if broken else np.array(list(CLASSES.values()))
         counts = cumulative(rng, probs, rate)
         for j, name in enumerate(CLASSES):
@@ -73,6 +79,7 @@ def families(times: list[float], *, canary_broken: bool) -> list[openmetrics.Met
         openmetrics.MetricFamily("predictions", "counter", "predictions by class", categories),
         openmetrics.MetricFamily("model_feature_null", "counter", "null features", nulls),
         openmetrics.MetricFamily("model_feature_observations", "counter", "features seen", observations),
+        openmetrics.MetricFamily("input_score", "histogram", "an input, moved since training", inputs),
     ]
 
 
@@ -93,6 +100,14 @@ def gate(only: str | None = None) -> dict[str, Any]:
                     "name": "input-drift",
                     "drift": {"histogram": "feature_value", "labels": 'app="features"'},
                     "features": {"label": "feature", "critical": [DRIFTED]},
+                },
+                {
+                    "name": "input-vs-training",
+                    "drift": {
+                        "histogram": "input_score",
+                        "labels": 'app="features"',
+                        "reference": {"le": LE, "shares": [0.1] * 10},
+                    },
                 },
                 {
                     "name": "classes",
@@ -158,6 +173,9 @@ def test_features_categories_and_null_rates_on_real_prometheus(
         assert code == 0 and answer["decision"]["action"] == "Promote", answer["decision"]
         assert {m["verdict"] for m in answer["metrics"]} == {"Pass"}, [m["message"] for m in answer["metrics"]]
         drift, nulls = metric(answer, "input-drift"), metric(answer, "feature-nulls")
+        moved = metric(answer, "input-vs-training")
+        assert "input drift, not a canary regression" in moved["message"], moved["message"]
+        assert moved["referenceCanary"] > 0.2 and moved["referenceBaseline"] > 0.2
         assert drift["message"].startswith("0 of 12 features drifted")
         assert {f["name"] for f in drift["features"]} == set(FEATURES)
         assert {f["name"] for f in nulls["features"]} == set(NULL_FEATURES)

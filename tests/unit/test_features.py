@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -262,3 +263,77 @@ def test_data_that_cannot_be_right_is_refused_naming_the_feature() -> None:
     with pytest.raises(MetricsError, match=r"^metric nulls, feature=zip: ") as error:
         assemble(metric, SIDES, WINDOW, raw)
     assert error.value.kind == "refused"
+
+
+DECILE_LE = [f"{x:.4f}" for x in norm.ppf(np.arange(1, 10) / 10)] + ["+Inf"]
+
+
+def reference_metric(reference: dict[str, object]) -> MetricSpec:
+    return MetricSpec.model_validate({"name": "scores", "drift": {"histogram": "score", "reference": reference}})
+
+
+def test_both_sides_far_from_the_reference_but_alike_is_input_drift_not_a_regression() -> None:
+    """Training profile at the deciles; live traffic has moved 0.8 sd on both sides alike: reported, not failed."""
+    rng = np.random.default_rng(7)
+    metric = reference_metric({"le": DECILE_LE, "shares": [0.1] * 10})
+    bounds = tuple(float(x) for x in DECILE_LE[:-1])
+    data = HistogramSeries(bounds, decile_counts(rng, 0.8, 200, 15), decile_counts(rng, 0.8, 1800, 15))
+    result = judge_metric(metric, data, SETTINGS)
+    assert result.verdict is Verdict.PASS, result.message
+    assert result.reference_canary is not None and result.reference_canary > 0.2
+    assert result.reference_baseline is not None and result.reference_baseline > 0.2
+    assert (
+        "from the reference: canary PSI" in result.message and "input drift, not a canary regression" in result.message
+    )
+    status = result.to_status()
+    assert status.reference_canary == result.reference_canary
+    # A canary that moved alone still fails on the comparison, with both distances reported.
+    moved = HistogramSeries(bounds, decile_counts(rng, 0.8, 200, 15), decile_counts(rng, 0.0, 1800, 15))
+    failed = judge_metric(metric, moved, SETTINGS)
+    assert failed.verdict is Verdict.FAIL and "input drift" not in failed.message
+    assert (failed.reference_baseline or 1.0) < 0.05 < (failed.reference_canary or 0.0)
+
+
+def test_a_categorical_reference_counts_categories_the_live_traffic_lacks() -> None:
+    metric = MetricSpec.model_validate(
+        {
+            "name": "classes",
+            "drift": {
+                "counter": "predictions_total",
+                "category": "class",
+                "reference": {"categories": {"approve": 70, "review": 20, "decline": 10}},
+            },
+        }
+    )
+    rng = np.random.default_rng(8)
+    canary = np.array([rng.multinomial(300, [0.78, 0.22]) for _ in range(10)], dtype=float)
+    baseline = np.array([rng.multinomial(2700, [0.78, 0.22]) for _ in range(10)], dtype=float)
+    result = judge_metric(metric, CategorySeries(("approve", "review"), canary, baseline), SETTINGS)
+    assert result.reference_canary is not None and result.reference_canary > 0.5  # no "decline" at all
+    assert result.verdict is Verdict.PASS
+
+
+def test_a_reference_for_other_buckets_is_refused_naming_the_field() -> None:
+    metric = reference_metric({"le": ["0.5", "1", "+Inf"], "shares": [0.3, 0.5, 0.2]})
+    (query,) = metric_queries(metric, SIDES, WINDOW.step)
+    raw: dict[Query, RawSeries] = {
+        query: [({"version": v, "le": le}, samples(5, 5, 5)) for v in ("v2", "v1") for le in ("0.25", "0.5", "+Inf")]
+    }
+    with pytest.raises(MetricsError, match=r"drift\.reference\.le \(0\.5, 1, \+Inf\) are not the histogram's buckets"):
+        assemble(metric, SIDES, WINDOW, raw)
+
+
+@pytest.mark.parametrize(
+    ("reference", "fix"),
+    [
+        ({"le": ["1", "2", "+Inf"], "shares": [0.5, 0.5]}, "3 le bounds but 2 shares"),
+        ({"le": ["1", "2"], "shares": [0.5, 0.5]}, 'must end with "+Inf"'),
+        ({"le": ["2", "1", "+Inf"], "shares": [0.2, 0.3, 0.5]}, "must increase"),
+        ({"le": ["1", "+Inf"], "shares": [-1.0, 2.0]}, "non-negative"),
+        ({"categories": {"a": 1.0}}, "a histogram's reference gives le and shares"),
+        ({"shares": [0.5, 0.5]}, "needs le and shares"),
+    ],
+)
+def test_bad_references_say_what_to_fix(reference: dict[str, object], fix: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fix)):
+        reference_metric(reference)

@@ -50,6 +50,7 @@ from robustness_gate.api.metric import (
     HistogramSource,
     MetricSpec,
     RatioSource,
+    Reference,
 )
 from robustness_gate.api.problems import FieldProblem, GateValidationError, gate_document, parse_gate
 from robustness_gate.api.resource import ObjectMeta, RobustnessGate
@@ -117,6 +118,7 @@ __all__ = [
     "PrometheusAuth",
     "PrometheusSpec",
     "RatioSource",
+    "Reference",
     "RobustnessGate",
     "RobustnessGateSpec",
     "RobustnessGateStatus",

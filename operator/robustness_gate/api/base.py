@@ -55,6 +55,8 @@ MAX_QUERY = 10_000
 # Features of one metric: a status lists each judged one (drifted first), and must stay well within the size an
 # object in etcd may have (1.5 MiB).
 MAX_FEATURES = 500
+# Buckets (or categories) of a drift reference given in the gate.
+MAX_BUCKETS = 200
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 

@@ -9,7 +9,16 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from robustness_gate.api.base import DNS_LABEL, LABEL_MATCHERS, LABEL_NAME, MAX_FEATURES, MAX_QUERY, METRIC_NAME, Model
+from robustness_gate.api.base import (
+    DNS_LABEL,
+    LABEL_MATCHERS,
+    LABEL_NAME,
+    MAX_BUCKETS,
+    MAX_FEATURES,
+    MAX_QUERY,
+    METRIC_NAME,
+    Model,
+)
 from robustness_gate.api.enums import CompareTest, Direction, DriftEffect, MetricKind
 
 
@@ -43,6 +52,55 @@ class HistogramSource(Model):
         max_length=2000,
         description='Extra label matchers, e.g. app="fraud",route="/score".',
     )
+
+
+class Reference(Model):
+    """A fixed distribution, e.g. the training profile, that the canary and the baseline are each measured
+    against and reported beside the comparison: both far from it while agreeing with each other is input drift,
+    not a canary regression. It never fails the metric; the canary-vs-baseline test alone does."""
+
+    le: list[str] | None = Field(
+        None,
+        min_length=2,
+        max_length=MAX_BUCKETS,
+        description='Histogram: the bucket bounds the shares are for, ending with "+Inf"; they must be the '
+        "histogram's own.",
+    )
+    shares: list[float] | None = Field(
+        None, min_length=2, max_length=MAX_BUCKETS, description="Histogram: the share (or count) of each bucket."
+    )
+    categories: dict[str, float] | None = Field(
+        None, min_length=1, max_length=MAX_BUCKETS, description="Counter: the share (or count) of each category."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Reference:
+        if self.categories is not None:
+            if self.le is not None or self.shares is not None:
+                raise ValueError("drift.reference: give categories, or le with shares, not both")
+            values = list(self.categories.values())
+        else:
+            if self.le is None or self.shares is None:
+                raise ValueError("drift.reference needs le and shares (a histogram) or categories (a counter)")
+            if len(self.le) != len(self.shares):
+                raise ValueError(f"drift.reference has {len(self.le)} le bounds but {len(self.shares)} shares")
+            if self.le[-1] != "+Inf":
+                raise ValueError('drift.reference.le must end with "+Inf", as a histogram\'s buckets do')
+            try:
+                bounds = [float(bound) for bound in self.le]
+            except ValueError:
+                raise ValueError(f"drift.reference.le holds a bound that is not a number: {self.le}") from None
+            if any(b >= a for a, b in zip(bounds[1:], bounds, strict=False)):
+                raise ValueError(f"drift.reference.le must increase: {self.le}")
+            values = self.shares
+        if any(v < 0 or v != v for v in values) or sum(values) <= 0:
+            raise ValueError("drift.reference shares must be non-negative numbers with a positive sum")
+        return self
+
+    def bounds(self) -> tuple[float, ...]:
+        """The finite bucket bounds (histogram)."""
+        assert self.le is not None
+        return tuple(float(bound) for bound in self.le[:-1])
 
 
 class DriftSource(Model):
@@ -79,6 +137,9 @@ class DriftSource(Model):
         description='Extra label matchers, e.g. app="fraud",route="/score".',
     )
     effect: DriftEffect = Field(DriftEffect.PSI, description="Effect size that must exceed max to fail.")
+    reference: Reference | None = Field(
+        None, description="A training profile to measure canary and baseline against (reported, never failing)."
+    )
     max: float = Field(
         0.2,
         gt=0,
@@ -93,6 +154,10 @@ class DriftSource(Model):
             raise ValueError(f"drift.counter {self.counter} needs drift.category: the label naming the category")
         if self.histogram is not None and self.category is not None:
             raise ValueError("drift.category goes with drift.counter; a histogram's buckets are its le label")
+        if self.reference is not None and (self.reference.categories is not None) != (self.counter is not None):
+            raise ValueError(
+                "drift.reference: a histogram's reference gives le and shares, a counter's gives categories"
+            )
         if self.counter is not None and self.effect in (DriftEffect.WASSERSTEIN, DriftEffect.KOLMOGOROV_SMIRNOV):
             raise ValueError(
                 f"drift.effect {self.effect.value} needs ordered buckets, and categories have no order: "

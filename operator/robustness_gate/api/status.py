@@ -35,6 +35,8 @@ class MetricStatus(Model):
         None, description="The look whose data gave these numbers: the first that showed a failure, else the last."
     )
     message: str = ""
+    reference_canary: float | None = Field(None, description="Drift with a reference: the canary's effect from it.")
+    reference_baseline: float | None = Field(None, description="Drift with a reference: the baseline's effect from it.")
     features: list[FeatureStatus] | None = Field(
         None, description="A metric over many features: every judged feature, failures first."
     )

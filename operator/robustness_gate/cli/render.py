@@ -134,6 +134,14 @@ def metric_document(result: MetricResult) -> dict[str, Any]:
         "dryRun": result.dry_run,
         "look": result.look,
         "message": result.message,
+        **(
+            {
+                "referenceCanary": _json_number(result.reference_canary),
+                "referenceBaseline": _json_number(result.reference_baseline),
+            }
+            if result.reference_canary is not None or result.reference_baseline is not None
+            else {}
+        ),
         **({"features": [_feature_document(f) for f in result.features]} if result.features else {}),
     }
 

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from robustness_gate.api import DriftEffect, MetricSpec
+from robustness_gate.api import DriftEffect, MetricSpec, Reference
 from robustness_gate.judge.parts import Part, combine, traffic
 from robustness_gate.judge.results import JudgeSettings, MetricResult
 from robustness_gate.judge.text import nan_none, num
@@ -30,19 +30,7 @@ def judge_drift(metric: MetricSpec, data: HistogramSeries | CategorySeries, sett
     canary_counts, baseline_counts = data.canary.sum(axis=0), data.baseline.sum(axis=0)
     canary_total, baseline_total = float(canary_counts.sum()), float(baseline_counts.sum())
     effect_name = metric.drift.effect
-    if canary_total > 0 and baseline_total > 0:
-        if effect_name is DriftEffect.PSI:
-            effect = histograms.psi(canary_counts, baseline_counts)
-        elif effect_name is DriftEffect.JENSEN_SHANNON:
-            effect = histograms.jensen_shannon(canary_counts, baseline_counts)
-        elif effect_name is DriftEffect.KOLMOGOROV_SMIRNOV:
-            assert isinstance(data, HistogramSeries)
-            effect = histograms.kolmogorov_smirnov(canary_counts, baseline_counts)
-        else:
-            assert isinstance(data, HistogramSeries)
-            effect = histograms.wasserstein(data.bounds, canary_counts, baseline_counts)
-    else:
-        effect = math.nan
+    effect = _effect(effect_name, data, canary_counts, baseline_counts)
     log_e = (drift.robust_log_evalues if settings.robust else drift.binomial_log_evalues)(data.canary, data.baseline)
     max_log_e = float(np.max(log_e)) if len(log_e) else 0.0
     p_value = min(1.0, math.exp(-max_log_e))
@@ -63,6 +51,11 @@ def judge_drift(metric: MetricSpec, data: HistogramSeries | CategorySeries, sett
                 f" and {len(unseen) - MAX_NAMED} more" if len(unseen) > MAX_NAMED else ""
             )
             text += f"; categories the baseline never had: {shown}"
+    against = _against_reference(metric.drift.reference, data, canary_counts, baseline_counts, effect_name)
+    if against is not None:
+        text += f"; from the reference: canary {effect_name.value} {num(against[0])}, baseline {num(against[1])}"
+        if min(against) >= metric.drift.max and not (significant and large):
+            text += " (input drift, not a canary regression)"
     if significant and large:
         part = Part(True, False, f"{what}: {text}, shown at look {data.looks}", at=data.looks)
     elif large:
@@ -87,7 +80,49 @@ def judge_drift(metric: MetricSpec, data: HistogramSeries | CategorySeries, sett
         effect=nan_none(effect),
         canary_traffic=canary_total,
         baseline_traffic=baseline_total,
+        reference_canary=nan_none(against[0]) if against else None,
+        reference_baseline=nan_none(against[1]) if against else None,
     )
+
+
+def _effect(
+    effect_name: DriftEffect, data: HistogramSeries | CategorySeries, actual: FloatArray, expected: FloatArray
+) -> float:
+    if float(actual.sum()) <= 0 or float(expected.sum()) <= 0:
+        return math.nan
+    if effect_name is DriftEffect.PSI:
+        return histograms.psi(actual, expected)
+    if effect_name is DriftEffect.JENSEN_SHANNON:
+        return histograms.jensen_shannon(actual, expected)
+    assert isinstance(data, HistogramSeries)
+    if effect_name is DriftEffect.KOLMOGOROV_SMIRNOV:
+        return histograms.kolmogorov_smirnov(actual, expected)
+    return histograms.wasserstein(data.bounds, actual, expected)
+
+
+def _against_reference(
+    reference: Reference | None,
+    data: HistogramSeries | CategorySeries,
+    canary: FloatArray,
+    baseline: FloatArray,
+    effect_name: DriftEffect,
+) -> tuple[float, float] | None:
+    """(canary, baseline) effect from the reference; None without one. Categories only the reference has count as
+    columns the two sides never saw."""
+    if reference is None:
+        return None
+    if isinstance(data, CategorySeries):
+        assert reference.categories is not None
+        extra = [name for name in reference.categories if name not in data.categories]
+        names = [*data.categories, *extra]
+        expected = np.array([reference.categories.get(name, 0.0) for name in names], dtype=float)
+        canary, baseline = (np.concatenate([side, np.zeros(len(extra))]) for side in (canary, baseline))
+    else:
+        assert reference.shares is not None
+        expected = np.asarray(reference.shares, dtype=float)
+        if len(expected) != len(canary):
+            return None  # the assembly refuses other buckets; an empty histogram has none yet
+    return (_effect(effect_name, data, canary, expected), _effect(effect_name, data, baseline, expected))
 
 
 def _upper_bound(effect_name: DriftEffect, canary: FloatArray, baseline: FloatArray, effect: float) -> float:

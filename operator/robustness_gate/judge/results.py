@@ -36,7 +36,9 @@ class MetricResult:
     critical: bool = False
     dry_run: bool = False
     look: int | None = None  # the look whose data gave every number here: the first that showed a failure
-    features: tuple[MetricResult, ...] = ()  # a metric over many features: each one's result, failures first
+    features: tuple[MetricResult, ...] = ()
+    reference_canary: float | None = None  # drift with a reference: each side's effect from it
+    reference_baseline: float | None = None  # a metric over many features: each one's result, failures first
 
     def to_status(self) -> MetricStatus:
         return MetricStatus(
@@ -53,6 +55,8 @@ class MetricResult:
             look=self.look,
             message=self.message,
             features=[feature.to_feature_status() for feature in self.features[:MAX_FEATURES]] or None,
+            reference_canary=finite(self.reference_canary),
+            reference_baseline=finite(self.reference_baseline),
         )
 
     def to_feature_status(self) -> FeatureStatus:

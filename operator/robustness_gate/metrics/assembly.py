@@ -14,12 +14,14 @@ import numpy as np
 
 from robustness_gate.api import MetricSpec
 from robustness_gate.metrics.queries import BASELINE, BOTH, CANARY, OVERLAP, Query
+from robustness_gate.metrics.refusals import (
+    refuse_excess,
+    refuse_negative,
+    refuse_not_cumulative,
+    refuse_overlap,
+    refuse_shared_series,
+)
 from robustness_gate.metrics.source import (
-    BUCKET_DROP_SHARE,
-    COUNT_SLACK,
-    EVENT_EXCESS_FACTOR,
-    NEGATIVE_TOLERANCE,
-    REFUSED,
     ErrorKind,
     MetricsError,
     RawSeries,
@@ -67,8 +69,8 @@ def _per_look(samples: list[tuple[float, float]], window: Window, where: str) ->
 
 def assemble(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> MetricData:
     """Turn the answers to metric_queries() into the series the judge reads."""
-    _refuse_shared_series(metric, sides, window, raw)
-    _refuse_overlap(metric, sides, window, raw)
+    refuse_shared_series(metric, sides, window, raw)
+    refuse_overlap(metric, sides, window, raw)
     raw = {query: series for query, series in raw.items() if query.side != OVERLAP}
     if metric.features is not None:
         return _assemble_grouped(metric, sides, window, raw, metric.features.label)
@@ -79,7 +81,9 @@ def _assemble_one(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Qu
     if metric.drift is not None and metric.drift.categorical:
         return _assemble_categories(metric, sides, window, raw)
     if metric.kind in ("latency", "drift"):
-        return _assemble_histogram(metric, sides, window, raw)
+        histogram = _assemble_histogram(metric, sides, window, raw)
+        _check_reference(metric, histogram)
+        return histogram
     per_role: dict[tuple[str, str], FloatArray] = {}
     for query, series_list in raw.items():
         found: dict[str, list[FloatArray]] = {CANARY: [], BASELINE: []}
@@ -103,14 +107,14 @@ def _assemble_one(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Qu
                 # A missing sample in a counter increase means nothing was counted then.
                 stacked = np.nan_to_num(np.array(arrays), nan=0.0) if arrays else np.zeros((1, window.looks))
                 summed = stacked.sum(axis=0)
-                _refuse_negative(metric, query.role, side, window, summed)
+                refuse_negative(metric, query.role, side, window, summed)
                 per_role[(query.role, side)] = np.clip(summed, 0.0, None)
     if metric.kind == "custom":
         return ValueSeries(canary=per_role[("value", CANARY)], baseline=per_role[("value", BASELINE)])
     canary_events, canary_total = per_role[("errors", CANARY)], per_role[("total", CANARY)]
     baseline_events, baseline_total = per_role[("errors", BASELINE)], per_role[("total", BASELINE)]
-    _refuse_excess(metric, CANARY, window, canary_events, canary_total)
-    _refuse_excess(metric, BASELINE, window, baseline_events, baseline_total)
+    refuse_excess(metric, CANARY, window, canary_events, canary_total)
+    refuse_excess(metric, BASELINE, window, baseline_events, baseline_total)
     # Bad events cannot outnumber all events; within the slack above, scrape skew can make them.
     return CountSeries(
         canary_events=np.minimum(canary_events, canary_total),
@@ -171,8 +175,8 @@ def _assemble_histogram(
         raise MetricsError(f"metric {metric.name}: the histogram has only the +Inf bucket", ErrorKind.DATA)
     kept = [union.index(bound) for bound in all_bounds]
     (canary, canary_seen), (baseline, baseline_seen) = summed[CANARY], summed[BASELINE]
-    _refuse_not_cumulative(metric, CANARY, window, tuple(all_bounds), canary[:, kept], le_text)
-    _refuse_not_cumulative(metric, BASELINE, window, tuple(all_bounds), baseline[:, kept], le_text)
+    refuse_not_cumulative(metric, CANARY, window, tuple(all_bounds), canary[:, kept], le_text)
+    refuse_not_cumulative(metric, BASELINE, window, tuple(all_bounds), baseline[:, kept], le_text)
     return HistogramSeries(
         bounds=finite,
         canary=per_bucket(canary[:, kept]),
@@ -223,111 +227,6 @@ def joined_buckets_agree(bounds: tuple[float, ...], seen: tuple[BoolArray, BoolA
     if not any(bool(side.any()) for side in sides):
         return bounds == EMPTY_BOUNDS  # nothing seen: all rows are zeros, as in the empty answer
     return all(bool(side.all()) or not side.any() for side in sides)
-
-
-def _look_time(window: Window, index: int) -> float:
-    return window.start + (index + 1) * window.step
-
-
-def _refuse_negative(metric: MetricSpec, role: str, side: str, window: Window, values: FloatArray) -> None:
-    bad = np.flatnonzero(values < -NEGATIVE_TOLERANCE)
-    if bad.size:
-        look = int(bad[0])
-        part = role if metric.kind == "errorRate" else {"errors": "numerator", "total": "denominator"}[role]
-        raise MetricsError(
-            f"metric {metric.name}: the {side}'s {part} query counted {values[look]:.6g} at look {look + 1}; counts "
-            "cannot be negative: count with increase() of a counter, not delta() or a difference of gauges",
-            REFUSED,
-            _look_time(window, look),
-        )
-
-
-def _refuse_excess(metric: MetricSpec, side: str, window: Window, events: FloatArray, total: FloatArray) -> None:
-    """Bad events far above all events in a look: the numerator and denominator are swapped or unrelated."""
-    bad = np.flatnonzero(events > EVENT_EXCESS_FACTOR * total + COUNT_SLACK)
-    if bad.size:
-        look = int(bad[0])
-        numerator, denominator = ("errors", "total") if metric.kind == "errorRate" else ("numerator", "denominator")
-        raise MetricsError(
-            f"metric {metric.name}: the {side} counted {events[look]:.6g} {numerator} but only {total[look]:.6g} "
-            f"{denominator} at look {look + 1}; the {numerator} must count a subset of the {denominator}: check "
-            "that the two queries are not swapped and select the same requests",
-            REFUSED,
-            _look_time(window, look),
-        )
-
-
-def _refuse_not_cumulative(
-    metric: MetricSpec,
-    side: str,
-    window: Window,
-    bounds: tuple[float, ...],
-    cumulative: FloatArray,
-    le_text: dict[float, str],
-) -> None:
-    """A bucket that counts clearly fewer observations than the bucket below it: not `le` buckets."""
-    if cumulative.shape[1] < 2 or cumulative.shape[0] == 0:
-        return
-    drops = cumulative[:, :-1] - cumulative[:, 1:]  # how much each bucket counts less than the next one up
-    allowed = np.maximum(COUNT_SLACK, BUCKET_DROP_SHARE * cumulative[:, -1:])
-    bad = np.argwhere(drops > allowed)
-    if bad.size:
-        look, column = int(bad[0][0]), int(bad[0][1])
-        lower, upper = le_text[bounds[column]], le_text[bounds[column + 1]]
-        raise MetricsError(
-            f"metric {metric.name}: the {side}'s bucket le={lower} counted {cumulative[look, column]:.6g} but "
-            f"le={upper} only {cumulative[look, column + 1]:.6g} at look {look + 1}; histogram buckets must be "
-            "cumulative (each counts the observations at or below its bound): query a classic histogram's "
-            "_bucket series, not per-bucket counts",
-            REFUSED,
-            _look_time(window, look),
-        )
-
-
-def _refuse_overlap(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> None:
-    """Anything counted by the series both selectors match (the OVERLAP query): those requests would be on
-    both sides. Also found where the metric's own queries aggregate the telling labels away."""
-    for query, series_list in raw.items():
-        if query.side != OVERLAP:
-            continue
-        for _, samples in series_list:
-            # Custom values are not counts: any value at all is a series of both sides.
-            looks = [(i, value) for i, value in ((window.index(t), v) for t, v in samples) if i is not None]
-            counted = (lambda v: not math.isnan(v)) if query.role == "value" else (lambda v: v > COUNT_SLACK)
-            shown = [(i, value) for i, value in looks if counted(value)]
-            if not shown:
-                continue
-            look, value = min(shown)
-            both = ",".join(matcher.render() for matcher in dict.fromkeys((*sides.canary, *sides.baseline)))
-            raise MetricsError(
-                f"metric {metric.name}: series that both the canary and the baseline selector match ({{{both}}}) "
-                f"counted {value:.6g} ({query.role}) at look {look + 1}; give each side a label value the other "
-                "cannot match",
-                REFUSED,
-                _look_time(window, look),
-            )
-
-
-def _refuse_shared_series(metric: MetricSpec, sides: Sides, window: Window, raw: dict[Query, RawSeries]) -> None:
-    """A series that both sides' selectors match: the canary would be compared with itself. Only series that
-    still carry every label the selectors name can show it (aggregation may have removed them)."""
-    if sides.disjoint():  # the usual case, checked once per Sides: no series to look through
-        return
-    matchers = (*sides.canary, *sides.baseline)
-    for query, series_list in raw.items():
-        for labels, samples in series_list:
-            if not all(matcher.name in labels and matcher.matches(labels[matcher.name]) for matcher in matchers):
-                continue
-            indices = sorted(i for i in (window.index(t) for t, _ in samples) if i is not None)
-            if not indices:
-                continue
-            shown = ",".join(f'{name}="{value}"' for name, value in sorted(labels.items()))
-            raise MetricsError(
-                f"metric {metric.name}: the series {{{shown}}} matches both the canary and the baseline selector "
-                f"({query.role}); give each side a label value the other cannot match",
-                REFUSED,
-                _look_time(window, indices[0]),
-            )
 
 
 def _assemble_grouped(
@@ -394,6 +293,24 @@ def _assemble_categories(
         table = np.array([by_side[side].get(name, np.zeros(window.looks)) for name in categories]).T
         table = table.reshape(window.looks, len(categories))
         for index, name in enumerate(categories):
-            _refuse_negative(metric, f"category {name}", side, window, table[:, index])
+            refuse_negative(metric, f"category {name}", side, window, table[:, index])
         arrays.append(np.clip(table, 0.0, None))
     return CategorySeries(categories, arrays[0], arrays[1])
+
+
+def _check_reference(metric: MetricSpec, histogram: HistogramSeries) -> None:
+    """A drift reference must be for the histogram's own buckets (an empty histogram has none yet)."""
+    reference = metric.drift.reference if metric.drift is not None else None
+    if reference is None or histogram.bounds == EMPTY_BOUNDS:
+        return
+    given = reference.bounds()
+    if len(given) == len(histogram.bounds) and all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(given, histogram.bounds, strict=True)
+    ):
+        return
+    wanted = ", ".join([*(f"{bound:g}" for bound in histogram.bounds), "+Inf"])
+    raise MetricsError(
+        f"metric {metric.name}: drift.reference.le ({', '.join(reference.le or [])}) are not the histogram's "
+        f"buckets ({wanted}); give the reference's shares for the histogram's own bucket bounds",
+        ErrorKind.DATA,
+    )
