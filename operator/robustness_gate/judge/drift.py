@@ -54,7 +54,8 @@ def judge_drift(metric: MetricSpec, data: HistogramSeries | CategorySeries, sett
     against = _against_reference(metric.drift.reference, data, canary_counts, baseline_counts, effect_name)
     if against is not None:
         text += f"; from the reference: canary {effect_name.value} {num(against[0])}, baseline {num(against[1])}"
-        if min(against) >= metric.drift.max and not (significant and large):
+        both_far = all(not math.isnan(value) and value >= metric.drift.max for value in against)
+        if both_far and not (significant and large):
             text += " (input drift, not a canary regression)"
     if significant and large:
         part = Part(True, False, f"{what}: {text}, shown at look {data.looks}", at=data.looks)
