@@ -60,17 +60,14 @@ class Api:
 
 
 def https_get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, str]:
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=2)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace")
-    finally:
-        conn.close()
+    return _get(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=2), path)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    return _get(http.client.HTTPConnection("127.0.0.1", port, timeout=2), path)
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, str]:
     try:
         conn.request("GET", path)
         resp = conn.getresponse()

@@ -39,28 +39,21 @@ def judge_features(
     assert features is not None
     if not data.groups:
         return _result(metric, data, Verdict.NO_DATA, f"no series with a {features.label} label yet", [], "")
-    count = len(data.groups)
-    if metric.drift is not None:
-        return _drift(metric, features, data, settings, judge_one, count)
-    return _ratio(metric, features, data, settings, judge_one, count)
+    judge = _drift if metric.drift is not None else _ratio
+    return judge(metric, features, data, settings, judge_one)
 
 
 def _drift(
-    metric: MetricSpec,
-    features: Features,
-    data: GroupedSeries,
-    settings: JudgeSettings,
-    judge_one: JudgeOne,
-    count: int,
+    metric: MetricSpec, features: Features, data: GroupedSeries, settings: JudgeSettings, judge_one: JudgeOne
 ) -> MetricResult:
+    count = len(data.groups)
     first = [judge_one(_named(metric, group), member, _at(settings, count)) for group, member in _members(data)]
     results = list(first)
     # Holm: the k-th smallest p-value (0-based) is tested at alpha / (count - k), while every smaller one was.
     order = sorted(range(count), key=lambda i: _p(first[i]))
     for rank, index in enumerate(order):
         level = settings.alpha / (count - rank)
-        p_value = first[index].p_value
-        if p_value is None or p_value > level:
+        if _p(first[index]) > level:
             break
         if rank > 0:  # the first is tested at alpha / count, as already judged
             group, member = data.groups[index], data.members[index]
@@ -92,13 +85,9 @@ def _drift(
 
 
 def _ratio(
-    metric: MetricSpec,
-    features: Features,
-    data: GroupedSeries,
-    settings: JudgeSettings,
-    judge_one: JudgeOne,
-    count: int,
+    metric: MetricSpec, features: Features, data: GroupedSeries, settings: JudgeSettings, judge_one: JudgeOne
 ) -> MetricResult:
+    count = len(data.groups)
     level = _at(settings, count)
     results = [judge_one(_ratio_feature(metric, features, group), member, level) for group, member in _members(data)]
     test = f"{results[0].test} per feature, Bonferroni over {count}"
